@@ -1,0 +1,1 @@
+//! Agents: the far end of a call (echo, Hume EVI, LiveKit).

@@ -1,0 +1,1 @@
+//! The per-call state machine and the active-call registry.

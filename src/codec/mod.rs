@@ -1,0 +1,3 @@
+//! Audio codecs and sample-rate conversion.
+
+pub mod g711;

@@ -1,0 +1,5 @@
+//! RTP media for the SIP leg: header codec, jitter buffer, RFC 4733 events and the per-call session.
+
+pub mod dtmf;
+pub mod jitter;
+pub mod rtp;
