@@ -1,1 +1,663 @@
-//! (in progress)
+//! Configuration: the TOML schema of DESIGN.md, secrets from `*_env` variables, and validation
+//! that names the key and the line of every problem.
+//!
+//! Parsing goes in two steps: serde reads the file into `raw` structs whose values keep their
+//! byte spans (so a semantic problem found later can still point at its line), then `resolve`
+//! turns them into the typed [`Config`] the gateway runs with, collecting every problem rather
+//! than stopping at the first.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::sip::acl::AddressList;
+use crate::sip::auth::ChallengeKind;
+
+/// The configuration the gateway runs with, after validation and secret resolution.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub shutdown_grace: Duration,
+    pub sip: SipSettings,
+    pub media: MediaSettings,
+    pub http: HttpSettings,
+    pub twilio: TwilioSettings,
+    pub trunks: Vec<Trunk>,
+    pub routes: Vec<Route>,
+    pub agents: BTreeMap<String, AgentSpec>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SipSettings {
+    pub listen: SocketAddr,
+    /// Host (and optional port) written into Contact and Via; `None` means "the local address
+    /// that routes to the caller", found per call.
+    pub public_addr: Option<String>,
+    pub realm: String,
+    pub max_calls: usize,
+    pub challenge: ChallengeKind,
+}
+
+#[derive(Clone, Debug)]
+pub struct MediaSettings {
+    pub rtp_ports: (u16, u16),
+    /// SDP `c=` address; `None` falls back to `sip.public_addr`'s host, then to the local address
+    /// that routes to the caller.
+    pub public_ip: Option<IpAddr>,
+    pub media_timeout: Duration,
+    pub initial_media_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TwilioSettings {
+    pub auth_token: Option<String>,
+    pub public_url: Option<String>,
+    pub edge: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Trunk {
+    pub name: String,
+    /// Digest credentials; `None` for an address-only trunk (Twilio Elastic SIP Trunking).
+    pub credentials: Option<Credentials>,
+    pub allowed: AddressList,
+    /// Called numbers this trunk serves, normalised; empty means any.
+    pub numbers: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    // The password must never reach a log line, even through `{:?}` of a whole config.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// Called numbers, normalised; empty means the default route.
+    pub numbers: Vec<String>,
+    pub agent: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentSpec {
+    Echo,
+}
+
+/// One problem found in a configuration file, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem found in a configuration; `Display` prints one per line as
+/// `file:line:column: key: message`.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}:{}: ", self.file, p.line, p.column)?;
+            if !p.key.is_empty() {
+                write!(f, "{}: ", p.key)?;
+            }
+            write!(f, "{}", p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a configuration file. `env` looks up the `*_env` secrets (the process
+/// environment in production, a map in tests).
+pub fn load_file(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        problems: vec![Problem {
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        }],
+    })?;
+    parse(&text, &file, env)
+}
+
+/// Parses and validates configuration text; `file` only labels the errors.
+pub fn parse(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut ctx = Ctx {
+        text,
+        problems: Vec::new(),
+    };
+    let raw: raw::File = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let (line, column) = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .unwrap_or((0, 0));
+            return Err(ConfigError {
+                file: file.to_string(),
+                problems: vec![Problem {
+                    line,
+                    column,
+                    key: String::new(),
+                    message: e.message().trim().to_string(),
+                }],
+            });
+        }
+    };
+    let config = resolve(raw, &mut ctx, env);
+    if ctx.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError {
+            file: file.to_string(),
+            problems: ctx.problems,
+        })
+    }
+}
+
+/// The embedded default: every call answered by the echo agent, one digest trunk whose password
+/// is freshly random (the caller prints it), open to any source address.
+pub fn embedded_default() -> Config {
+    let password = random_password();
+    Config {
+        shutdown_grace: Duration::from_secs(30),
+        sip: SipSettings {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            public_addr: None,
+            realm: "sipbridge".into(),
+            max_calls: 2000,
+            challenge: ChallengeKind::Proxy,
+        },
+        media: MediaSettings {
+            rtp_ports: (10000, 20000),
+            public_ip: None,
+            media_timeout: Duration::from_secs(15),
+            initial_media_timeout: Duration::from_secs(30),
+        },
+        http: HttpSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+        },
+        twilio: TwilioSettings::default(),
+        trunks: vec![Trunk {
+            name: "demo".into(),
+            credentials: Some(Credentials {
+                username: "demo".into(),
+                password,
+            }),
+            allowed: AddressList::parse(&[]).unwrap_or_else(|_| unreachable_empty_list()),
+            numbers: Vec::new(),
+        }],
+        routes: vec![Route {
+            numbers: Vec::new(),
+            agent: "echo".into(),
+        }],
+        agents: BTreeMap::from([("echo".to_string(), AgentSpec::Echo)]),
+    }
+}
+
+fn unreachable_empty_list() -> AddressList {
+    // An empty entry list has nothing that can fail to parse.
+    panic!("empty address list rejected")
+}
+
+fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Normalises a phone number for matching: drops visual separators and a `tel:`/`+` prefix so
+/// that `+44 7846 855904`, `447846855904` and `tel:+447846855904` compare equal.
+pub fn normalize_number(n: &str) -> String {
+    let n = n.trim();
+    let n = n.strip_prefix("tel:").unwrap_or(n);
+    n.chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '+'))
+        .collect()
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    fn problem(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        let (line, column) = line_col(self.text, span.start);
+        self.problems.push(Problem {
+            line,
+            column,
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text.as_bytes()[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = offset - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+    (line, column)
+}
+
+mod raw {
+    use super::*;
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct File {
+        pub shutdown_grace_secs: Option<Spanned<u64>>,
+        #[serde(default)]
+        pub sip: Sip,
+        #[serde(default)]
+        pub media: Media,
+        #[serde(default)]
+        pub http: Http,
+        #[serde(default)]
+        pub twilio: Twilio,
+        #[serde(default)]
+        pub trunks: Vec<Spanned<Trunk>>,
+        #[serde(default)]
+        pub routes: Vec<Spanned<Route>>,
+        #[serde(default)]
+        pub agents: BTreeMap<Spanned<String>, Spanned<Agent>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Sip {
+        pub listen: Option<Spanned<String>>,
+        pub public_addr: Option<Spanned<String>>,
+        pub realm: Option<Spanned<String>>,
+        pub max_calls: Option<Spanned<i64>>,
+        /// `"proxy"` (407, the default) or `"www"` (401).
+        pub auth_challenge: Option<Spanned<String>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Media {
+        pub rtp_ports: Option<Spanned<String>>,
+        pub public_ip: Option<Spanned<String>>,
+        pub media_timeout_secs: Option<Spanned<u64>>,
+        pub initial_media_timeout_secs: Option<Spanned<u64>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Http {
+        pub listen: Option<Spanned<String>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Twilio {
+        pub auth_token_env: Option<Spanned<String>>,
+        pub public_url: Option<Spanned<String>>,
+        pub edge: Option<Spanned<String>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Trunk {
+        pub name: Option<Spanned<String>>,
+        pub username: Option<Spanned<String>>,
+        pub password: Option<Spanned<String>>,
+        pub password_env: Option<Spanned<String>>,
+        #[serde(default)]
+        pub allowed_addresses: Vec<Spanned<String>>,
+        #[serde(default)]
+        pub numbers: Vec<Spanned<String>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Route {
+        #[serde(default)]
+        pub numbers: Vec<Spanned<String>>,
+        pub agent: Spanned<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Agent {
+        pub kind: Spanned<String>,
+        /// Keys of the kinds this build does not run yet are kept so they can be named.
+        #[serde(flatten)]
+        pub rest: BTreeMap<String, toml::Value>,
+    }
+}
+
+fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<String>) -> Config {
+    let mut config = embedded_default();
+    config.trunks.clear();
+    config.routes.clear();
+    config.agents.clear();
+
+    if let Some(v) = raw.shutdown_grace_secs {
+        config.shutdown_grace = Duration::from_secs(*v.get_ref());
+    }
+
+    // [sip]
+    if let Some(v) = &raw.sip.listen {
+        match v.get_ref().parse::<SocketAddr>() {
+            Ok(a) => config.sip.listen = a,
+            Err(_) => ctx.problem(v.span(), "sip.listen", "expected ip:port, e.g. \"0.0.0.0:5060\""),
+        }
+    }
+    if let Some(v) = &raw.sip.public_addr {
+        let s = v.get_ref().trim();
+        if s.is_empty() || s.contains(char::is_whitespace) || s.contains(['<', '>', ';', '@']) {
+            ctx.problem(v.span(), "sip.public_addr", "expected a host or host:port");
+        } else {
+            config.sip.public_addr = Some(s.to_string());
+        }
+    }
+    if let Some(v) = &raw.sip.realm {
+        let s = v.get_ref();
+        if s.is_empty() || s.contains(['"', '\\']) {
+            ctx.problem(v.span(), "sip.realm", "must be non-empty and without quotes or backslashes");
+        } else {
+            config.sip.realm = s.clone();
+        }
+    }
+    if let Some(v) = &raw.sip.max_calls {
+        match usize::try_from(*v.get_ref()) {
+            Ok(n) if n > 0 => config.sip.max_calls = n,
+            _ => ctx.problem(v.span(), "sip.max_calls", "must be a positive integer"),
+        }
+    }
+    if let Some(v) = &raw.sip.auth_challenge {
+        match v.get_ref().as_str() {
+            "proxy" | "407" => config.sip.challenge = ChallengeKind::Proxy,
+            "www" | "401" => config.sip.challenge = ChallengeKind::Www,
+            _ => ctx.problem(v.span(), "sip.auth_challenge", "expected \"proxy\" (407) or \"www\" (401)"),
+        }
+    }
+
+    // [media]
+    if let Some(v) = &raw.media.rtp_ports {
+        match parse_port_range(v.get_ref()) {
+            Ok(r) => config.media.rtp_ports = r,
+            Err(m) => ctx.problem(v.span(), "media.rtp_ports", m),
+        }
+    }
+    if let Some(v) = &raw.media.public_ip {
+        match v.get_ref().parse::<IpAddr>() {
+            Ok(ip) if !ip.is_unspecified() => config.media.public_ip = Some(ip),
+            _ => ctx.problem(v.span(), "media.public_ip", "expected a specific IP address"),
+        }
+    }
+    if let Some(v) = &raw.media.media_timeout_secs {
+        config.media.media_timeout = Duration::from_secs(*v.get_ref());
+        if *v.get_ref() == 0 {
+            ctx.problem(v.span(), "media.media_timeout_secs", "must be at least 1");
+        }
+    }
+    if let Some(v) = &raw.media.initial_media_timeout_secs {
+        config.media.initial_media_timeout = Duration::from_secs(*v.get_ref());
+        if *v.get_ref() == 0 {
+            ctx.problem(v.span(), "media.initial_media_timeout_secs", "must be at least 1");
+        }
+    }
+
+    // [http]
+    if let Some(v) = &raw.http.listen {
+        match v.get_ref().parse::<SocketAddr>() {
+            Ok(a) => config.http.listen = a,
+            Err(_) => ctx.problem(v.span(), "http.listen", "expected ip:port, e.g. \"127.0.0.1:3000\""),
+        }
+    }
+
+    // [twilio]
+    if let Some(v) = &raw.twilio.auth_token_env {
+        config.twilio.auth_token = secret_from_env(ctx, env, v, "twilio.auth_token_env");
+    }
+    config.twilio.public_url = raw.twilio.public_url.map(|v| v.into_inner());
+    config.twilio.edge = raw.twilio.edge.map(|v| v.into_inner());
+
+    // [agents] before routes, so routes can be checked against them.
+    for (name, agent) in &raw.agents {
+        let key = format!("agents.{}.kind", name.get_ref());
+        match agent.get_ref().kind.get_ref().as_str() {
+            "echo" => {
+                if let Some(k) = agent.get_ref().rest.keys().next() {
+                    ctx.problem(
+                        agent.span(),
+                        &format!("agents.{}.{k}", name.get_ref()),
+                        "unknown key for an echo agent",
+                    );
+                }
+                config.agents.insert(name.get_ref().clone(), AgentSpec::Echo);
+            }
+            "hume" | "livekit" => ctx.problem(
+                agent.get_ref().kind.span(),
+                &key,
+                format!(
+                    "agent kind \"{}\" is not available in this build yet (available: echo)",
+                    agent.get_ref().kind.get_ref()
+                ),
+            ),
+            other => ctx.problem(
+                agent.get_ref().kind.span(),
+                &key,
+                format!("unknown agent kind \"{other}\" (available: echo)"),
+            ),
+        }
+    }
+
+    // [[trunks]]
+    for (i, t) in raw.trunks.iter().enumerate() {
+        if let Some(trunk) = resolve_trunk(ctx, env, i, t) {
+            config.trunks.push(trunk);
+        }
+    }
+
+    // [[routes]]
+    for (i, r) in raw.routes.iter().enumerate() {
+        let agent = r.get_ref().agent.get_ref();
+        if !config.agents.contains_key(agent) && !raw.agents.keys().any(|k| k.get_ref() == agent) {
+            ctx.problem(
+                r.get_ref().agent.span(),
+                &format!("routes[{i}].agent"),
+                format!("no agent named \"{agent}\" in [agents]"),
+            );
+        }
+        config.routes.push(Route {
+            numbers: numbers(ctx, &r.get_ref().numbers, &format!("routes[{i}].numbers")),
+            agent: agent.clone(),
+        });
+    }
+
+    // A config without routes or agents still answers calls: with the echo agent.
+    if raw.routes.is_empty() {
+        if raw.agents.is_empty() {
+            config.agents.insert("echo".into(), AgentSpec::Echo);
+            config.routes.push(Route {
+                numbers: Vec::new(),
+                agent: "echo".into(),
+            });
+        } else if raw.agents.len() == 1 {
+            if let Some(name) = raw.agents.keys().next() {
+                config.routes.push(Route {
+                    numbers: Vec::new(),
+                    agent: name.get_ref().clone(),
+                });
+            }
+        }
+    }
+    config
+}
+
+fn resolve_trunk(
+    ctx: &mut Ctx<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    i: usize,
+    t: &Spanned<raw::Trunk>,
+) -> Option<Trunk> {
+    let r = t.get_ref();
+    let key = |k: &str| format!("trunks[{i}].{k}");
+    let name = r
+        .name
+        .as_ref()
+        .map(|n| n.get_ref().clone())
+        .unwrap_or_else(|| format!("trunk{i}"));
+    let password = match (&r.password, &r.password_env) {
+        (Some(p), None) => Some(p.get_ref().clone()),
+        (None, Some(e)) => secret_from_env(ctx, env, e, &key("password_env")),
+        (Some(p), Some(_)) => {
+            ctx.problem(p.span(), &key("password"), "set password or password_env, not both");
+            None
+        }
+        (None, None) => None,
+    };
+    let credentials = match (&r.username, password) {
+        (Some(u), Some(p)) if !u.get_ref().is_empty() && !p.is_empty() => Some(Credentials {
+            username: u.get_ref().clone(),
+            password: p,
+        }),
+        (Some(u), _) if u.get_ref().is_empty() => {
+            ctx.problem(u.span(), &key("username"), "must not be empty");
+            None
+        }
+        (Some(u), _) => {
+            if r.password.is_none() && r.password_env.is_none() {
+                ctx.problem(u.span(), &key("username"), "a username needs password or password_env");
+            }
+            None
+        }
+        (None, _) => {
+            if let Some(p) = r.password.as_ref().or(r.password_env.as_ref()) {
+                ctx.problem(p.span(), &key("username"), "a password needs a username");
+            }
+            None
+        }
+    };
+    let entries: Vec<String> = r
+        .allowed_addresses
+        .iter()
+        .map(|a| a.get_ref().clone())
+        .collect();
+    let allowed = match AddressList::parse(&entries) {
+        Ok(list) => list,
+        Err(e) => {
+            let span = r
+                .allowed_addresses
+                .iter()
+                .find(|a| AddressList::parse(std::slice::from_ref(a.get_ref())).is_err())
+                .map(|a| a.span())
+                .unwrap_or(t.span());
+            ctx.problem(span, &key("allowed_addresses"), e.to_string());
+            return None;
+        }
+    };
+    if r.username.is_none() && r.password.is_none() && r.password_env.is_none() && allowed.is_any()
+    {
+        // Without credentials and without an allowlist, anyone on the internet could call the
+        // agent on the operator's bill.
+        ctx.problem(
+            t.span(),
+            &format!("trunks[{i}]"),
+            "a trunk without username/password needs allowed_addresses (e.g. [\"twilio\"])",
+        );
+        return None;
+    }
+    Some(Trunk {
+        name,
+        credentials,
+        allowed,
+        numbers: numbers(ctx, &r.numbers, &key("numbers")),
+    })
+}
+
+fn numbers(ctx: &mut Ctx<'_>, list: &[Spanned<String>], key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in list {
+        let norm = normalize_number(n.get_ref());
+        if norm.is_empty() {
+            ctx.problem(n.span(), key, "empty number");
+        } else {
+            out.push(norm);
+        }
+    }
+    out
+}
+
+fn secret_from_env(
+    ctx: &mut Ctx<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &Spanned<String>,
+    key: &str,
+) -> Option<String> {
+    match env(var.get_ref()) {
+        Some(v) if !v.is_empty() => Some(v),
+        _ => {
+            ctx.problem(
+                var.span(),
+                key,
+                format!("environment variable {} is not set", var.get_ref()),
+            );
+            None
+        }
+    }
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| "expected \"LOW-HIGH\", e.g. \"10000-20000\"".to_string())?;
+    let lo: u16 = a.trim().parse().map_err(|_| format!("bad port \"{}\"", a.trim()))?;
+    let hi: u16 = b.trim().parse().map_err(|_| format!("bad port \"{}\"", b.trim()))?;
+    if lo < 1024 || hi < lo {
+        return Err("range must be within 1024-65535 and LOW <= HIGH".into());
+    }
+    if (hi - lo) < 1 {
+        return Err("range must hold at least one even/odd port pair".into());
+    }
+    Ok((lo, hi))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,228 @@
-//! (in progress)
+//! Who may call, and which agent answers: trunk matching (source address, called number,
+//! digest credentials) and route selection.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::config::{normalize_number, Route, Trunk};
+use crate::sip::auth::{AuthError, ChallengeKind, DigestConfig, DigestServer};
+use crate::sip::message::{HeaderName, Request};
+use crate::sip::uri::{unescape_user, Uri};
+
+/// Failed digest attempts remembered per Call-ID, so that a second wrong password on the same
+/// call gets 403 rather than an endless challenge loop. Bounded: old entries are forgotten.
+const MAX_REMEMBERED_FAILURES: usize = 10_000;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    Accept(Admitted),
+    /// Answer with `status` (401 or 407) carrying one `header` per value.
+    Challenge {
+        status: u16,
+        header: HeaderName,
+        values: Vec<String>,
+    },
+    Reject {
+        status: u16,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    pub trunk: String,
+    pub agent: String,
+    pub caller: String,
+    pub called: String,
+}
+
+pub struct Router {
+    trunks: Vec<Trunk>,
+    routes: Vec<Route>,
+    digest: DigestServer,
+    kind: ChallengeKind,
+    failures: HashMap<String, u8>,
+    failure_order: VecDeque<String>,
+}
+
+impl Router {
+    pub fn new(
+        trunks: Vec<Trunk>,
+        routes: Vec<Route>,
+        realm: &str,
+        kind: ChallengeKind,
+        epoch: Instant,
+    ) -> Router {
+        let cfg = DigestConfig {
+            realm: realm.to_string(),
+            kind,
+            ..DigestConfig::default()
+        };
+        Router {
+            trunks,
+            routes,
+            digest: DigestServer::new(cfg, rand::random(), epoch),
+            kind,
+            failures: HashMap::new(),
+            failure_order: VecDeque::new(),
+        }
+    }
+
+    /// Decides what to do with a new INVITE from `src`. Every rejection is logged with its
+    /// reason here, so the operator sees why a call did not get through.
+    pub fn admit(&mut self, now: Instant, req: &Request, src: IpAddr) -> Admission {
+        let called = called_number(req);
+        let caller = caller_number(req);
+        let candidates: Vec<usize> = (0..self.trunks.len())
+            .filter(|&i| {
+                let t = &self.trunks[i];
+                t.allowed.allows(src) && (t.numbers.is_empty() || t.numbers.contains(&called))
+            })
+            .collect();
+        if candidates.is_empty() {
+            let reason = format!("no trunk admits source {src} calling {called:?}");
+            tracing::warn!(%src, %called, "INVITE rejected: {reason}");
+            return Admission::Reject {
+                status: 403,
+                reason,
+            };
+        }
+        let trunk = match candidates
+            .iter()
+            .find(|&&i| self.trunks[i].credentials.is_none())
+        {
+            // An address-only trunk (Twilio Elastic SIP Trunking never answers a challenge).
+            Some(&i) => self.trunks[i].name.clone(),
+            None => match self.authenticate(now, req, src, &candidates) {
+                Ok(name) => name,
+                Err(a) => return a,
+            },
+        };
+        let Some(agent) = self.route(&called) else {
+            let reason = format!("no route for called number {called:?}");
+            tracing::warn!(%src, %trunk, "INVITE rejected: {reason}");
+            return Admission::Reject {
+                status: 404,
+                reason,
+            };
+        };
+        Admission::Accept(Admitted {
+            trunk,
+            agent,
+            caller,
+            called,
+        })
+    }
+
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        src: IpAddr,
+        candidates: &[usize],
+    ) -> Result<String, Admission> {
+        // Accept the credentials under either header name: clients differ in which they use.
+        let creds = req
+            .headers
+            .get(&HeaderName::ProxyAuthorization)
+            .or_else(|| req.headers.get(&HeaderName::Authorization));
+        let Some(creds) = creds else {
+            return Err(self.challenge(now, false));
+        };
+        let trunks = &self.trunks;
+        let lookup = |user: &str| {
+            candidates.iter().find_map(|&i| {
+                trunks[i]
+                    .credentials
+                    .as_ref()
+                    .filter(|c| c.username == user)
+                    .map(|c| c.password.clone())
+            })
+        };
+        match self.digest.verify(now, req.method.as_str(), creds, lookup) {
+            Ok(v) => {
+                let name = candidates
+                    .iter()
+                    .map(|&i| &self.trunks[i])
+                    .find(|t| t.credentials.as_ref().is_some_and(|c| c.username == v.username))
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
+                Ok(name)
+            }
+            Err(AuthError::StaleNonce) => {
+                tracing::info!(%src, "stale nonce; challenging again");
+                Err(self.challenge(now, true))
+            }
+            Err(e) => {
+                let call_id = req.call_id().unwrap_or_default().to_string();
+                let failures = self.note_failure(call_id);
+                tracing::warn!(%src, failures, "authentication failed: {e}");
+                if failures >= 2 {
+                    Err(Admission::Reject {
+                        status: 403,
+                        reason: format!("authentication failed: {e}"),
+                    })
+                } else {
+                    Err(self.challenge(now, false))
+                }
+            }
+        }
+    }
+
+    fn challenge(&self, now: Instant, stale: bool) -> Admission {
+        let header = match self.kind {
+            ChallengeKind::Proxy => HeaderName::ProxyAuthenticate,
+            ChallengeKind::Www => HeaderName::WwwAuthenticate,
+        };
+        Admission::Challenge {
+            status: self.kind.status(),
+            header,
+            values: self.digest.challenges(now, stale),
+        }
+    }
+
+    fn note_failure(&mut self, call_id: String) -> u8 {
+        if let Some(n) = self.failures.get_mut(&call_id) {
+            *n = n.saturating_add(1);
+            return *n;
+        }
+        if self.failure_order.len() >= MAX_REMEMBERED_FAILURES {
+            if let Some(old) = self.failure_order.pop_front() {
+                self.failures.remove(&old);
+            }
+        }
+        self.failure_order.push_back(call_id.clone());
+        self.failures.insert(call_id, 1);
+        1
+    }
+
+    /// The agent for a called number: the first route listing it, else the default route.
+    pub fn route(&self, called: &str) -> Option<String> {
+        self.routes
+            .iter()
+            .find(|r| r.numbers.iter().any(|n| n == called))
+            .or_else(|| self.routes.iter().find(|r| r.numbers.is_empty()))
+            .map(|r| r.agent.clone())
+    }
+}
+
+/// The dialled number: the Request-URI's user part (Twilio puts the E.164 number there, and so
+/// does the gateway's own TwiML), else the To header's.
+pub fn called_number(req: &Request) -> String {
+    let from_uri = Uri::parse(&req.uri).ok().and_then(|u| u.user);
+    let user = from_uri.or_else(|| req.to().and_then(|t| t.uri.user));
+    user.map(|u| normalize_number(&unescape_user(&u)))
+        .unwrap_or_default()
+}
+
+/// The caller's number (or name) from the From header.
+pub fn caller_number(req: &Request) -> String {
+    req.from()
+        .and_then(|f| f.uri.user)
+        .map(|u| unescape_user(&u))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,146 @@
-//! Agents: the far end of a call (echo, Hume EVI, LiveKit).
+//! Agents: the far end of a call (the built-in echo agent; Hume EVI and LiveKit to come).
+//!
+//! A call talks to its agent through [`AgentSession`], in 20 ms frames of 16-bit mono PCM that
+//! carry their sample rate, plus events both ways. The session is polled from inside the call's
+//! own task (no extra task or channel for the echo agent), and an agent whose far end is a
+//! network service keeps its own I/O behind the same methods.
+
+pub mod echo;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Samples in the largest frame we carry: 20 ms at 48 kHz.
+pub const MAX_FRAME_SAMPLES: usize = 960;
+
+/// 20 ms of signed 16-bit mono PCM at `sample_rate`. Inline storage so that passing frames
+/// around never allocates on the media path.
+#[derive(Clone)]
+pub struct AudioFrame {
+    sample_rate: u32,
+    len: u16,
+    samples: [i16; MAX_FRAME_SAMPLES],
+}
+
+impl AudioFrame {
+    /// A frame of silence holding 20 ms at `sample_rate` (8, 16, 24 or 48 kHz).
+    pub fn silence(sample_rate: u32) -> AudioFrame {
+        let len = (sample_rate / 50).min(MAX_FRAME_SAMPLES as u32) as u16;
+        AudioFrame {
+            sample_rate,
+            len,
+            samples: [0; MAX_FRAME_SAMPLES],
+        }
+    }
+
+    /// Copies `pcm` (at most [`MAX_FRAME_SAMPLES`] samples; the rest is dropped).
+    pub fn from_samples(sample_rate: u32, pcm: &[i16]) -> AudioFrame {
+        let mut f = AudioFrame::silence(sample_rate);
+        let n = pcm.len().min(MAX_FRAME_SAMPLES);
+        f.samples[..n].copy_from_slice(&pcm[..n]);
+        f.len = n as u16;
+        f
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    pub fn samples(&self) -> &[i16] {
+        &self.samples[..self.len as usize]
+    }
+
+    pub fn samples_mut(&mut self) -> &mut [i16] {
+        &mut self.samples[..self.len as usize]
+    }
+}
+
+impl std::fmt::Debug for AudioFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AudioFrame({} Hz, {} samples)", self.sample_rate, self.len)
+    }
+}
+
+/// What the call tells its agent besides audio.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallerEvent {
+    /// An RFC 4733 key press from the caller.
+    Dtmf(char),
+    /// The caller hung up (or the call ended for another reason); the agent should close.
+    Hangup,
+}
+
+/// Who spoke a transcript line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// What an agent tells its call besides audio.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AgentEvent {
+    /// Barge-in: drop every frame queued for the caller now.
+    ClearPlayout,
+    /// The agent ended the conversation; play out what is queued, then hang up.
+    Hangup { reason: String },
+    /// A key press for the caller.
+    Dtmf(char),
+    Transcript {
+        role: Role,
+        text: String,
+        /// The strongest emotion scores, highest first.
+        emotions: Vec<(String, f32)>,
+    },
+}
+
+/// Output polled from an agent session.
+#[derive(Debug)]
+pub enum AgentOutput {
+    Audio(AudioFrame),
+    Event(AgentEvent),
+}
+
+/// One call's conversation with an agent. Methods never block: an agent with a network far end
+/// queues and does its I/O elsewhere, and wakes the waker it was last polled with.
+pub trait AgentSession: Send {
+    /// 20 ms of the caller's audio at 8 kHz, in order; lost frames arrive concealed.
+    fn send_audio(&mut self, frame: &AudioFrame);
+
+    fn send_event(&mut self, event: CallerEvent);
+
+    /// The next output. Audio is only returned when `want_audio` is true: the call asks for a
+    /// frame only when its send clock has a slot open, so the agent keeps the queue (and can drop
+    /// it at once on barge-in). Audio frames must be 8 kHz. `Ready(None)` means the session ended.
+    fn poll_output(&mut self, cx: &mut Context<'_>, want_audio: bool) -> Poll<Option<AgentOutput>>;
+
+    /// Whether a frame is ready now, so the call knows to wake when its next slot opens.
+    fn audio_queued(&self) -> bool;
+}
+
+/// What an agent learns about the call when it starts.
+#[derive(Clone, Debug)]
+pub struct CallInfo {
+    pub call_id: String,
+    pub caller: String,
+    pub called: String,
+    pub twilio_call_sid: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent unreachable: {0}")]
+    Unreachable(String),
+    #[error("agent refused the call: {0}")]
+    Refused(String),
+}
+
+pub type ConnectFuture =
+    Pin<Box<dyn Future<Output = Result<Box<dyn AgentSession>, AgentError>> + Send>>;
+
+/// A configured agent: starts one session per call. Connecting may take time (a WebSocket), so
+/// the call rings meanwhile and answers once the session is ready.
+pub trait Agent: Send + Sync {
+    fn connect(&self, call: &CallInfo) -> ConnectFuture;
+}

@@ -3,3 +3,6 @@
 pub mod dtmf;
 pub mod jitter;
 pub mod rtp;
+pub mod pacer;
+pub mod session;
+pub mod ports;

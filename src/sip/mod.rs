@@ -7,3 +7,6 @@ pub mod message;
 pub mod transaction;
 pub mod transport;
 pub mod uri;
+
+#[cfg(test)]
+pub mod testing;

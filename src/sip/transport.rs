@@ -1,1 +1,127 @@
-//! (in progress)
+//! SIP over UDP: the socket edge, and the one answer we can give to a message that does not
+//! parse.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::net::UdpSocket;
+
+/// Twilio's INVITEs with Identity, Record-Route and X-headers run past 1500 bytes; UDP allows
+/// 64 KiB, so read whole datagrams.
+pub const MAX_DATAGRAM: usize = 65_535;
+
+/// The SIP socket, shared by the receive loop and every call (sending on a UDP socket needs no
+/// lock: `send_to` takes `&self`).
+#[derive(Clone)]
+pub struct SipSocket {
+    socket: Arc<UdpSocket>,
+}
+
+impl SipSocket {
+    pub async fn bind(addr: SocketAddr) -> io::Result<SipSocket> {
+        let socket = UdpSocket::bind(addr).await?;
+        Ok(SipSocket {
+            socket: Arc::new(socket),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Receives one datagram into `buf` (reused between calls) and returns it as `Bytes`.
+    pub async fn recv(&self, buf: &mut BytesMut) -> io::Result<(Bytes, SocketAddr)> {
+        buf.clear();
+        buf.reserve(MAX_DATAGRAM);
+        let (n, src) = self.socket.recv_buf_from(buf).await?;
+        Ok((buf.split_to(n).freeze(), src))
+    }
+
+    /// Sends, logging rather than failing: a lost UDP datagram is what SIP retransmission is for.
+    pub async fn send(&self, to: SocketAddr, bytes: &[u8]) {
+        if let Err(e) = self.socket.send_to(bytes, to).await {
+            tracing::debug!(%to, error = %e, "SIP send failed");
+        }
+    }
+}
+
+/// A `400 Bad Request` for a request that failed to parse, built from its raw header lines, so
+/// the sender learns why instead of retransmitting into silence. `None` when it cannot be
+/// answered: a response, an ACK (never answered), or a request missing the headers a response
+/// must echo (Via, From, To, Call-ID, CSeq).
+pub fn bad_request(data: &[u8], reason: &str) -> Option<Bytes> {
+    let text = std::str::from_utf8(data).ok().or_else(|| {
+        // A bad byte in the body must not stop us answering: read the header section only.
+        let end = memchr::memmem::find(data, b"\r\n\r\n")?;
+        std::str::from_utf8(&data[..end]).ok()
+    })?;
+    let head = text.split("\r\n\r\n").next().unwrap_or(text);
+    let mut lines = head.lines();
+    let start = lines.next()?;
+    let mut parts = start.split_whitespace();
+    let method = parts.next()?;
+    if method.starts_with("SIP/") || method.eq_ignore_ascii_case("ACK") {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(512);
+    out.put_slice(b"SIP/2.0 400 Bad Request\r\n");
+    let mut seen = [false; 5];
+    for line in lines {
+        let Some((name, _)) = line.split_once(':') else {
+            continue;
+        };
+        let idx = match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" => 0,
+            "from" | "f" => 1,
+            "to" | "t" => 2,
+            "call-id" | "i" => 3,
+            "cseq" => 4,
+            _ => continue,
+        };
+        seen[idx] = true;
+        out.put_slice(line.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    if !seen.iter().all(|&s| s) {
+        return None;
+    }
+    let reason: String = reason
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+        .take(200)
+        .collect();
+    out.put_slice(format!("Warning: 399 sipbridge \"{reason}\"\r\n").as_bytes());
+    out.put_slice(b"Content-Length: 0\r\n\r\n");
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_request_echoes_the_dialog_headers() {
+        let msg = b"INVITE sip:x@y SIP/2.0\r\nv: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKa\r\n\
+            f: <sip:a@b>;tag=1\r\nt: <sip:x@y>\r\ni: abc\r\nCSeq: 1 INVITE\r\n\
+            Content-Length: 999\r\n\r\n";
+        let r = bad_request(msg, "Content-Length 999 \"exceeds\" body").unwrap();
+        let r = std::str::from_utf8(&r).unwrap();
+        assert!(r.starts_with("SIP/2.0 400 Bad Request\r\n"));
+        for h in ["v: SIP/2.0/UDP", "f: <sip:a@b>;tag=1", "i: abc", "CSeq: 1 INVITE"] {
+            assert!(r.contains(h), "{h} missing in {r}");
+        }
+        assert!(r.contains("Warning: 399 sipbridge \"Content-Length 999 exceeds body\""));
+        assert!(r.ends_with("Content-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn unanswerable_messages_get_nothing() {
+        assert!(bad_request(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n", "r").is_none());
+        assert!(bad_request(b"ACK sip:x SIP/2.0\r\nVia: a\r\nFrom: a\r\nTo: b\r\nCall-ID: c\r\nCSeq: 1 ACK\r\n\r\n", "r").is_none());
+        assert!(bad_request(b"INVITE sip:x SIP/2.0\r\nVia: a\r\n\r\n", "r").is_none());
+        assert!(bad_request(b"\xff\xfe", "r").is_none());
+        assert!(bad_request(b"", "r").is_none());
+    }
+}

@@ -1,0 +1,520 @@
+//! The SIP side of one call, sans-IO: the INVITE server transaction, the dialog, CANCEL, BYE in
+//! both directions, re-INVITE and the other in-dialog requests.
+//!
+//! The call's task feeds it every SIP message routed to this call and the timer; it answers
+//! with packets to send and [`CallEvent`]s. Media and the agent are the task's business: this
+//! core only learns "answer with this SDP", "reject with this code" or "hang up".
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::sip::dialog::{new_branch, new_tag, Dialog};
+use crate::sip::message::{HeaderName, Message, Method, Request, Response};
+use crate::sip::transaction::{
+    InviteServer, NonInviteClient, NonInviteServer, Timers, TxEvent,
+};
+use crate::sip::uri::Uri;
+
+/// Methods we answer inside a dialog; the rest get 405 with this list.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+
+/// Where a packet goes: straight back to the address a request came from, or to a URI (the
+/// dialog's next hop) the driver resolves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    Addr(SocketAddr),
+    Uri(Uri),
+}
+
+#[derive(Debug, PartialEq)]
+pub enum CallEvent {
+    /// The caller's re-INVITE carried a new offer; the task negotiates it and calls
+    /// [`CallCore::answer_reinvite`].
+    ReOffer { sdp: Bytes },
+    /// The 200 to the INVITE was acknowledged.
+    Confirmed,
+    /// The call is over (BYE either way, CANCEL, rejection, lost ACK); media and agent stop now.
+    /// The core may still absorb retransmissions until [`CallCore::is_finished`].
+    Ended { reason: EndReason },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    CallerBye,
+    CallerCancel,
+    LocalBye(String),
+    Rejected(u16),
+    /// No ACK for our 200 (timer H): the caller never saw the answer.
+    AckTimeout,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// INVITE received, no final response yet.
+    Proceeding,
+    /// 200 sent.
+    Answered,
+    /// Our BYE is out, or the call ended; only transactions finish.
+    Ended,
+}
+
+/// Our addresses as the caller must see them.
+#[derive(Clone, Debug)]
+pub struct LocalContact {
+    /// `host:port` for Via sent-by.
+    pub via_host_port: String,
+    /// Our Contact URI, with the public address (never a private one: Twilio would route its
+    /// ACK there and drop the call at 30 s).
+    pub contact: Uri,
+}
+
+pub struct CallCore {
+    state: State,
+    timers: Timers,
+    invite: Request,
+    invite_branch: String,
+    invite_cseq: u32,
+    /// Where the INVITE came from: responses go back there (symmetric response routing, which is
+    /// what survives NAT and what Twilio's edge expects).
+    source: SocketAddr,
+    local: LocalContact,
+    local_tag: String,
+    ist: InviteServer,
+    dialog: Option<Dialog>,
+    /// A re-INVITE in progress: its request (for building the answer) and transaction.
+    reinvite: Option<(Request, InviteServer)>,
+    /// Server transactions for in-dialog non-INVITE requests and CANCEL, by branch, so that
+    /// their retransmissions get the same answer.
+    nist: HashMap<String, (SocketAddr, NonInviteServer)>,
+    bye: Option<NonInviteClient>,
+    bye_hop: Option<Uri>,
+    /// The ACK for our 200 arrived.
+    confirmed: bool,
+    out: Vec<(Destination, Bytes)>,
+    events: Vec<CallEvent>,
+}
+
+impl CallCore {
+    /// Starts the call on a new INVITE (already authenticated and routed): sends 100 Trying.
+    pub fn new(
+        now: Instant,
+        timers: Timers,
+        invite: Request,
+        source: SocketAddr,
+        local: LocalContact,
+    ) -> CallCore {
+        let invite_branch = invite
+            .top_via()
+            .and_then(|v| v.branch)
+            .unwrap_or_default();
+        let invite_cseq = invite.cseq().map(|c| c.seq).unwrap_or(0);
+        let mut core = CallCore {
+            state: State::Proceeding,
+            timers,
+            ist: InviteServer::new(now, timers),
+            invite,
+            invite_branch,
+            invite_cseq,
+            source,
+            local,
+            local_tag: new_tag(),
+            dialog: None,
+            reinvite: None,
+            nist: HashMap::new(),
+            bye: None,
+            bye_hop: None,
+            confirmed: false,
+            out: Vec::new(),
+            events: Vec::new(),
+        };
+        let trying = Response::for_request(&core.invite, 100, None);
+        core.ist.respond(now, 100, trying.to_bytes());
+        core.drain_ist(now);
+        core
+    }
+
+    pub fn invite(&self) -> &Request {
+        &self.invite
+    }
+
+    pub fn local_tag(&self) -> &str {
+        &self.local_tag
+    }
+
+    pub fn is_answered(&self) -> bool {
+        self.state == State::Answered
+    }
+
+    /// True once nothing more can happen: every transaction finished.
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Ended
+            && self.ist.is_terminated()
+            && self.reinvite.is_none()
+            && self.nist.is_empty()
+            && self.bye.is_none()
+    }
+
+    /// Sends a provisional response (180 while the agent connects).
+    pub fn ring(&mut self, now: Instant) {
+        if self.state != State::Proceeding {
+            return;
+        }
+        let r = Response::for_request(&self.invite, 180, Some(&self.local_tag));
+        self.ist.respond(now, 180, r.to_bytes());
+        self.drain_ist(now);
+    }
+
+    /// Answers with 200 and our SDP; the dialog starts.
+    pub fn answer(&mut self, now: Instant, sdp: String) {
+        if self.state != State::Proceeding {
+            return;
+        }
+        match Dialog::new_uas(&self.invite, &self.local_tag) {
+            Ok(d) => self.dialog = Some(d),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build dialog from INVITE");
+                self.reject(now, 400, None);
+                return;
+            }
+        }
+        let mut r = Response::for_request(&self.invite, 200, Some(&self.local_tag));
+        self.add_answer_headers(&mut r, sdp);
+        self.ist.respond(now, 200, r.to_bytes());
+        self.state = State::Answered;
+        self.drain_ist(now);
+    }
+
+    /// Rejects the INVITE with a final error (486, 488, 503...), optionally with extra headers.
+    pub fn reject(&mut self, now: Instant, status: u16, extra: Option<(HeaderName, String)>) {
+        if self.state != State::Proceeding {
+            return;
+        }
+        let mut r = Response::for_request(&self.invite, status, Some(&self.local_tag));
+        if let Some((name, value)) = extra {
+            r.headers.push(name, value);
+        }
+        self.ist.respond(now, status, r.to_bytes());
+        self.end(EndReason::Rejected(status));
+        self.drain_ist(now);
+    }
+
+    /// Hangs up from our side: BYE through the dialog's route set, or, before answer, a final
+    /// error so the caller can fail over.
+    pub fn hangup(&mut self, now: Instant, reason: &str) {
+        match self.state {
+            State::Proceeding => self.reject(now, 480, None),
+            State::Answered => {
+                let Some(dialog) = self.dialog.as_mut() else {
+                    return;
+                };
+                let (mut bye, next_hop) = dialog.build_request(
+                    Method::Bye,
+                    &self.local.via_host_port,
+                    &new_branch(),
+                    &self.local.contact,
+                );
+                bye.headers
+                    .push(HeaderName::Reason, "Q.850;cause=16;text=\"Normal call clearing\"");
+                let mut tx = NonInviteClient::new(now, self.timers, bye.to_bytes());
+                while let Some(b) = tx.poll_transmit() {
+                    self.out.push((Destination::Uri(next_hop.clone()), b));
+                }
+                self.bye = Some(tx);
+                self.bye_hop = Some(next_hop);
+                self.end(EndReason::LocalBye(reason.to_string()));
+            }
+            State::Ended => {}
+        }
+    }
+
+    /// Answers the re-INVITE reported by [`CallEvent::ReOffer`]: 200 with `sdp`, or an error
+    /// code (488 when the new offer has no codec we can keep).
+    pub fn answer_reinvite(&mut self, now: Instant, result: Result<String, u16>) {
+        let Some((req, mut tx)) = self.reinvite.take() else {
+            return;
+        };
+        match result {
+            Ok(sdp) => {
+                let mut r = Response::for_request(&req, 200, Some(&self.local_tag));
+                self.add_answer_headers(&mut r, sdp);
+                tx.respond(now, 200, r.to_bytes());
+            }
+            Err(code) => {
+                let r = Response::for_request(&req, code, Some(&self.local_tag));
+                tx.respond(now, code, r.to_bytes());
+            }
+        }
+        self.reinvite = Some((req, tx));
+        self.drain_reinvite(now);
+    }
+
+    fn add_answer_headers(&self, r: &mut Response, sdp: String) {
+        r.headers
+            .push(HeaderName::Contact, format!("<{}>", self.local.contact));
+        r.headers.push(HeaderName::Allow, ALLOW);
+        r.headers.push(HeaderName::ContentType, "application/sdp");
+        r.body = Bytes::from(sdp);
+    }
+
+    /// A SIP message routed to this call (by Call-ID) arrived from `src`.
+    pub fn handle_message(&mut self, now: Instant, msg: Message, src: SocketAddr) {
+        match msg {
+            Message::Request(req) => self.handle_request(now, req, src),
+            Message::Response(resp) => self.handle_response(now, resp),
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, req: Request, src: SocketAddr) {
+        let branch = req.top_via().and_then(|v| v.branch).unwrap_or_default();
+        match req.method {
+            Method::Invite if branch == self.invite_branch => {
+                self.ist.on_request_retransmit(now);
+                self.drain_ist(now);
+            }
+            Method::Ack => self.handle_ack(now, &req, &branch),
+            Method::Cancel => self.handle_cancel(now, req, branch, src),
+            _ => self.handle_in_dialog(now, req, branch, src),
+        }
+    }
+
+    fn handle_ack(&mut self, now: Instant, req: &Request, branch: &str) {
+        let cseq = req.cseq().map(|c| c.seq);
+        if Some(self.invite_cseq) == cseq || branch == self.invite_branch {
+            let first = self.state == State::Answered && !self.confirmed;
+            self.ist.ack_received(now);
+            self.drain_ist(now);
+            if first {
+                self.confirmed = true;
+                self.events.push(CallEvent::Confirmed);
+            }
+        } else if let Some((_, tx)) = self.reinvite.as_mut() {
+            tx.ack_received(now);
+            self.drain_reinvite(now);
+        }
+    }
+
+    fn handle_cancel(&mut self, now: Instant, req: Request, branch: String, src: SocketAddr) {
+        if branch != self.invite_branch {
+            self.respond_stateless(&req, 481, src);
+            return;
+        }
+        self.respond_non_invite(now, &req, branch, 200, src);
+        if self.state == State::Proceeding {
+            let r = Response::for_request(&self.invite, 487, Some(&self.local_tag));
+            self.ist.respond(now, 487, r.to_bytes());
+            self.end(EndReason::CallerCancel);
+            self.drain_ist(now);
+        }
+    }
+
+    fn handle_in_dialog(&mut self, now: Instant, req: Request, branch: String, src: SocketAddr) {
+        // A retransmission of a request we already answered gets the same answer.
+        if let Some((_, tx)) = self.nist.get_mut(&branch) {
+            tx.on_request_retransmit(now);
+            self.drain_nist(now);
+            return;
+        }
+        if let Some((r, tx)) = self.reinvite.as_mut() {
+            if req.method == Method::Invite
+                && r.top_via().and_then(|v| v.branch).as_deref() == Some(branch.as_str())
+            {
+                tx.on_request_retransmit(now);
+                self.drain_reinvite(now);
+                return;
+            }
+        }
+        let Some(dialog) = self.dialog.as_mut().filter(|d| d.matches_request(&req)) else {
+            // Before the 200 there is no dialog to match; after the end, neither.
+            self.respond_non_invite(now, &req, branch, 481, src);
+            return;
+        };
+        if dialog.accept_remote_cseq(&req).is_err() {
+            self.respond_non_invite(now, &req, branch, 500, src);
+            return;
+        }
+        match req.method {
+            Method::Bye => {
+                self.respond_non_invite(now, &req, branch, 200, src);
+                self.end(EndReason::CallerBye);
+            }
+            Method::Options => self.respond_non_invite(now, &req, branch, 200, src),
+            Method::Invite if self.state == State::Answered => {
+                if self.reinvite.is_some() {
+                    // RFC 3261 14.2: a second offer while one is pending.
+                    self.respond_stateless(&req, 491, src);
+                    return;
+                }
+                dialog.refresh_target(&req);
+                let mut tx = InviteServer::new(now, self.timers);
+                let trying = Response::for_request(&req, 100, None);
+                tx.respond(now, 100, trying.to_bytes());
+                let sdp = req.body.clone();
+                self.reinvite = Some((req, tx));
+                self.drain_reinvite(now);
+                self.events.push(CallEvent::ReOffer { sdp });
+            }
+            Method::Invite => self.respond_stateless(&req, 491, src),
+            _ => self.respond_non_invite(now, &req, branch, 405, src),
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, resp: Response) {
+        let Some(cseq) = resp.cseq() else { return };
+        if cseq.method != Method::Bye {
+            return;
+        }
+        if let Some(tx) = self.bye.as_mut() {
+            tx.on_response(now, resp.status);
+            self.drain_bye(now);
+        }
+    }
+
+    fn respond_non_invite(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        branch: String,
+        status: u16,
+        src: SocketAddr,
+    ) {
+        let mut r = Response::for_request(req, status, Some(&self.local_tag));
+        if status == 405 || req.method == Method::Options {
+            r.headers.push(HeaderName::Allow, ALLOW);
+        }
+        let mut tx = NonInviteServer::new(now, self.timers);
+        tx.respond(now, status, r.to_bytes());
+        while let Some(b) = tx.poll_transmit() {
+            self.out.push((Destination::Addr(src), b));
+        }
+        if branch.is_empty() {
+            return;
+        }
+        self.nist.insert(branch, (src, tx));
+    }
+
+    fn respond_stateless(&mut self, req: &Request, status: u16, src: SocketAddr) {
+        let r = Response::for_request(req, status, Some(&self.local_tag));
+        self.out.push((Destination::Addr(src), r.to_bytes()));
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.ist.handle_timeout(now);
+        self.drain_ist(now);
+        if let Some((_, tx)) = self.reinvite.as_mut() {
+            tx.handle_timeout(now);
+        }
+        self.drain_reinvite(now);
+        for (_, tx) in self.nist.values_mut() {
+            tx.handle_timeout(now);
+        }
+        self.drain_nist(now);
+        if let Some(tx) = self.bye.as_mut() {
+            tx.handle_timeout(now);
+        }
+        self.drain_bye(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.ist.poll_timeout();
+        let mut consider = |d: Option<Instant>| {
+            if let Some(d) = d {
+                t = Some(t.map_or(d, |t| t.min(d)));
+            }
+        };
+        consider(self.reinvite.as_ref().and_then(|(_, tx)| tx.poll_timeout()));
+        for (_, tx) in self.nist.values() {
+            consider(tx.poll_timeout());
+        }
+        consider(self.bye.as_ref().and_then(|tx| tx.poll_timeout()));
+        t
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(Destination, Bytes)> {
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(self.out.remove(0))
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
+        if self.events.is_empty() {
+            None
+        } else {
+            Some(self.events.remove(0))
+        }
+    }
+
+    fn end(&mut self, reason: EndReason) {
+        if self.state != State::Ended {
+            self.state = State::Ended;
+            self.events.push(CallEvent::Ended { reason });
+        }
+    }
+
+    fn drain_ist(&mut self, _now: Instant) {
+        while let Some(b) = self.ist.poll_transmit() {
+            self.out.push((Destination::Addr(self.source), b));
+        }
+        while let Some(e) = self.ist.poll_event() {
+            if e == TxEvent::AckTimeout && self.state == State::Answered {
+                // The caller never confirmed our 200: it is gone or never heard us. Hang up so
+                // its side is torn down too (RFC 3261 13.3.1.4).
+                self.hangup(_now, "no ACK for 200 OK");
+                if let Some(CallEvent::Ended { reason }) = self.events.last_mut() {
+                    *reason = EndReason::AckTimeout;
+                }
+            }
+        }
+    }
+
+    fn drain_reinvite(&mut self, _now: Instant) {
+        let Some((_, tx)) = self.reinvite.as_mut() else {
+            return;
+        };
+        while let Some(b) = tx.poll_transmit() {
+            self.out.push((Destination::Addr(self.source), b));
+        }
+        while tx.poll_event().is_some() {}
+        if tx.is_terminated() {
+            self.reinvite = None;
+        }
+    }
+
+    fn drain_nist(&mut self, _now: Instant) {
+        for (src, tx) in self.nist.values_mut() {
+            while let Some(b) = tx.poll_transmit() {
+                self.out.push((Destination::Addr(*src), b));
+            }
+            while tx.poll_event().is_some() {}
+        }
+        self.nist.retain(|_, (_, tx)| !tx.is_terminated());
+    }
+
+    fn drain_bye(&mut self, _now: Instant) {
+        let Some(tx) = self.bye.as_mut() else { return };
+        while let Some(b) = tx.poll_transmit() {
+            if let Some(hop) = &self.bye_hop {
+                self.out.push((Destination::Uri(hop.clone()), b));
+            }
+        }
+        while let Some(e) = tx.poll_event() {
+            match e {
+                TxEvent::Timeout => tracing::info!("no response to our BYE"),
+                TxEvent::Response(code) if code >= 200 => {
+                    tracing::debug!(code, "BYE answered")
+                }
+                _ => {}
+            }
+        }
+        if tx.is_terminated() {
+            self.bye = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

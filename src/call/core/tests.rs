@@ -1,0 +1,259 @@
+use std::time::Duration;
+
+use super::*;
+use crate::sip::testing::{invite, parse_request, parse_response, request, TWILIO_SDP};
+
+const SRC: &str = "54.171.127.192:5060";
+
+fn src() -> SocketAddr {
+    SRC.parse().unwrap()
+}
+
+fn local() -> LocalContact {
+    LocalContact {
+        via_host_port: "203.0.113.10:5060".into(),
+        contact: Uri::parse("sip:203.0.113.10:5060").unwrap(),
+    }
+}
+
+fn new_call(t0: Instant) -> CallCore {
+    CallCore::new(t0, Timers::default(), invite("c1", "z9hG4bKinv", 7, ""), src(), local())
+}
+
+fn sent(core: &mut CallCore) -> Vec<(Destination, Bytes)> {
+    std::iter::from_fn(|| core.poll_transmit()).collect()
+}
+
+fn events(core: &mut CallCore) -> Vec<CallEvent> {
+    std::iter::from_fn(|| core.poll_event()).collect()
+}
+
+fn statuses(out: &[(Destination, Bytes)]) -> Vec<u16> {
+    out.iter().map(|(_, b)| parse_response(b).status).collect()
+}
+
+fn answered(t0: Instant) -> CallCore {
+    let mut core = new_call(t0);
+    sent(&mut core);
+    core.answer(t0, "v=0\r\n".into());
+    sent(&mut core);
+    core
+}
+
+fn ack(core: &CallCore, cseq: u32) -> Message {
+    Message::Request(request("ACK", "c1", "z9hG4bKack", cseq, Some(core.local_tag()), "", ""))
+}
+
+fn advance_to(core: &mut CallCore, until: Instant) -> Vec<(Instant, Destination, Bytes)> {
+    let mut out = Vec::new();
+    while let Some(t) = core.poll_timeout() {
+        if t > until {
+            break;
+        }
+        core.handle_timeout(t);
+        out.extend(sent(core).into_iter().map(|(d, b)| (t, d, b)));
+    }
+    out
+}
+
+#[test]
+fn trying_goes_out_at_once_to_the_source() {
+    let mut core = new_call(Instant::now());
+    let out = sent(&mut core);
+    assert_eq!(statuses(&out), vec![100]);
+    assert_eq!(out[0].0, Destination::Addr(src()));
+}
+
+#[test]
+fn ok_is_retransmitted_until_ack_with_contact_and_sdp() {
+    let t0 = Instant::now();
+    let mut core = new_call(t0);
+    sent(&mut core);
+    core.answer(t0, "v=0\r\n".into());
+    let out = sent(&mut core);
+    let ok = parse_response(&out[0].1);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.to().unwrap().tag(), Some(core.local_tag()));
+    assert_eq!(ok.headers.get(&HeaderName::Contact), Some("<sip:203.0.113.10:5060>"));
+    assert_eq!(ok.headers.get(&HeaderName::ContentType), Some("application/sdp"));
+    assert_eq!(&ok.body[..], b"v=0\r\n");
+    assert_eq!(ok.vias().len(), 2, "both of Twilio's Vias are echoed");
+
+    let retx = advance_to(&mut core, t0 + Duration::from_millis(3600));
+    let times: Vec<u128> = retx.iter().map(|(t, ..)| (*t - t0).as_millis()).collect();
+    assert_eq!(times, vec![500, 1500, 3500]);
+
+    core.handle_message(t0 + Duration::from_secs(4), ack(&core, 7), src());
+    assert_eq!(events(&mut core), vec![CallEvent::Confirmed]);
+    assert!(advance_to(&mut core, t0 + Duration::from_secs(20)).is_empty());
+}
+
+#[test]
+fn lost_ack_hangs_up_through_the_record_route() {
+    let t0 = Instant::now();
+    let mut core = answered(t0);
+    let out = advance_to(&mut core, t0 + Duration::from_secs(33));
+    let byes: Vec<_> = out
+        .iter()
+        .filter(|(_, _, b)| b.starts_with(b"BYE"))
+        .collect();
+    assert!(!byes.is_empty(), "no BYE after timer H");
+    let (_, dest, bytes) = byes[0];
+    // Sent to the Record-Route hop, never to Twilio's private Contact.
+    assert_eq!(dest, &Destination::Uri(Uri::parse("sip:54.171.127.192:5060;lr;ftag=f1").unwrap()));
+    let bye = parse_request(bytes);
+    assert!(bye.uri.contains("172.18.4.191"), "Request-URI is the remote target");
+    assert!(bye.headers.get(&HeaderName::Route).unwrap().contains("54.171.127.192"));
+    assert_eq!(
+        events(&mut core),
+        vec![CallEvent::Ended { reason: EndReason::AckTimeout }]
+    );
+}
+
+#[test]
+fn cancel_before_answer_gives_200_and_487() {
+    let t0 = Instant::now();
+    let mut core = new_call(t0);
+    sent(&mut core);
+    let cancel = request("CANCEL", "c1", "z9hG4bKinv", 7, None, "", "");
+    core.handle_message(t0, Message::Request(cancel), src());
+    let out = sent(&mut core);
+    let got: Vec<(u16, Method)> = out
+        .iter()
+        .map(|(_, b)| {
+            let r = parse_response(b);
+            (r.status, r.cseq().unwrap().method)
+        })
+        .collect();
+    assert_eq!(got, vec![(200, Method::Cancel), (487, Method::Invite)]);
+    assert_eq!(
+        events(&mut core),
+        vec![CallEvent::Ended { reason: EndReason::CallerCancel }]
+    );
+    // The ACK for the 487 (same branch) finishes the transaction.
+    let ack487 = request("ACK", "c1", "z9hG4bKinv", 7, Some(core.local_tag()), "", "");
+    core.handle_message(t0, Message::Request(ack487), src());
+    advance_to(&mut core, t0 + Duration::from_secs(40));
+    assert!(core.is_finished());
+}
+
+#[test]
+fn cancel_racing_the_200_changes_nothing() {
+    let t0 = Instant::now();
+    let mut core = answered(t0);
+    let cancel = request("CANCEL", "c1", "z9hG4bKinv", 7, None, "", "");
+    core.handle_message(t0, Message::Request(cancel), src());
+    assert_eq!(statuses(&sent(&mut core)), vec![200]);
+    assert!(events(&mut core).is_empty());
+    assert!(core.is_answered());
+}
+
+#[test]
+fn caller_bye_is_answered_and_its_retransmission_absorbed() {
+    let t0 = Instant::now();
+    let mut core = answered(t0);
+    core.handle_message(t0, ack(&core, 7), src());
+    events(&mut core);
+    let bye = request("BYE", "c1", "z9hG4bKbye", 8, Some(core.local_tag()), "", "");
+    core.handle_message(t0, Message::Request(bye.clone()), src());
+    assert_eq!(statuses(&sent(&mut core)), vec![200]);
+    assert_eq!(events(&mut core), vec![CallEvent::Ended { reason: EndReason::CallerBye }]);
+    core.handle_message(t0, Message::Request(bye), src());
+    assert_eq!(statuses(&sent(&mut core)), vec![200]);
+    assert!(events(&mut core).is_empty());
+    advance_to(&mut core, t0 + Duration::from_secs(40));
+    assert!(core.is_finished());
+}
+
+#[test]
+fn in_dialog_options_info_and_wrong_tags() {
+    let t0 = Instant::now();
+    let mut core = answered(t0);
+    let tag = core.local_tag().to_string();
+    let opt = request("OPTIONS", "c1", "z9hG4bKo", 8, Some(&tag), "", "");
+    core.handle_message(t0, Message::Request(opt), src());
+    let out = sent(&mut core);
+    assert_eq!(statuses(&out), vec![200]);
+    assert!(parse_response(&out[0].1).headers.get(&HeaderName::Allow).is_some());
+
+    let info = request("INFO", "c1", "z9hG4bKi", 9, Some(&tag), "", "");
+    core.handle_message(t0, Message::Request(info), src());
+    let out = sent(&mut core);
+    assert_eq!(statuses(&out), vec![405]);
+    assert_eq!(parse_response(&out[0].1).headers.get(&HeaderName::Allow), Some(ALLOW));
+
+    let stranger = request("BYE", "c1", "z9hG4bKs", 10, Some("not-ours"), "", "");
+    core.handle_message(t0, Message::Request(stranger), src());
+    assert_eq!(statuses(&sent(&mut core)), vec![481]);
+
+    let old = request("OPTIONS", "c1", "z9hG4bKold", 3, Some(&tag), "", "");
+    core.handle_message(t0, Message::Request(old), src());
+    assert_eq!(statuses(&sent(&mut core)), vec![500], "CSeq lower than the last one");
+    assert!(core.is_answered());
+}
+
+#[test]
+fn reinvite_reports_the_offer_and_sends_the_answer() {
+    let t0 = Instant::now();
+    let mut core = answered(t0);
+    let tag = core.local_tag().to_string();
+    let hold = TWILIO_SDP.replace("a=sendrecv", "a=sendonly");
+    let re = request("INVITE", "c1", "z9hG4bKre", 8, Some(&tag), "", &hold);
+    core.handle_message(t0, Message::Request(re), src());
+    assert_eq!(statuses(&sent(&mut core)), vec![100]);
+    match events(&mut core).as_slice() {
+        [CallEvent::ReOffer { sdp }] => assert!(std::str::from_utf8(sdp).unwrap().contains("sendonly")),
+        other => panic!("expected a re-offer, got {other:?}"),
+    }
+    core.answer_reinvite(t0, Ok("v=0\r\na=recvonly\r\n".into()));
+    let out = sent(&mut core);
+    let ok = parse_response(&out[0].1);
+    assert_eq!((ok.status, ok.cseq().unwrap().seq), (200, 8));
+    assert!(std::str::from_utf8(&ok.body).unwrap().contains("recvonly"));
+    assert!(core.is_answered());
+}
+
+#[test]
+fn local_hangup_sends_bye_and_finishes_on_200() {
+    let t0 = Instant::now();
+    let mut core = answered(t0);
+    core.handle_message(t0, ack(&core, 7), src());
+    events(&mut core);
+    core.hangup(t0, "agent ended");
+    let out = sent(&mut core);
+    assert_eq!(out.len(), 1);
+    let bye = parse_request(&out[0].1);
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(bye.to().unwrap().tag(), Some("f1"));
+    assert!(bye.headers.get(&HeaderName::Reason).is_some());
+    let ok = Response::for_request(&bye, 200, None);
+    core.handle_message(t0, Message::Response(ok), src());
+    advance_to(&mut core, t0 + Duration::from_secs(40));
+    assert!(core.is_finished());
+}
+
+#[test]
+fn retransmitted_invite_gets_the_last_response_again() {
+    let t0 = Instant::now();
+    let mut core = new_call(t0);
+    sent(&mut core);
+    core.ring(t0);
+    assert_eq!(statuses(&sent(&mut core)), vec![180]);
+    let again = invite("c1", "z9hG4bKinv", 7, "");
+    core.handle_message(t0, Message::Request(again), src());
+    assert_eq!(statuses(&sent(&mut core)), vec![180]);
+}
+
+#[test]
+fn rejection_is_a_final_error_and_ends_the_call() {
+    let t0 = Instant::now();
+    let mut core = new_call(t0);
+    sent(&mut core);
+    core.reject(t0, 488, None);
+    assert_eq!(statuses(&sent(&mut core)), vec![488]);
+    assert_eq!(events(&mut core), vec![CallEvent::Ended { reason: EndReason::Rejected(488) }]);
+    // Without an ACK, timer G retransmits, then timer H gives up.
+    let retx = advance_to(&mut core, t0 + Duration::from_secs(40));
+    assert!(retx.len() >= 3);
+    assert!(core.is_finished());
+}

@@ -1,0 +1,191 @@
+use std::time::Duration;
+
+use super::*;
+use crate::config::{Credentials, Route, Trunk};
+use crate::sip::acl::AddressList;
+use crate::sip::auth::{respond, ChallengeKind, Challenge};
+use crate::sip::testing::{invite, parse_response, request};
+
+const TWILIO: &str = "54.171.127.192:5060";
+
+fn src() -> SocketAddr {
+    TWILIO.parse().unwrap()
+}
+
+fn dispatcher(max_calls: usize) -> Dispatcher {
+    let trunks = vec![
+        Trunk {
+            name: "digest".into(),
+            credentials: Some(Credentials {
+                username: "ai-voice-agent".into(),
+                password: "pw".into(),
+            }),
+            allowed: AddressList::parse(&[]).unwrap(),
+            numbers: vec![],
+        },
+        Trunk {
+            name: "esip".into(),
+            credentials: None,
+            allowed: AddressList::parse(&["10.9.0.0/16".to_string()]).unwrap(),
+            numbers: vec![],
+        },
+    ];
+    let routes = vec![Route {
+        numbers: vec![],
+        agent: "echo".into(),
+    }];
+    let router = Router::new(trunks, routes, "sipbridge", ChallengeKind::Proxy, Instant::now());
+    Dispatcher::new(router, Timers::default(), max_calls)
+}
+
+fn outputs(d: &mut Dispatcher) -> Vec<Output> {
+    std::iter::from_fn(|| d.poll_output()).collect()
+}
+
+fn feed(d: &mut Dispatcher, now: Instant, from: SocketAddr, req: &Request) -> Vec<Output> {
+    d.handle_datagram(now, from, req.to_bytes());
+    outputs(d)
+}
+
+fn only_response(out: &[Output]) -> Response {
+    match out {
+        [Output::Transmit { bytes, .. }] => parse_response(bytes),
+        other => panic!("expected one response, got {other:?}"),
+    }
+}
+
+fn authorized(challenge: &Response, call_id: &str, branch: &str, password: &str, nc: u32) -> Request {
+    let value = challenge.headers.get(&HeaderName::ProxyAuthenticate).unwrap();
+    let ch = Challenge::parse(value).unwrap();
+    let creds = respond(&ch, "INVITE", "sip:+447846855904@gw.example.net", "ai-voice-agent", password, "c0ffee", nc);
+    invite(call_id, branch, 2, &format!("Proxy-Authorization: {creds}\r\n"))
+}
+
+#[test]
+fn challenge_then_authorized_invite_starts_a_call() {
+    let mut d = dispatcher(10);
+    let t0 = Instant::now();
+    let first = invite("call-1", "z9hG4bK1", 1, "");
+    let challenge = only_response(&feed(&mut d, t0, src(), &first));
+    assert_eq!(challenge.status, 407);
+
+    // A retransmission of the first INVITE gets the same 407, not a new nonce.
+    let again = only_response(&feed(&mut d, t0, src(), &first));
+    assert_eq!(again.to_bytes(), challenge.to_bytes());
+    // Its ACK is absorbed.
+    let ack = request("ACK", "call-1", "z9hG4bK1", 1, challenge.to().unwrap().tag(), "", "");
+    assert!(feed(&mut d, t0, src(), &ack).is_empty());
+
+    let second = authorized(&challenge, "call-1", "z9hG4bK2", "pw", 1);
+    match feed(&mut d, t0, src(), &second).as_slice() {
+        [Output::NewCall(n)] => {
+            assert_eq!(n.call_id, "call-1");
+            assert_eq!(n.admitted.trunk, "digest");
+            assert_eq!(n.admitted.agent, "echo");
+            assert_eq!(n.admitted.called, "447846855904");
+        }
+        other => panic!("expected a new call, got {other:?}"),
+    }
+    assert_eq!(d.active_calls(), 1);
+
+    // In-dialog traffic now goes to the call.
+    let bye = request("BYE", "call-1", "z9hG4bK3", 3, Some("x"), "", "");
+    assert!(matches!(feed(&mut d, t0, src(), &bye).as_slice(), [Output::Route { .. }]));
+}
+
+#[test]
+fn wrong_password_gets_a_fresh_challenge_then_403() {
+    let mut d = dispatcher(10);
+    let t0 = Instant::now();
+    let challenge = only_response(&feed(&mut d, t0, src(), &invite("c", "z9hG4bK1", 1, "")));
+    let bad = authorized(&challenge, "c", "z9hG4bK2", "wrong", 1);
+    let r = only_response(&feed(&mut d, t0, src(), &bad));
+    assert_eq!(r.status, 407);
+    let bad2 = authorized(&r, "c", "z9hG4bK3", "wrong", 1);
+    assert_eq!(only_response(&feed(&mut d, t0, src(), &bad2)).status, 403);
+    assert_eq!(d.active_calls(), 0);
+}
+
+#[test]
+fn address_only_trunk_needs_no_challenge() {
+    let mut d = dispatcher(10);
+    let esip: SocketAddr = "10.9.1.1:5060".parse().unwrap();
+    let out = feed(&mut d, Instant::now(), esip, &invite("c", "z9hG4bK1", 1, ""));
+    assert!(matches!(out.as_slice(), [Output::NewCall(n)] if n.admitted.trunk == "esip"));
+}
+
+#[test]
+fn full_or_draining_gateway_answers_503_with_retry_after() {
+    let mut d = dispatcher(1);
+    let esip: SocketAddr = "10.9.1.1:5060".parse().unwrap();
+    let t0 = Instant::now();
+    feed(&mut d, t0, esip, &invite("a", "z9hG4bKa", 1, ""));
+    let r = only_response(&feed(&mut d, t0, esip, &invite("b", "z9hG4bKb", 1, "")));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.headers.get(&HeaderName::RetryAfter), Some("5"));
+    d.call_ended("a");
+    assert!(matches!(feed(&mut d, t0, esip, &invite("c", "z9hG4bKc", 1, "")).as_slice(), [Output::NewCall(_)]));
+    d.call_finished("c");
+    d.set_draining(true);
+    assert_eq!(only_response(&feed(&mut d, t0, esip, &invite("d", "z9hG4bKd", 1, ""))).status, 503);
+}
+
+#[test]
+fn out_of_dialog_requests() {
+    let mut d = dispatcher(10);
+    let t0 = Instant::now();
+    let opt = request("OPTIONS", "o", "z9hG4bKo", 1, None, "", "");
+    let r = only_response(&feed(&mut d, t0, src(), &opt));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers.get(&HeaderName::Allow), Some(ALLOW));
+
+    let reg = request("REGISTER", "r", "z9hG4bKr", 1, None, "", "");
+    let r = only_response(&feed(&mut d, t0, src(), &reg));
+    assert_eq!(r.status, 405);
+    assert!(r.headers.get(&HeaderName::Allow).is_some());
+
+    let bye = request("BYE", "gone", "z9hG4bKb", 1, Some("t"), "", "");
+    assert_eq!(only_response(&feed(&mut d, t0, src(), &bye)).status, 481);
+    let cancel = request("CANCEL", "gone", "z9hG4bKc", 1, None, "", "");
+    assert_eq!(only_response(&feed(&mut d, t0, src(), &cancel)).status, 481);
+
+    let req = invite("x", "z9hG4bKx", 1, "Require: 100rel\r\n");
+    let r = only_response(&feed(&mut d, t0, src(), &req));
+    assert_eq!((r.status, r.headers.get(&HeaderName::Unsupported)), (420, Some("100rel")));
+}
+
+#[test]
+fn malformed_input_gets_400_or_nothing_and_never_panics() {
+    let mut d = dispatcher(10);
+    let t0 = Instant::now();
+    let bad = "INVITE sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKq\r\n\
+               From: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: q\r\nCSeq: 1 INVITE\r\n\
+               Content-Length: 9999\r\n\r\nshort";
+    d.handle_datagram(t0, src(), Bytes::from(bad));
+    let out = outputs(&mut d);
+    assert_eq!(only_response(&out).status, 400);
+    for junk in [&b"\r\n\r\n"[..], b"", b"\x00\xff garbage", b"SIP/2.0 200 OK\r\n\r\n"] {
+        d.handle_datagram(t0, src(), Bytes::copy_from_slice(junk));
+        assert!(outputs(&mut d).is_empty());
+    }
+    assert_eq!(d.counters().malformed, 2);
+}
+
+#[test]
+fn rejected_transactions_are_retransmitted_and_then_forgotten() {
+    let mut d = dispatcher(10);
+    let t0 = Instant::now();
+    feed(&mut d, t0, src(), &invite("c", "z9hG4bK1", 1, ""));
+    assert_eq!(d.open_transactions(), 1);
+    let mut retransmits = 0;
+    let mut now = t0;
+    while let Some(t) = d.poll_timeout() {
+        assert!(t >= now);
+        now = t;
+        d.handle_timeout(now);
+        retransmits += outputs(&mut d).len();
+        assert!(now - t0 < Duration::from_secs(60), "transaction never ends");
+    }
+    assert!(retransmits >= 5, "407 was retransmitted {retransmits} times");
+    assert_eq!(d.open_transactions(), 0);
+}

@@ -1,0 +1,142 @@
+use super::*;
+
+fn env_none(_: &str) -> Option<String> {
+    None
+}
+
+fn parse_ok(text: &str) -> Config {
+    match parse(text, "test.toml", &|k| (k == "PW").then(|| "s3cret-pw".to_string())) {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected config error:\n{e}"),
+    }
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse(text, "test.toml", &env_none) {
+        Ok(_) => panic!("config unexpectedly valid"),
+        Err(e) => e.problems,
+    }
+}
+
+#[test]
+fn empty_file_is_the_echo_default_without_trunks() {
+    let c = parse_ok("");
+    assert_eq!(c.sip.listen, "0.0.0.0:5060".parse().unwrap());
+    assert_eq!(c.http.listen, "127.0.0.1:3000".parse().unwrap());
+    assert_eq!(c.media.rtp_ports, (10000, 20000));
+    assert_eq!(c.agents.get("echo"), Some(&AgentSpec::Echo));
+    assert_eq!(c.routes.len(), 1);
+    assert!(c.trunks.is_empty());
+}
+
+#[test]
+fn design_example_keys_parse() {
+    let c = parse_ok(
+        r#"
+shutdown_grace_secs = 10
+[sip]
+listen = "127.0.0.1:5070"
+public_addr = "203.0.113.10"
+realm = "gw"
+max_calls = 5
+auth_challenge = "www"
+[media]
+rtp_ports = "30000-30100"
+public_ip = "203.0.113.10"
+media_timeout_secs = 7
+initial_media_timeout_secs = 9
+[http]
+listen = "127.0.0.1:3999"
+[[trunks]]
+name = "twilio"
+username = "ai-voice-agent"
+password_env = "PW"
+allowed_addresses = ["twilio", "10.0.0.0/8"]
+numbers = ["+44 7846 855904"]
+[[routes]]
+numbers = ["+447846855904"]
+agent = "bot"
+[agents.bot]
+kind = "echo"
+"#,
+    );
+    assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(c.sip.max_calls, 5);
+    assert_eq!(c.sip.challenge, ChallengeKind::Www);
+    assert_eq!(c.sip.public_addr.as_deref(), Some("203.0.113.10"));
+    assert_eq!(c.media.rtp_ports, (30000, 30100));
+    assert_eq!(c.media.media_timeout, Duration::from_secs(7));
+    let t = &c.trunks[0];
+    assert_eq!(t.name, "twilio");
+    let cred = t.credentials.as_ref().unwrap();
+    assert_eq!((cred.username.as_str(), cred.password.as_str()), ("ai-voice-agent", "s3cret-pw"));
+    assert!(t.allowed.allows("54.171.127.193".parse().unwrap()));
+    assert!(!t.allowed.allows("8.8.8.8".parse().unwrap()));
+    assert_eq!(t.numbers, vec!["447846855904"]);
+    assert_eq!(c.routes[0].agent, "bot");
+    assert!(!format!("{c:?}").contains("s3cret-pw"), "password leaked through Debug");
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let p = problems("[sip]\nlisten = \"0.0.0.0:5060\"\nlisen = 1\n");
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].line, 3);
+    assert!(p[0].message.contains("lisen"), "{:?}", p[0]);
+}
+
+#[test]
+fn every_semantic_problem_is_reported_with_its_line() {
+    let p = problems(
+        "[sip]\nlisten = \"nope\"\n[media]\nrtp_ports = \"20000-10000\"\n\
+         [[trunks]]\nusername = \"u\"\npassword_env = \"MISSING\"\n\
+         [[routes]]\nagent = \"ghost\"\n",
+    );
+    let keys: Vec<(&str, usize)> = p.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert!(keys.contains(&("sip.listen", 2)), "{keys:?}");
+    assert!(keys.contains(&("media.rtp_ports", 4)), "{keys:?}");
+    assert!(keys.contains(&("trunks[0].password_env", 7)), "{keys:?}");
+    assert!(keys.contains(&("routes[0].agent", 9)), "{keys:?}");
+    let shown = ConfigError { file: "f.toml".into(), problems: p }.to_string();
+    assert!(shown.contains("f.toml:2:10: sip.listen: expected ip:port"), "{shown}");
+    assert!(shown.contains("MISSING is not set"), "{shown}");
+}
+
+#[test]
+fn open_trunk_without_credentials_or_allowlist_is_refused() {
+    let p = problems("[[trunks]]\nname = \"open\"\n");
+    assert_eq!(p[0].key, "trunks[0]");
+    assert!(p[0].message.contains("allowed_addresses"));
+}
+
+#[test]
+fn bad_cidr_points_at_the_entry() {
+    let p = problems("[[trunks]]\nallowed_addresses = [\"twilio\",\n  \"10.0.0.0/33\"]\n");
+    assert_eq!(p[0].key, "trunks[0].allowed_addresses");
+    assert_eq!(p[0].line, 3);
+}
+
+#[test]
+fn unavailable_agent_kind_is_named() {
+    let p = problems("[agents.evi]\nkind = \"hume\"\nurl = \"wss://x\"\n");
+    assert_eq!(p[0].key, "agents.evi.kind");
+    assert!(p[0].message.contains("not available"));
+    let p = problems("[agents.x]\nkind = \"telepathy\"\n");
+    assert!(p[0].message.contains("unknown agent kind"));
+}
+
+#[test]
+fn numbers_normalise() {
+    assert_eq!(normalize_number("+44 (0) 78-46.855904"), "440784685590 4".replace(' ', ""));
+    assert_eq!(normalize_number("tel:+447846855904"), "447846855904");
+}
+
+#[test]
+fn embedded_default_has_a_random_demo_password() {
+    let a = embedded_default();
+    let b = embedded_default();
+    let pa = &a.trunks[0].credentials.as_ref().unwrap().password;
+    let pb = &b.trunks[0].credentials.as_ref().unwrap().password;
+    assert!(pa.len() >= 16);
+    assert_ne!(pa, pb);
+}

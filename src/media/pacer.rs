@@ -1,0 +1,164 @@
+//! The send clock of a call's audio towards the caller.
+//!
+//! Time is cut into 20 ms slots from the moment the call is answered. Slot `k` must be filled by
+//! its deadline `t0 + 20 ms * (k + 1)`: with the agent's next frame if there is one, otherwise with
+//! comfort silence (Twilio offers no CN, and a silent RTP stream looks like a dead call). A frame
+//! may be sent as soon as it is available, but never more than one slot ahead of the clock.
+//!
+//! That rule gives both properties the gateway needs: an agent that delivers in real time (the
+//! echo agent, or a stream from the far end) is relayed with no added wait, whatever the phase
+//! of its frames relative to our slots; an agent that delivers in bursts (a TTS chunk of two
+//! seconds) is paced out at exactly one frame per 20 ms, with at most one frame committed ahead,
+//! so barge-in can drop the rest at once. The RTP timestamp is the slot number, so it follows
+//! the wall clock and never drifts.
+
+use std::time::{Duration, Instant};
+
+pub const FRAME: Duration = Duration::from_millis(20);
+
+/// When the task driving the clock fell this far behind (a stalled runtime), skip the missed
+/// slots instead of bursting them out.
+const MAX_BEHIND: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+pub struct Pacer {
+    /// Deadline of the next slot to fill.
+    deadline: Instant,
+    /// Index of the next slot to fill.
+    slot: u64,
+}
+
+/// What fills a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    Frame,
+    Silence,
+}
+
+impl Pacer {
+    pub fn new(now: Instant) -> Pacer {
+        Pacer {
+            deadline: now + FRAME,
+            slot: 0,
+        }
+    }
+
+    /// True when a frame handed over now may be sent now.
+    pub fn slot_open(&self, now: Instant) -> bool {
+        now + FRAME >= self.deadline
+    }
+
+    /// The next slot's index, for the RTP timestamp of the packet about to be sent.
+    pub fn slot(&self) -> u64 {
+        self.slot
+    }
+
+    /// Records that the next slot was filled.
+    pub fn filled(&mut self, now: Instant) {
+        self.slot += 1;
+        self.deadline += FRAME;
+        if now > self.deadline + MAX_BEHIND {
+            let missed = (now - self.deadline).as_nanos() / FRAME.as_nanos() + 1;
+            self.slot += missed as u64;
+            self.deadline += FRAME * missed as u32;
+        }
+    }
+
+    /// If the next slot's deadline has passed with nothing sent, it needs comfort silence now.
+    pub fn needs_silence(&self, now: Instant) -> bool {
+        now >= self.deadline
+    }
+
+    /// When the clock next needs attention: the window opening for a waiting frame, or a
+    /// deadline that needs silence.
+    pub fn next_wakeup(&self, frame_waiting: bool) -> Instant {
+        if frame_waiting {
+            self.deadline - FRAME
+        } else {
+            self.deadline
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn realtime_frames_are_sent_on_arrival_whatever_their_phase() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        // Frames arrive 7 ms into each slot: each is sent at once.
+        for k in 0..50u64 {
+            let arrival = t0 + ms(20 * k + 7);
+            assert!(!p.needs_silence(arrival), "slot {k} starved");
+            assert!(p.slot_open(arrival));
+            assert_eq!(p.slot(), k);
+            p.filled(arrival);
+        }
+    }
+
+    #[test]
+    fn frames_arriving_just_after_deadlines_cost_one_silence_then_flow() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        // First frame arrives 0.5 ms after slot 0's deadline: slot 0 gets silence.
+        let first = t0 + ms(20) + Duration::from_micros(500);
+        assert!(p.needs_silence(first));
+        p.filled(first);
+        let mut silences = 1;
+        for k in 0..50u64 {
+            let arrival = first + ms(20 * k);
+            if p.needs_silence(arrival) {
+                silences += 1;
+                p.filled(arrival);
+            }
+            assert!(p.slot_open(arrival));
+            p.filled(arrival);
+        }
+        assert_eq!(silences, 1);
+    }
+
+    #[test]
+    fn bursts_are_paced_one_frame_per_slot() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        let now = t0 + ms(1);
+        assert!(p.slot_open(now));
+        p.filled(now);
+        // The second frame of the burst must wait for slot 1's window (opens at t0 + 20 ms).
+        assert!(!p.slot_open(now));
+        assert_eq!(p.next_wakeup(true), t0 + ms(20));
+        assert!(p.slot_open(t0 + ms(20)));
+    }
+
+    #[test]
+    fn idle_agent_gets_silence_every_slot() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        let mut sent = 0;
+        let mut now = t0;
+        while now < t0 + ms(1000) {
+            now = p.next_wakeup(false);
+            assert!(p.needs_silence(now));
+            p.filled(now);
+            sent += 1;
+        }
+        assert_eq!(sent, 50);
+    }
+
+    #[test]
+    fn a_stall_skips_slots_instead_of_bursting() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        let late = t0 + ms(1000);
+        p.filled(late);
+        // Timestamps stay tied to the wall clock: the slot index jumped with the time.
+        assert!(p.slot() >= 49, "slot {}", p.slot());
+        assert!(!p.needs_silence(late));
+    }
+}

@@ -1,0 +1,68 @@
+//! Shared pieces of the end-to-end tests: a gateway on loopback, free ports, test audio.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use sipbridge::call::Gateway;
+use sipbridge::codec::g711::{self, Law};
+use sipbridge::config;
+
+pub const USER: &str = "ai-voice-agent";
+pub const PASSWORD: &str = "correct-horse-battery";
+
+/// A UDP port free right now on 127.0.0.1 (for tools that need a number, like SIPp).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("no free UDP port on loopback")
+}
+
+/// A distinct RTP range per gateway in this process, so parallel tests never share ports.
+pub fn rtp_range() -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = 30000 + (std::process::id() as u16 % 40) * 500 + n * 100;
+    (base, base + 98)
+}
+
+/// Starts a gateway on 127.0.0.1 with one digest trunk and the echo agent; `extra` is appended
+/// to the config (more sections).
+pub async fn gateway(extra: &str) -> Gateway {
+    let (lo, hi) = rtp_range();
+    let text = format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
+         media_timeout_secs = 5\n\
+         [[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
+         allowed_addresses = [\"127.0.0.0/8\"]\n{extra}"
+    );
+    let cfg = config::parse(&text, "test.toml", &|_| None).expect("test config");
+    Gateway::start(&cfg).await.expect("gateway start")
+}
+
+/// `secs` of a 440 Hz tone at -12 dBFS, G.711-encoded: a raw payload stream for SIPp's rtp_stream.
+pub fn tone(law: Law, secs: f64) -> Vec<u8> {
+    let n = (8000.0 * secs) as usize;
+    let pcm: Vec<i16> = (0..n)
+        .map(|i| {
+            let t = i as f64 / 8000.0;
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+        })
+        .collect();
+    let mut out = vec![0u8; n];
+    g711::encode(law, &pcm, &mut out);
+    out
+}
+
+/// RMS of a G.711 payload after decoding.
+pub fn rms(law: Law, payload: &[u8]) -> f64 {
+    let mut pcm = vec![0i16; payload.len()];
+    g711::decode(law, payload, &mut pcm);
+    let sum: f64 = pcm.iter().map(|&s| (s as f64) * (s as f64)).sum();
+    (sum / pcm.len().max(1) as f64).sqrt()
+}
+
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}

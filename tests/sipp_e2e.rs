@@ -1,0 +1,222 @@
+//! End to end against SIPp (Debian's sip-tester), calling exactly as Twilio does: digest auth
+//! answered from a 407, G.711 RTP streamed, the echo agent's audio checked on the way back.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use sipbridge::codec::g711::Law;
+use sipbridge::media::rtp;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sipp").join(name)
+}
+
+struct Sipp {
+    args: Vec<String>,
+}
+
+impl Sipp {
+    fn new(target: std::net::SocketAddr, scenario: &str) -> Sipp {
+        let args = [
+            target.to_string(),
+            "-sf".into(),
+            fixture(scenario).display().to_string(),
+            "-s".into(),
+            "+447846855904".into(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            free_udp_port().to_string(),
+            "-mp".into(),
+            free_udp_port().to_string(),
+            "-nostdin".into(),
+            "-timeout".into(),
+            "60s".into(),
+            "-timeout_error".into(),
+            "-recv_timeout".into(),
+            "10s".into(),
+        ]
+        .into_iter()
+        .collect();
+        Sipp { args }
+    }
+
+    fn arg(mut self, k: &str, v: impl ToString) -> Sipp {
+        self.args.push(k.into());
+        self.args.push(v.to_string());
+        self
+    }
+
+    fn key(self, k: &str, v: impl ToString) -> Sipp {
+        self.arg("-key", k).arg_raw(v.to_string())
+    }
+
+    fn arg_raw(mut self, v: String) -> Sipp {
+        self.args.push(v);
+        self
+    }
+
+    async fn run(self) -> Output {
+        let args = self.args.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new("sipp")
+                .args(&args)
+                .stdin(Stdio::null())
+                .output()
+                .expect("sipp not found: the test command installs Debian's sip-tester")
+        })
+        .await
+        .expect("sipp thread")
+    }
+}
+
+fn explain(out: &Output) -> String {
+    format!(
+        "sipp exit {:?}\nstdout (tail):\n{}\nstderr:\n{}",
+        out.status.code(),
+        tail(&String::from_utf8_lossy(&out.stdout), 40),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Where the echo comes back: the SDP's m= port points here, and every packet is checked.
+struct EchoSink {
+    port: u16,
+    packets: Arc<AtomicU64>,
+    loud: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl EchoSink {
+    async fn start(law: Law) -> EchoSink {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let packets = Arc::new(AtomicU64::new(0));
+        let loud = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, l, s) = (packets.clone(), loud.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while !s.load(Ordering::Relaxed) {
+                let Ok(Ok((n, _))) =
+                    tokio::time::timeout(Duration::from_millis(200), socket.recv_from(&mut buf)).await
+                else {
+                    continue;
+                };
+                let Ok((h, payload)) = rtp::parse(&buf[..n]) else { continue };
+                assert_eq!(h.payload_type, law.payload_type(), "echo uses the negotiated codec");
+                p.fetch_add(1, Ordering::Relaxed);
+                // The tone is at about 5,700 RMS; silence fill decodes to ~0.
+                if rms(law, payload) > 2000.0 {
+                    l.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        EchoSink { port, packets, loud, stop }
+    }
+
+    fn finish(&self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        (self.packets.load(Ordering::Relaxed), self.loud.load(Ordering::Relaxed))
+    }
+}
+
+async fn echo_call(law: Law, codecs: &str) {
+    let gw = gateway("").await;
+    let dir = tempdir();
+    let audio = dir.join("tone.raw");
+    std::fs::write(&audio, tone(law, 2.0)).unwrap();
+    let sink = EchoSink::start(law).await;
+    let out = Sipp::new(gw.sip_addr, "uac_echo.xml")
+        .arg("-au", USER)
+        .arg("-ap", PASSWORD)
+        .arg("-m", 1)
+        .arg("-d", 3000)
+        .key("rtp_port", sink.port)
+        .key("codecs", codecs)
+        .key("audio", audio.display())
+        .key("pt", law.payload_type())
+        .run()
+        .await;
+    let (packets, loud) = sink.finish();
+    assert!(out.status.success(), "{}", explain(&out));
+    // 3 s of call at 50 packets/s; the tone loops for the whole call.
+    assert!(packets >= 100, "only {packets} RTP packets came back\n{}", explain(&out));
+    assert!(loud >= 80, "only {loud} of {packets} echoed packets carried the tone");
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempdir() -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "sipbridge-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcmu_call_with_digest_auth_echoes_the_audio() {
+    echo_call(Law::Mu, "0 8 101").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcma_call_echoes_the_audio() {
+    echo_call(Law::A, "8 0 101").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_never_gets_200() {
+    let gw = gateway("").await;
+    let out = Sipp::new(gw.sip_addr, "uac_bad_password.xml")
+        .arg("-au", USER)
+        .arg("-ap", "not-the-password")
+        .arg("-m", 1)
+        .run()
+        .await;
+    assert!(out.status.success(), "{}", explain(&out));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_calls_at_ten_per_second_all_complete() {
+    let gw = gateway("").await;
+    let dir = tempdir();
+    let audio = dir.join("tone.raw");
+    std::fs::write(&audio, tone(Law::Mu, 1.0)).unwrap();
+    // Every call's echo comes back to one sink; SIPp's exit status says every call completed.
+    let sink = EchoSink::start(Law::Mu).await;
+    let out = Sipp::new(gw.sip_addr, "uac_echo.xml")
+        .arg("-au", USER)
+        .arg("-ap", PASSWORD)
+        .arg("-m", 50)
+        .arg("-r", 10)
+        .arg("-d", 1000)
+        .key("rtp_port", sink.port)
+        .key("codecs", "0 8 101")
+        .key("audio", audio.display())
+        .key("pt", 0)
+        .run()
+        .await;
+    let (packets, loud) = sink.finish();
+    assert!(out.status.success(), "{}", explain(&out));
+    // 50 calls of about 1 s at 50 packets/s each.
+    assert!(packets >= 50 * 40, "only {packets} RTP packets came back");
+    assert!(loud >= 50 * 30, "only {loud} of {packets} echoed packets carried the tone");
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
