@@ -162,11 +162,13 @@ impl DigestServer {
     ///
     /// Choices:
     /// - HA2 is computed over the `uri=` parameter exactly as sent, and that URI is not
-    ///   compared with the Request-URI. RFC 7616 §3.4.6 makes the comparison a server option;
-    ///   Twilio sends a `uri` that differs from what arrives (`;transport=tls` kept, proxies
-    ///   may rewrite the Request-URI), and a captured response cannot be moved to another
-    ///   request anyway: the nonce is bound to this server and each nonce-count is accepted
-    ///   once.
+    ///   compared with the Request-URI. RFC 2617 §3.2.2.5 (kept in RFC 7616 §3.4.6) asks the
+    ///   server to make sure `uri` names the same resource as the request line, a check meant
+    ///   for proxies that rewrite it. This core is never given the Request-URI: in SIP the same
+    ///   resource is spelt in many ways (Twilio keeps `;transport=tls` in `uri=`, edge proxies
+    ///   rewrite the Request-URI), so a strict comparison would fail real calls, and a loose
+    ///   one would add nothing against replay, which the nonce (ours, fresh) and the
+    ///   once-only nonce-count already stop. A caller wanting it can compare user and host.
     /// - A response without `qop` (RFC 2069 form) is accepted even when `qop="auth"` was
     ///   offered: it still proves knowledge of the password over our nonce, LiveKit-style
     ///   clients built against qop-less challenges produce it, and refusing it would fail
@@ -330,6 +332,16 @@ impl DigestServer {
         }
         self.seen.insert(id, nc.map_or(USED_WITHOUT_QOP, u64::from));
         Ok(())
+    }
+}
+
+// By hand, so the HMAC key never reaches a log.
+impl std::fmt::Debug for DigestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigestServer")
+            .field("cfg", &self.cfg)
+            .field("tracked_nonces", &self.seen.len())
+            .finish_non_exhaustive()
     }
 }
 

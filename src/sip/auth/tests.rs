@@ -652,4 +652,10 @@ fn empty_algorithm_list_means_md5() {
     let (srv, epoch) = server(Vec::new(), true);
     assert_eq!(srv.config().algorithms, vec![Algorithm::Md5]);
     assert_eq!(srv.challenges(epoch, false).len(), 1);
+    let dbg = format!("{srv:?}");
+    assert!(
+        dbg.contains("sipbridge") || dbg.contains("gw.example.net"),
+        "{dbg}"
+    );
+    assert!(!dbg.contains("mac"), "the key stays out of Debug: {dbg}");
 }
