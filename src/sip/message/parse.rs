@@ -1,0 +1,367 @@
+//! The datagram parser: start line, header lines (folding, compact names, any order),
+//! Content-Length framing and the checks that make a parsed message safe to route.
+
+use bytes::Bytes;
+
+use super::headers::{trim_lws, HeaderValue, Headers};
+use super::names::{is_token, HeaderName, Method};
+use super::typed::{check_addresses, scan_cseq, scan_name_addr, scan_via};
+use super::{Message, ParseError, Request, Response, MAX_MESSAGE_LEN};
+use crate::sip::message::headers::split_list;
+
+pub(super) fn parse(data: Bytes) -> Result<Message, ParseError> {
+    if data.len() > MAX_MESSAGE_LEN {
+        return Err(ParseError::TooLarge(data.len()));
+    }
+    // RFC 3261 §7.5: CRLFs before the start line are ignored.
+    let start = data
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .ok_or(ParseError::Empty)?;
+    let text = utf8_prefix(&data[start..]);
+    let mut lines = Lines {
+        text,
+        pos: 0,
+        complete: start + text.len() == data.len(),
+    };
+
+    let first = lines.next_line()?.ok_or(ParseError::Empty)?.0;
+    let start_line = parse_start_line(first)?;
+
+    let mut headers = Headers::with_capacity(24);
+    let mut seen = Seen::default();
+    let mut pending: Option<Pending> = None;
+    let mut body_start = None;
+    let mut line_no = 1;
+    while let Some((line, line_start)) = lines.next_line()? {
+        line_no += 1;
+        if line.is_empty() {
+            body_start = Some(start + lines.pos);
+            break;
+        }
+        let first_byte = line.as_bytes()[0];
+        if first_byte == b' ' || first_byte == b'\t' {
+            // RFC 3261 §7.3.1 folding: a line starting with whitespace continues the value.
+            let Some(p) = pending.as_mut() else {
+                return Err(ParseError::BadHeaderLine {
+                    line: line_no,
+                    reason: "continuation line before the first header",
+                });
+            };
+            p.value_end = line_start + line.len();
+            p.folded = true;
+            continue;
+        }
+        if let Some(p) = pending.take() {
+            finish(p, &data, start, text, &mut headers, &mut seen)?;
+        }
+        let Some(colon) = memchr::memchr(b':', line.as_bytes()) else {
+            return Err(ParseError::BadHeaderLine {
+                line: line_no,
+                reason: "no colon",
+            });
+        };
+        let name = line[..colon].trim_end_matches([' ', '\t']);
+        if !is_token(name) {
+            return Err(ParseError::BadHeaderLine {
+                line: line_no,
+                reason: "header name is not a token",
+            });
+        }
+        pending = Some(Pending {
+            name: HeaderName::parse(name),
+            value_start: line_start + colon + 1,
+            value_end: line_start + line.len(),
+            folded: false,
+        });
+    }
+    if let Some(p) = pending.take() {
+        finish(p, &data, start, text, &mut headers, &mut seen)?;
+    }
+    // Without a blank line the datagram ended inside the header section: no body. If the
+    // text stopped early because of a non-UTF-8 byte, that byte is in the headers.
+    let body_start = match body_start {
+        Some(b) => b,
+        None if start + text.len() == data.len() => data.len(),
+        None => return Err(ParseError::NotUtf8),
+    };
+
+    let available = data.len() - body_start;
+    let body = match seen.content_length {
+        Some(declared) if declared > available => {
+            return Err(ParseError::ContentLengthExceedsBody {
+                declared,
+                available,
+            })
+        }
+        // Octets past Content-Length in a datagram are ignored (RFC 3261 §18.3).
+        Some(declared) => data.slice(body_start..body_start + declared),
+        None => data.slice(body_start..),
+    };
+
+    check_required(&seen)?;
+    match start_line {
+        StartLine::Request { method, uri } => {
+            let cseq = headers.get(&HeaderName::CSeq).unwrap_or_default();
+            let (_, cseq_method) = scan_cseq(cseq)?;
+            if cseq_method != method.as_str() {
+                return Err(ParseError::CSeqMismatch {
+                    method: method.as_str().to_string(),
+                    cseq: cseq_method.to_string(),
+                });
+            }
+            Ok(Message::Request(Request {
+                method,
+                uri: uri.to_string(),
+                headers,
+                body,
+            }))
+        }
+        StartLine::Response { status, reason } => {
+            scan_cseq(headers.get(&HeaderName::CSeq).unwrap_or_default())?;
+            Ok(Message::Response(Response {
+                status,
+                reason: reason.to_string(),
+                headers,
+                body,
+            }))
+        }
+    }
+}
+
+/// The longest valid UTF-8 prefix: the whole datagram when the body is text (one validation
+/// pass), otherwise everything before the first invalid byte, which must lie in the body.
+fn utf8_prefix(b: &[u8]) -> &str {
+    match std::str::from_utf8(b) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or_default(),
+    }
+}
+
+struct Lines<'a> {
+    text: &'a str,
+    pos: usize,
+    /// False when `text` stopped at a non-UTF-8 byte: an unterminated last line is then cut
+    /// short by that byte rather than by the end of the datagram.
+    complete: bool,
+}
+
+impl<'a> Lines<'a> {
+    /// The next line without its terminator, and its offset in `text`. Lines end in CRLF or
+    /// a bare LF; a bare CR is an error because a CR-only peer would see a line break there.
+    fn next_line(&mut self) -> Result<Option<(&'a str, usize)>, ParseError> {
+        let start = self.pos;
+        if start >= self.text.len() {
+            return Ok(None);
+        }
+        let rest = &self.text.as_bytes()[start..];
+        let (len, next) = match memchr::memchr2(b'\r', b'\n', rest) {
+            Some(i) if rest[i] == b'\n' => (i, i + 1),
+            Some(i) if rest.get(i + 1) == Some(&b'\n') => (i, i + 2),
+            Some(_) => return Err(ParseError::BareCr),
+            None if self.complete => (rest.len(), rest.len()),
+            None => return Err(ParseError::NotUtf8),
+        };
+        self.pos = start + next;
+        Ok(Some((&self.text[start..start + len], start)))
+    }
+}
+
+enum StartLine<'a> {
+    Request { method: Method, uri: &'a str },
+    Response { status: u16, reason: &'a str },
+}
+
+fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
+    let version_ok = |v: &str| v.eq_ignore_ascii_case("SIP/2.0");
+    let is_response = line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/");
+    if is_response {
+        let (version, rest) = line.split_once(' ').unwrap_or((line, ""));
+        if !version_ok(version) {
+            return Err(ParseError::BadVersion(version.to_string()));
+        }
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let status = match code.as_bytes() {
+            [a, b, c] if code.bytes().all(|d| d.is_ascii_digit()) && (b'1'..=b'6').contains(a) => {
+                u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+            }
+            _ => return Err(ParseError::BadStatus(code.to_string())),
+        };
+        return Ok(StartLine::Response { status, reason });
+    }
+    // Liberal where RFC 4475 §3.1.2.9/10 allow it: extra spaces between the elements and
+    // after the version are dropped (we re-serialize with single spaces). Spaces inside the
+    // Request-URI are still an error (§3.1.2.8).
+    let line = line.trim_end_matches([' ', '\t']);
+    let (method, rest) = line
+        .split_once(' ')
+        .ok_or(ParseError::BadStartLine("no Request-URI"))?;
+    let (uri, version) = rest
+        .rsplit_once(' ')
+        .ok_or(ParseError::BadStartLine("no SIP version"))?;
+    let uri = uri.trim_matches(' ');
+    if !is_token(method) {
+        return Err(ParseError::BadStartLine("method is not a token"));
+    }
+    if !version_ok(version) {
+        return Err(ParseError::BadVersion(version.to_string()));
+    }
+    check_request_uri(uri)?;
+    Ok(StartLine::Request {
+        method: Method::parse(method),
+        uri,
+    })
+}
+
+/// An absolute URI of any scheme (a B2BUA answers 416 to schemes it does not serve rather
+/// than 400): `scheme ":" rest`, no whitespace, no `<>"`.
+fn check_request_uri(uri: &str) -> Result<(), ParseError> {
+    let bad = ParseError::BadStartLine;
+    let (scheme, rest) = uri
+        .split_once(':')
+        .ok_or(bad("Request-URI has no scheme"))?;
+    let mut sb = scheme.bytes();
+    let scheme_ok = sb.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && sb.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok || rest.is_empty() {
+        return Err(bad("bad Request-URI"));
+    }
+    if uri
+        .bytes()
+        .any(|b| b <= b' ' || matches!(b, b'<' | b'>' | b'"' | 0x7f))
+    {
+        return Err(bad("whitespace, control character or <>\" in Request-URI"));
+    }
+    Ok(())
+}
+
+struct Pending {
+    name: HeaderName,
+    /// Offsets in the UTF-8 text (relative to the first byte of the start line).
+    value_start: usize,
+    value_end: usize,
+    folded: bool,
+}
+
+/// What the single-valued headers held, gathered while the headers are stored.
+#[derive(Default)]
+struct Seen {
+    via: usize,
+    from: usize,
+    to: usize,
+    call_id: usize,
+    cseq: usize,
+    content_length: Option<usize>,
+    max_forwards: Option<u32>,
+}
+
+fn finish(
+    p: Pending,
+    data: &Bytes,
+    base: usize,
+    text: &str,
+    headers: &mut Headers,
+    seen: &mut Seen,
+) -> Result<(), ParseError> {
+    let raw = &text[p.value_start..p.value_end];
+    let value = if p.folded {
+        // Each line break plus the whitespace around it becomes one space (RFC 3261 §7.3.1).
+        let joined = raw
+            .split('\n')
+            .map(|l| trim_lws(l.strip_suffix('\r').unwrap_or(l)))
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        HeaderValue::from(joined)
+    } else {
+        let leading = raw.len() - raw.trim_start_matches([' ', '\t']).len();
+        let trimmed = trim_lws(raw);
+        let offset = base + p.value_start + leading;
+        HeaderValue::from_validated(data.slice(offset..offset + trimmed.len()))
+    };
+    let v = value.as_str();
+    match p.name {
+        HeaderName::Via => {
+            seen.via += 1;
+            for item in split_list(v) {
+                scan_via(item)?;
+            }
+        }
+        HeaderName::From => {
+            seen.from += 1;
+            scan_name_addr(v)?;
+        }
+        HeaderName::To => {
+            seen.to += 1;
+            scan_name_addr(v)?;
+        }
+        HeaderName::CallId => {
+            seen.call_id += 1;
+            if v.is_empty() || v.contains([' ', '\t']) {
+                return Err(ParseError::BadHeader {
+                    header: "Call-ID",
+                    reason: "empty or contains whitespace",
+                });
+            }
+        }
+        HeaderName::CSeq => seen.cseq += 1,
+        HeaderName::ContentLength => {
+            let n = parse_decimal(v).ok_or(ParseError::BadHeader {
+                header: "Content-Length",
+                reason: "not a decimal number",
+            })?;
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            if seen.content_length.is_some_and(|prev| prev != n) {
+                return Err(ParseError::DuplicateHeader("Content-Length"));
+            }
+            seen.content_length = Some(n);
+        }
+        HeaderName::MaxForwards => {
+            let n = parse_decimal(v)
+                .filter(|&n| n <= 255)
+                .ok_or(ParseError::BadHeader {
+                    header: "Max-Forwards",
+                    reason: "not a number from 0 to 255",
+                })? as u32;
+            if seen.max_forwards.is_some_and(|prev| prev != n) {
+                return Err(ParseError::DuplicateHeader("Max-Forwards"));
+            }
+            seen.max_forwards = Some(n);
+        }
+        HeaderName::Contact => check_addresses(v, true)?,
+        HeaderName::Route | HeaderName::RecordRoute => check_addresses(v, false)?,
+        _ => {}
+    }
+    headers.push(p.name, value);
+    Ok(())
+}
+
+/// Digits only (no sign); saturates far above any limit we compare with.
+fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.bytes().fold(0u64, |n, d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    }))
+}
+
+fn check_required(seen: &Seen) -> Result<(), ParseError> {
+    let required = [
+        (seen.via, "Via"),
+        (seen.from, "From"),
+        (seen.to, "To"),
+        (seen.call_id, "Call-ID"),
+        (seen.cseq, "CSeq"),
+    ];
+    for (count, name) in required {
+        match count {
+            0 => return Err(ParseError::MissingHeader(name)),
+            // Via is a list; the others must appear once (RFC 4475 §3.3.8).
+            1 => {}
+            _ if name == "Via" => {}
+            _ => return Err(ParseError::DuplicateHeader(name)),
+        }
+    }
+    Ok(())
+}
