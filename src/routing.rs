@@ -150,8 +150,10 @@ impl Router {
                     .unwrap_or_default();
                 Ok(name)
             }
-            Err(AuthError::StaleNonce) => {
-                tracing::info!(%src, "stale nonce; challenging again");
+            // The password was right but the nonce is old or already used: a fresh nonce with
+            // stale=true lets the client retry without asking its user again.
+            Err(e @ (AuthError::StaleNonce | AuthError::Replay)) => {
+                tracing::info!(%src, "{e}; challenging again with stale=true");
                 Err(self.challenge(now, true))
             }
             Err(e) => {

@@ -63,7 +63,7 @@ pub struct Dispatcher {
     calls: HashMap<String, bool>,
     active: usize,
     txs: HashMap<ServerKey, (SocketAddr, ServerTx)>,
-    deadlines: BinaryHeap<Reverse<(Instant, ServerKey)>>,
+    deadlines: BinaryHeap<Reverse<Due>>,
     out: VecDeque<Output>,
     counters: DispatchCounters,
 }
@@ -307,16 +307,16 @@ impl Dispatcher {
         if done {
             self.txs.remove(&key);
         } else if let Some(d) = deadline {
-            self.deadlines.push(Reverse((d, key)));
+            self.deadlines.push(Reverse(Due(d, key)));
         }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((when, _))) = self.deadlines.peek() {
+        while let Some(Reverse(Due(when, _))) = self.deadlines.peek() {
             if *when > now {
                 break;
             }
-            let Some(Reverse((_, key))) = self.deadlines.pop() else {
+            let Some(Reverse(Due(_, key))) = self.deadlines.pop() else {
                 break;
             };
             // The heap may hold stale deadlines of a transaction that moved on; asking the
@@ -338,7 +338,7 @@ impl Dispatcher {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((t, _))| *t)
+        self.deadlines.peek().map(|Reverse(Due(t, _))| *t)
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -352,6 +352,26 @@ impl Dispatcher {
 
     pub fn open_transactions(&self) -> usize {
         self.txs.len()
+    }
+}
+
+/// A transaction's next deadline, ordered by time only.
+struct Due(Instant, ServerKey);
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
     }
 }
 

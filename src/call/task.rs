@@ -18,7 +18,7 @@ use crate::call::Shared;
 use crate::codec::g711::Law;
 use crate::media::ports::PortLease;
 use crate::media::session::{MediaParams, MediaSession};
-use crate::sdp::{self, Codec, Direction, LocalMedia, Negotiated, SessionDescription};
+use crate::sdp::{self, Codec, LocalMedia, Negotiated, SessionDescription};
 use crate::sip::message::{HeaderName, Message};
 use crate::sip::uri::Uri;
 
@@ -261,9 +261,10 @@ impl Call {
                 Codec::Pcmu => Law::Mu,
                 Codec::Pcma => Law::A,
             },
+            payload_type: n.payload_type,
             telephone_event_pt: n.telephone_event_pt,
             remote: n.remote_rtp,
-            send: matches!(n.local_direction, Direction::SendRecv | Direction::SendOnly),
+            send: n.local_direction.sends(),
             media_timeout: shared.media_timeout,
             initial_media_timeout: shared.initial_media_timeout,
         }
@@ -399,9 +400,10 @@ impl Call {
                 tracing::info!(direction = ?n.local_direction, remote = ?n.remote_rtp, "re-INVITE");
                 m.session.update(MediaParams {
                     law,
+                    payload_type: n.payload_type,
                     telephone_event_pt: n.telephone_event_pt,
                     remote: n.remote_rtp,
-                    send: matches!(n.local_direction, Direction::SendRecv | Direction::SendOnly),
+                    send: n.local_direction.sends(),
                     ..current
                 });
                 self.core.answer_reinvite(now(), Ok(n.answer));
@@ -491,12 +493,10 @@ fn fallback_contact(port: u16) -> Uri {
 /// is not needed for Twilio, whose Record-Route entries are addresses).
 async fn resolve(uri: &Uri) -> Option<SocketAddr> {
     let (host, port) = uri.host_port();
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Some(SocketAddr::new(ip, port));
     }
-    tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .ok()?
-        .next()
+    let mut addrs = tokio::net::lookup_host(format!("{host}:{port}")).await.ok()?;
+    addrs.next()
 }

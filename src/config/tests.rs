@@ -140,3 +140,15 @@ fn embedded_default_has_a_random_demo_password() {
     assert!(pa.len() >= 16);
     assert_ne!(pa, pb);
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/sipbridge.example.toml");
+    let env = |k: &str| (k == "SIPBRIDGE_TRUNK_PASSWORD").then(|| "example-secret".to_string());
+    let c = match load_file(&path, &env) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.trunks.len(), 2);
+    assert!(c.trunks[1].credentials.is_none());
+}

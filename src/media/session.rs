@@ -22,6 +22,8 @@ const MAX_PACKET: usize = rtp::HEADER_LEN + SAMPLES_PER_FRAME;
 #[derive(Clone, Debug)]
 pub struct MediaParams {
     pub law: Law,
+    /// The payload type the offer gave the codec (0 or 8 normally; dynamic types are allowed).
+    pub payload_type: u8,
     pub telephone_event_pt: Option<u8>,
     /// Where the caller wants our RTP (the SDP `c=` and port); `None` while on hold.
     pub remote: Option<SocketAddr>,
@@ -64,6 +66,7 @@ pub struct MediaSession {
     last_pcm: [i16; SAMPLES_PER_FRAME],
     lost_run: u32,
     pending_dtmf: Option<char>,
+    source_noted: bool,
     counters: MediaCounters,
     out: [u8; MAX_PACKET],
 }
@@ -83,6 +86,7 @@ impl MediaSession {
             last_pcm: [0; SAMPLES_PER_FRAME],
             lost_run: 0,
             pending_dtmf: None,
+            source_noted: false,
             counters: MediaCounters::default(),
             out: [0; MAX_PACKET],
             params,
@@ -116,18 +120,12 @@ impl MediaSession {
             self.counters.ignored += 1;
             return;
         };
-        // Only the caller's media address may feed the call; a NAT may rewrite the port, so
-        // the first packet from the right host latches the port (symmetric RTP).
-        match self.params.remote {
-            Some(remote) if remote.ip() != src.ip() => {
-                self.counters.ignored += 1;
-                return;
-            }
-            Some(remote) if remote != src && self.last_rx.is_none() => {
-                tracing::info!(sdp = %remote, seen = %src, "RTP from another port; latching");
-                self.params.remote = Some(src);
-            }
-            _ => {}
+        // RTP is taken from any source: Twilio's media servers may send from an address other
+        // than their SDP's, and refusing it would be one-way audio. We still send to the SDP
+        // address (Twilio advises against symmetric RTP); a mismatch is logged once.
+        if !self.source_noted && self.params.remote.is_some_and(|r| r != src) {
+            self.source_noted = true;
+            tracing::info!(sdp = ?self.params.remote, seen = %src, "RTP arrives from another address than the SDP's");
         }
         self.last_rx = Some(now);
         self.counters.packets_received += 1;
@@ -135,7 +133,7 @@ impl MediaSession {
             if let Some(d) = self.dtmf.on_packet(&header, payload) {
                 self.pending_dtmf = Some(d);
             }
-        } else if header.payload_type == self.params.law.payload_type() {
+        } else if header.payload_type == self.params.payload_type {
             self.stats.on_packet(&header, now);
             self.jitter.push(now, &header, payload);
         } else {
@@ -205,7 +203,7 @@ impl MediaSession {
         let header = RtpHeader {
             // The first packet after answering starts a talk spurt.
             marker: self.counters.packets_sent == 0,
-            payload_type: self.params.law.payload_type(),
+            payload_type: self.params.payload_type,
             sequence: self.seq,
             timestamp: self
                 .ts_base
@@ -249,3 +247,5 @@ impl MediaSession {
     }
 }
 
+#[cfg(test)]
+mod tests;

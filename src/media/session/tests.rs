@@ -1,0 +1,147 @@
+use std::time::Duration;
+
+use super::*;
+
+fn remote() -> SocketAddr {
+    "168.86.138.121:12692".parse().unwrap()
+}
+
+fn params() -> MediaParams {
+    MediaParams {
+        law: Law::Mu,
+        payload_type: 0,
+        telephone_event_pt: Some(101),
+        remote: Some(remote()),
+        send: true,
+        media_timeout: Duration::from_secs(15),
+        initial_media_timeout: Duration::from_secs(30),
+    }
+}
+
+fn packet(seq: u16, pt: u8, payload: &[u8]) -> Vec<u8> {
+    let h = RtpHeader {
+        marker: false,
+        payload_type: pt,
+        sequence: seq,
+        timestamp: seq as u32 * 160,
+        ssrc: 0x1234,
+    };
+    let mut out = vec![0u8; 12 + payload.len()];
+    let n = rtp::write(&h, payload, &mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+fn tone_payload(level: i16) -> [u8; 160] {
+    let pcm = [level; 160];
+    let mut out = [0u8; 160];
+    g711::encode(Law::Mu, &pcm, &mut out);
+    out
+}
+
+#[test]
+fn caller_audio_is_decoded_in_order_without_delay() {
+    let t0 = Instant::now();
+    let mut m = MediaSession::new(t0, params());
+    m.on_datagram(t0, remote(), &packet(10, 0, &tone_payload(1000)));
+    let f = m.poll_caller_audio(t0).expect("in-order frame released at once");
+    assert_eq!(f.sample_rate(), 8000);
+    assert_eq!(f.samples().len(), 160);
+    assert!((f.samples()[0] - 1000).abs() < 40, "decoded {}", f.samples()[0]);
+    assert!(m.poll_caller_audio(t0).is_none());
+}
+
+#[test]
+fn a_lost_frame_is_concealed_once_the_gap_deadline_passes() {
+    let t0 = Instant::now();
+    let mut m = MediaSession::new(t0, params());
+    m.on_datagram(t0, remote(), &packet(1, 0, &tone_payload(2000)));
+    assert!(m.poll_caller_audio(t0).is_some());
+    // 2 is lost; 3 arrives and is held until the gap's deadline.
+    let t1 = t0 + Duration::from_millis(40);
+    m.on_datagram(t1, remote(), &packet(3, 0, &tone_payload(2000)));
+    assert!(m.poll_caller_audio(t1).is_none());
+    let late = t1 + Duration::from_millis(100);
+    let concealed = m.poll_caller_audio(late).expect("concealment");
+    // The first concealed frame repeats the last one, quieter.
+    assert!(concealed.samples()[0] > 500 && concealed.samples()[0] < 2000);
+    assert!(m.poll_caller_audio(late).is_some(), "frame 3 follows");
+    assert_eq!(m.counters().concealed, 1);
+}
+
+#[test]
+fn dtmf_comes_out_once_per_press() {
+    let t0 = Instant::now();
+    let mut m = MediaSession::new(t0, params());
+    // Event 5, three updates and three end packets, same timestamp, no marker bit.
+    for (i, end) in [false, false, false, true, true, true].into_iter().enumerate() {
+        let dur = 160 * (i as u16 + 1);
+        let payload = [5u8, if end { 0x80 | 10 } else { 10 }, (dur >> 8) as u8, dur as u8];
+        let h = RtpHeader { marker: false, payload_type: 101, sequence: 100 + i as u16, timestamp: 8000, ssrc: 7 };
+        let mut buf = [0u8; 16];
+        let n = rtp::write(&h, &payload, &mut buf).unwrap();
+        m.on_datagram(t0, remote(), &buf[..n]);
+    }
+    assert_eq!(m.poll_dtmf(), Some('5'));
+    assert_eq!(m.poll_dtmf(), None);
+}
+
+#[test]
+fn the_send_clock_fills_idle_slots_with_silence_and_sends_agent_frames() {
+    let t0 = Instant::now();
+    let mut m = MediaSession::new(t0, params());
+    assert!(m.slot_open(t0));
+    let frame = AudioFrame::from_samples(8000, &[3000; 160]);
+    let (to, pkt) = m.send_frame(t0, &frame).expect("packet");
+    assert_eq!(to, remote());
+    let (h, payload) = rtp::parse(pkt).unwrap();
+    assert_eq!((h.payload_type, payload.len()), (0, 160));
+    assert!(h.marker, "first packet starts a talk spurt");
+    let first_ts = h.timestamp;
+    let first_seq = h.sequence;
+
+    // Nothing from the agent: at the next deadline, comfort silence with the next timestamp.
+    let due = m.poll_timeout(false);
+    assert_eq!(due, t0 + Duration::from_millis(40));
+    let (_, pkt) = m.handle_timeout(due).expect("silence");
+    let (h, payload) = rtp::parse(pkt).unwrap();
+    assert_eq!(h.timestamp, first_ts.wrapping_add(160));
+    assert_eq!(h.sequence, first_seq.wrapping_add(1));
+    assert!(payload.iter().all(|&b| b == Law::Mu.silence()));
+    assert_eq!(m.counters().silence_sent, 1);
+}
+
+#[test]
+fn on_hold_nothing_is_sent_but_the_clock_runs() {
+    let t0 = Instant::now();
+    let mut m = MediaSession::new(t0, MediaParams { send: false, ..params() });
+    let frame = AudioFrame::silence(8000);
+    assert!(m.send_frame(t0, &frame).is_none());
+    assert!(!m.slot_open(t0));
+}
+
+#[test]
+fn media_timeouts_before_and_after_the_first_packet() {
+    let t0 = Instant::now();
+    let m = MediaSession::new(t0, params());
+    assert_eq!(m.timed_out(t0 + Duration::from_secs(29)), None);
+    assert_eq!(m.timed_out(t0 + Duration::from_secs(30)), Some(MediaTimeout::NeverStarted));
+
+    let mut m = MediaSession::new(t0, params());
+    let t1 = t0 + Duration::from_secs(1);
+    m.on_datagram(t1, remote(), &packet(1, 0, &tone_payload(0)));
+    assert_eq!(m.timed_out(t1 + Duration::from_secs(14)), None);
+    assert_eq!(m.timed_out(t1 + Duration::from_secs(15)), Some(MediaTimeout::Stopped));
+    assert!(m.poll_timeout(false) <= t1 + Duration::from_secs(15));
+}
+
+#[test]
+fn garbage_and_foreign_payload_types_are_counted_not_fatal() {
+    let t0 = Instant::now();
+    let mut m = MediaSession::new(t0, params());
+    m.on_datagram(t0, remote(), b"\x00\x01");
+    m.on_datagram(t0, remote(), &packet(1, 18, &[0; 20]));
+    m.on_datagram(t0, remote(), &[0x80, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // RTCP SR
+    assert_eq!(m.counters().ignored, 2);
+    assert!(m.poll_caller_audio(t0).is_none());
+}
