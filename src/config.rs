@@ -138,10 +138,7 @@ impl fmt::Display for ConfigError {
 
 /// Reads and validates a configuration file. `env` looks up the `*_env` secrets (the process
 /// environment in production, a map in tests).
-pub fn load_file(
-    path: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
+pub fn load_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: file.clone(),
@@ -168,10 +165,7 @@ pub fn parse(
     let raw: raw::File = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((0, 0));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             return Err(ConfigError {
                 file: file.to_string(),
                 problems: vec![Problem {
@@ -274,7 +268,12 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = offset - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+    let column = offset
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1)
+        + 1;
     (line, column)
 }
 
@@ -379,7 +378,11 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
     if let Some(v) = &raw.sip.listen {
         match v.get_ref().parse::<SocketAddr>() {
             Ok(a) => config.sip.listen = a,
-            Err(_) => ctx.problem(v.span(), "sip.listen", "expected ip:port, e.g. \"0.0.0.0:5060\""),
+            Err(_) => ctx.problem(
+                v.span(),
+                "sip.listen",
+                "expected ip:port, e.g. \"0.0.0.0:5060\"",
+            ),
         }
     }
     if let Some(v) = &raw.sip.public_addr {
@@ -393,7 +396,11 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
     if let Some(v) = &raw.sip.realm {
         let s = v.get_ref();
         if s.is_empty() || s.contains(['"', '\\']) {
-            ctx.problem(v.span(), "sip.realm", "must be non-empty and without quotes or backslashes");
+            ctx.problem(
+                v.span(),
+                "sip.realm",
+                "must be non-empty and without quotes or backslashes",
+            );
         } else {
             config.sip.realm = s.clone();
         }
@@ -408,7 +415,11 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
         match v.get_ref().as_str() {
             "proxy" | "407" => config.sip.challenge = ChallengeKind::Proxy,
             "www" | "401" => config.sip.challenge = ChallengeKind::Www,
-            _ => ctx.problem(v.span(), "sip.auth_challenge", "expected \"proxy\" (407) or \"www\" (401)"),
+            _ => ctx.problem(
+                v.span(),
+                "sip.auth_challenge",
+                "expected \"proxy\" (407) or \"www\" (401)",
+            ),
         }
     }
 
@@ -422,7 +433,11 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
     if let Some(v) = &raw.media.public_ip {
         match v.get_ref().parse::<IpAddr>() {
             Ok(ip) if !ip.is_unspecified() => config.media.public_ip = Some(ip),
-            _ => ctx.problem(v.span(), "media.public_ip", "expected a specific IP address"),
+            _ => ctx.problem(
+                v.span(),
+                "media.public_ip",
+                "expected a specific IP address",
+            ),
         }
     }
     if let Some(v) = &raw.media.media_timeout_secs {
@@ -434,7 +449,11 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
     if let Some(v) = &raw.media.initial_media_timeout_secs {
         config.media.initial_media_timeout = Duration::from_secs(*v.get_ref());
         if *v.get_ref() == 0 {
-            ctx.problem(v.span(), "media.initial_media_timeout_secs", "must be at least 1");
+            ctx.problem(
+                v.span(),
+                "media.initial_media_timeout_secs",
+                "must be at least 1",
+            );
         }
     }
 
@@ -442,7 +461,11 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
     if let Some(v) = &raw.http.listen {
         match v.get_ref().parse::<SocketAddr>() {
             Ok(a) => config.http.listen = a,
-            Err(_) => ctx.problem(v.span(), "http.listen", "expected ip:port, e.g. \"127.0.0.1:3000\""),
+            Err(_) => ctx.problem(
+                v.span(),
+                "http.listen",
+                "expected ip:port, e.g. \"127.0.0.1:3000\"",
+            ),
         }
     }
 
@@ -465,7 +488,9 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
                         "unknown key for an echo agent",
                     );
                 }
-                config.agents.insert(name.get_ref().clone(), AgentSpec::Echo);
+                config
+                    .agents
+                    .insert(name.get_ref().clone(), AgentSpec::Echo);
             }
             "hume" | "livekit" => ctx.problem(
                 agent.get_ref().kind.span(),
@@ -543,7 +568,11 @@ fn resolve_trunk(
         (Some(p), None) => Some(p.get_ref().clone()),
         (None, Some(e)) => secret_from_env(ctx, env, e, &key("password_env")),
         (Some(p), Some(_)) => {
-            ctx.problem(p.span(), &key("password"), "set password or password_env, not both");
+            ctx.problem(
+                p.span(),
+                &key("password"),
+                "set password or password_env, not both",
+            );
             None
         }
         (None, None) => None,
@@ -559,7 +588,11 @@ fn resolve_trunk(
         }
         (Some(u), _) => {
             if r.password.is_none() && r.password_env.is_none() {
-                ctx.problem(u.span(), &key("username"), "a username needs password or password_env");
+                ctx.problem(
+                    u.span(),
+                    &key("username"),
+                    "a username needs password or password_env",
+                );
             }
             None
         }
@@ -643,8 +676,14 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s
         .split_once('-')
         .ok_or_else(|| "expected \"LOW-HIGH\", e.g. \"10000-20000\"".to_string())?;
-    let lo: u16 = a.trim().parse().map_err(|_| format!("bad port \"{}\"", a.trim()))?;
-    let hi: u16 = b.trim().parse().map_err(|_| format!("bad port \"{}\"", b.trim()))?;
+    let lo: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad port \"{}\"", a.trim()))?;
+    let hi: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad port \"{}\"", b.trim()))?;
     if lo < 1024 || hi < lo {
         return Err("range must be within 1024-65535 and LOW <= HIGH".into());
     }

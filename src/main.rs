@@ -10,7 +10,11 @@ use sipbridge::call::Gateway;
 use sipbridge::config::{self, Config};
 
 #[derive(Parser)]
-#[command(name = "sipbridge", version, about = "SIP gateway between Twilio calls and voice AI agents")]
+#[command(
+    name = "sipbridge",
+    version,
+    about = "SIP gateway between Twilio calls and voice AI agents"
+)]
 struct Cli {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -68,7 +72,9 @@ fn env_var(name: &str) -> Option<String> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -105,7 +111,10 @@ fn print_demo_banner(c: &Config) {
     };
     println!("sipbridge: no --config given; running the embedded default (echo agent).");
     println!("  SIP (UDP)   {}", c.sip.listen);
-    println!("  RTP ports   {}-{}", c.media.rtp_ports.0, c.media.rtp_ports.1);
+    println!(
+        "  RTP ports   {}-{}",
+        c.media.rtp_ports.0, c.media.rtp_ports.1
+    );
     println!("  digest user {}", creds.username);
     println!("  password    {}", creds.password);
     println!("Call it with SIPp, for example:");

@@ -145,7 +145,11 @@ impl Router {
                 let name = candidates
                     .iter()
                     .map(|&i| &self.trunks[i])
-                    .find(|t| t.credentials.as_ref().is_some_and(|c| c.username == v.username))
+                    .find(|t| {
+                        t.credentials
+                            .as_ref()
+                            .is_some_and(|c| c.username == v.username)
+                    })
                     .map(|t| t.name.clone())
                     .unwrap_or_default();
                 Ok(name)

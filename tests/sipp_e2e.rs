@@ -14,7 +14,9 @@ use sipbridge::codec::g711::Law;
 use sipbridge::media::rtp;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sipp").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/sipp")
+        .join(name)
 }
 
 struct Sipp {
@@ -22,11 +24,11 @@ struct Sipp {
 }
 
 impl Sipp {
-    fn new(target: std::net::SocketAddr, scenario: &str) -> Sipp {
+    fn new(target: std::net::SocketAddr, scenario: &Path) -> Sipp {
         let args = [
             target.to_string(),
             "-sf".into(),
-            fixture(scenario).display().to_string(),
+            scenario.display().to_string(),
             "-s".into(),
             "+447846855904".into(),
             "-i".into(),
@@ -110,12 +112,19 @@ impl EchoSink {
             let mut buf = [0u8; 2048];
             while !s.load(Ordering::Relaxed) {
                 let Ok(Ok((n, _))) =
-                    tokio::time::timeout(Duration::from_millis(200), socket.recv_from(&mut buf)).await
+                    tokio::time::timeout(Duration::from_millis(200), socket.recv_from(&mut buf))
+                        .await
                 else {
                     continue;
                 };
-                let Ok((h, payload)) = rtp::parse(&buf[..n]) else { continue };
-                assert_eq!(h.payload_type, law.payload_type(), "echo uses the negotiated codec");
+                let Ok((h, payload)) = rtp::parse(&buf[..n]) else {
+                    continue;
+                };
+                assert_eq!(
+                    h.payload_type,
+                    law.payload_type(),
+                    "echo uses the negotiated codec"
+                );
                 p.fetch_add(1, Ordering::Relaxed);
                 // The tone is at about 5,700 RMS; silence fill decodes to ~0.
                 if rms(law, payload) > 2000.0 {
@@ -123,12 +132,20 @@ impl EchoSink {
                 }
             }
         });
-        EchoSink { port, packets, loud, stop }
+        EchoSink {
+            port,
+            packets,
+            loud,
+            stop,
+        }
     }
 
     fn finish(&self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
-        (self.packets.load(Ordering::Relaxed), self.loud.load(Ordering::Relaxed))
+        (
+            self.packets.load(Ordering::Relaxed),
+            self.loud.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -138,22 +155,27 @@ async fn echo_call(law: Law, codecs: &str) {
     let audio = dir.join("tone.raw");
     std::fs::write(&audio, tone(law, 2.0)).unwrap();
     let sink = EchoSink::start(law).await;
-    let out = Sipp::new(gw.sip_addr, "uac_echo.xml")
+    let out = Sipp::new(gw.sip_addr, &echo_scenario(&audio, law.payload_type()))
         .arg("-au", USER)
         .arg("-ap", PASSWORD)
         .arg("-m", 1)
         .arg("-d", 3000)
         .key("rtp_port", sink.port)
         .key("codecs", codecs)
-        .key("audio", audio.display())
-        .key("pt", law.payload_type())
         .run()
         .await;
     let (packets, loud) = sink.finish();
     assert!(out.status.success(), "{}", explain(&out));
     // 3 s of call at 50 packets/s; the tone loops for the whole call.
-    assert!(packets >= 100, "only {packets} RTP packets came back\n{}", explain(&out));
-    assert!(loud >= 80, "only {loud} of {packets} echoed packets carried the tone");
+    assert!(
+        packets >= 100,
+        "only {packets} RTP packets came back\n{}",
+        explain(&out)
+    );
+    assert!(
+        loud >= 80,
+        "only {loud} of {packets} echoed packets carried the tone"
+    );
     gw.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -182,7 +204,7 @@ async fn pcma_call_echoes_the_audio() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_never_gets_200() {
     let gw = gateway("").await;
-    let out = Sipp::new(gw.sip_addr, "uac_bad_password.xml")
+    let out = Sipp::new(gw.sip_addr, &fixture("uac_bad_password.xml"))
         .arg("-au", USER)
         .arg("-ap", "not-the-password")
         .arg("-m", 1)
@@ -200,7 +222,7 @@ async fn fifty_calls_at_ten_per_second_all_complete() {
     std::fs::write(&audio, tone(Law::Mu, 1.0)).unwrap();
     // Every call's echo comes back to one sink; SIPp's exit status says every call completed.
     let sink = EchoSink::start(Law::Mu).await;
-    let out = Sipp::new(gw.sip_addr, "uac_echo.xml")
+    let out = Sipp::new(gw.sip_addr, &echo_scenario(&audio, 0))
         .arg("-au", USER)
         .arg("-ap", PASSWORD)
         .arg("-m", 50)
@@ -208,15 +230,16 @@ async fn fifty_calls_at_ten_per_second_all_complete() {
         .arg("-d", 1000)
         .key("rtp_port", sink.port)
         .key("codecs", "0 8 101")
-        .key("audio", audio.display())
-        .key("pt", 0)
         .run()
         .await;
     let (packets, loud) = sink.finish();
     assert!(out.status.success(), "{}", explain(&out));
     // 50 calls of about 1 s at 50 packets/s each.
     assert!(packets >= 50 * 40, "only {packets} RTP packets came back");
-    assert!(loud >= 50 * 30, "only {loud} of {packets} echoed packets carried the tone");
+    assert!(
+        loud >= 50 * 30,
+        "only {loud} of {packets} echoed packets carried the tone"
+    );
     gw.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }

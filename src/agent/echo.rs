@@ -5,8 +5,7 @@ use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
 use super::{
-    Agent, AgentEvent, AgentOutput, AgentSession, AudioFrame, CallInfo, CallerEvent,
-    ConnectFuture,
+    Agent, AgentEvent, AgentOutput, AgentSession, AudioFrame, CallInfo, CallerEvent, ConnectFuture,
 };
 
 /// Frames held back when the call's send clock is slower than the caller (clock drift): beyond

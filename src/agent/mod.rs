@@ -58,7 +58,11 @@ impl AudioFrame {
 
 impl std::fmt::Debug for AudioFrame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AudioFrame({} Hz, {} samples)", self.sample_rate, self.len)
+        write!(
+            f,
+            "AudioFrame({} Hz, {} samples)",
+            self.sample_rate, self.len
+        )
     }
 }
 
@@ -96,6 +100,9 @@ pub enum AgentEvent {
 }
 
 /// Output polled from an agent session.
+// Audio is the common case, 50 times a second per call: boxing it to shrink the rare event
+// variant would allocate on every frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum AgentOutput {
     Audio(AudioFrame),

@@ -13,9 +13,7 @@ use bytes::Bytes;
 
 use crate::sip::dialog::{new_branch, new_tag, Dialog};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
-use crate::sip::transaction::{
-    InviteServer, NonInviteClient, NonInviteServer, Timers, TxEvent,
-};
+use crate::sip::transaction::{InviteServer, NonInviteClient, NonInviteServer, Timers, TxEvent};
 use crate::sip::uri::Uri;
 
 /// Methods we answer inside a dialog; the rest get 405 with this list.
@@ -106,10 +104,7 @@ impl CallCore {
         source: SocketAddr,
         local: LocalContact,
     ) -> CallCore {
-        let invite_branch = invite
-            .top_via()
-            .and_then(|v| v.branch)
-            .unwrap_or_default();
+        let invite_branch = invite.headers.top_branch().unwrap_or_default().to_string();
         let invite_cseq = invite.cseq().map(|c| c.seq).unwrap_or(0);
         let mut core = CallCore {
             state: State::Proceeding,
@@ -216,8 +211,10 @@ impl CallCore {
                     &new_branch(),
                     &self.local.contact,
                 );
-                bye.headers
-                    .push(HeaderName::Reason, "Q.850;cause=16;text=\"Normal call clearing\"");
+                bye.headers.push(
+                    HeaderName::Reason,
+                    "Q.850;cause=16;text=\"Normal call clearing\"",
+                );
                 let mut tx = NonInviteClient::new(now, self.timers, bye.to_bytes());
                 while let Some(b) = tx.poll_transmit() {
                     self.out.push((Destination::Uri(next_hop.clone()), b));
@@ -268,7 +265,7 @@ impl CallCore {
     }
 
     fn handle_request(&mut self, now: Instant, req: Request, src: SocketAddr) {
-        let branch = req.top_via().and_then(|v| v.branch).unwrap_or_default();
+        let branch = req.headers.top_branch().unwrap_or_default().to_string();
         match req.method {
             Method::Invite if branch == self.invite_branch => {
                 self.ist.on_request_retransmit(now);
@@ -318,9 +315,7 @@ impl CallCore {
             return;
         }
         if let Some((r, tx)) = self.reinvite.as_mut() {
-            if req.method == Method::Invite
-                && r.top_via().and_then(|v| v.branch).as_deref() == Some(branch.as_str())
-            {
+            if req.method == Method::Invite && r.headers.top_branch() == Some(branch.as_str()) {
                 tx.on_request_retransmit(now);
                 self.drain_reinvite(now);
                 return;

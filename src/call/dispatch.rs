@@ -22,7 +22,10 @@ const RETRY_AFTER_SECS: u32 = 5;
 
 #[derive(Debug)]
 pub enum Output {
-    Transmit { to: SocketAddr, bytes: Bytes },
+    Transmit {
+        to: SocketAddr,
+        bytes: Bytes,
+    },
     /// Start a call task for this admitted INVITE.
     NewCall(NewCall),
     /// Give this message to the call with this Call-ID.
@@ -171,7 +174,7 @@ impl Dispatcher {
             return;
         }
         // 3. Out of dialog.
-        let has_to_tag = req.to().is_some_and(|t| t.tag().is_some());
+        let has_to_tag = req.headers.to_tag().is_some();
         match req.method {
             Method::Ack => {} // For nothing we know: absorbed (never answered).
             Method::Invite if !has_to_tag => self.new_invite(now, req, src, key),
@@ -218,7 +221,8 @@ impl Dispatcher {
             self.counters.rejected += 1;
             tracing::warn!(%src, active = self.active, draining = self.draining, "INVITE refused: 503");
             let mut r = Response::for_request(&req, 503, None);
-            r.headers.push(HeaderName::RetryAfter, RETRY_AFTER_SECS.to_string());
+            r.headers
+                .push(HeaderName::RetryAfter, RETRY_AFTER_SECS.to_string());
             return self.respond(now, &req, src, key, r);
         }
         match self.router.admit(now, &req, src.ip()) {
@@ -240,7 +244,8 @@ impl Dispatcher {
                 values,
             } => {
                 self.counters.challenged += 1;
-                let mut r = Response::for_request(&req, status, Some(&crate::sip::dialog::new_tag()));
+                let mut r =
+                    Response::for_request(&req, status, Some(&crate::sip::dialog::new_tag()));
                 for v in values {
                     r.headers.push(header.clone(), v);
                 }

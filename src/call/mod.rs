@@ -82,7 +82,9 @@ impl Shared {
     pub fn public_host_port(&self, local_ip: IpAddr) -> String {
         match &self.public_addr {
             Some(a) if has_port(a) => a.clone(),
-            Some(a) if a.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{a}]:{}", self.sip_port),
+            Some(a) if a.parse::<std::net::Ipv6Addr>().is_ok() => {
+                format!("[{a}]:{}", self.sip_port)
+            }
             Some(a) => format!("{a}:{}", self.sip_port),
             None => SocketAddr::new(local_ip, self.sip_port).to_string(),
         }

@@ -85,7 +85,11 @@ struct ActiveMedia {
 
 impl ActiveMedia {
     /// Acts on one agent output; returns a hang-up reason when the agent ended the call.
-    fn on_agent_output(&mut self, t: std::time::Instant, out: Option<AgentOutput>) -> Option<String> {
+    fn on_agent_output(
+        &mut self,
+        t: std::time::Instant,
+        out: Option<AgentOutput>,
+    ) -> Option<String> {
         match out {
             Some(AgentOutput::Audio(f)) => {
                 if let Some((to, pkt)) = self.session.send_frame(t, &f) {
@@ -287,7 +291,8 @@ impl Call {
             let mut hangup = None;
             while hangup.is_none() {
                 let want = m.session.slot_open(t);
-                let out = std::future::poll_fn(|cx| Poll::Ready(m.agent.poll_output(cx, want))).await;
+                let out =
+                    std::future::poll_fn(|cx| Poll::Ready(m.agent.poll_output(cx, want))).await;
                 match out {
                     Poll::Ready(out) => hangup = m.on_agent_output(t, out),
                     Poll::Pending => break,
@@ -313,7 +318,12 @@ impl Call {
                 wake = wake.min(Instant::from_std(sip));
             }
             let want = m.session.slot_open(t);
-            let ActiveMedia { socket, session, agent, .. } = m;
+            let ActiveMedia {
+                socket,
+                session,
+                agent,
+                ..
+            } = m;
             let mut agent_out = None;
             tokio::select! {
                 r = socket.recv_from(&mut buf) => {
@@ -358,9 +368,14 @@ impl Call {
                 m.agent.send_event(CallerEvent::Hangup);
                 let c = m.session.counters();
                 let s = m.session.recv_stats();
-                tracing::info!(sent = c.packets_sent, received = c.packets_received,
-                    concealed = c.concealed, lost = s.lost(), jitter_ms = s.jitter_ms(),
-                    "media stopped");
+                tracing::info!(
+                    sent = c.packets_sent,
+                    received = c.packets_received,
+                    concealed = c.concealed,
+                    lost = s.lost(),
+                    jitter_ms = s.jitter_ms(),
+                    "media stopped"
+                );
             }
             self.notify_ended(shared);
         }
@@ -497,6 +512,8 @@ async fn resolve(uri: &Uri) -> Option<SocketAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Some(SocketAddr::new(ip, port));
     }
-    let mut addrs = tokio::net::lookup_host(format!("{host}:{port}")).await.ok()?;
+    let mut addrs = tokio::net::lookup_host(format!("{host}:{port}"))
+        .await
+        .ok()?;
     addrs.next()
 }

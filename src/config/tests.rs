@@ -5,7 +5,9 @@ fn env_none(_: &str) -> Option<String> {
 }
 
 fn parse_ok(text: &str) -> Config {
-    match parse(text, "test.toml", &|k| (k == "PW").then(|| "s3cret-pw".to_string())) {
+    match parse(text, "test.toml", &|k| {
+        (k == "PW").then(|| "s3cret-pw".to_string())
+    }) {
         Ok(c) => c,
         Err(e) => panic!("unexpected config error:\n{e}"),
     }
@@ -69,12 +71,18 @@ kind = "echo"
     let t = &c.trunks[0];
     assert_eq!(t.name, "twilio");
     let cred = t.credentials.as_ref().unwrap();
-    assert_eq!((cred.username.as_str(), cred.password.as_str()), ("ai-voice-agent", "s3cret-pw"));
+    assert_eq!(
+        (cred.username.as_str(), cred.password.as_str()),
+        ("ai-voice-agent", "s3cret-pw")
+    );
     assert!(t.allowed.allows("54.171.127.193".parse().unwrap()));
     assert!(!t.allowed.allows("8.8.8.8".parse().unwrap()));
     assert_eq!(t.numbers, vec!["447846855904"]);
     assert_eq!(c.routes[0].agent, "bot");
-    assert!(!format!("{c:?}").contains("s3cret-pw"), "password leaked through Debug");
+    assert!(
+        !format!("{c:?}").contains("s3cret-pw"),
+        "password leaked through Debug"
+    );
 }
 
 #[test]
@@ -97,8 +105,15 @@ fn every_semantic_problem_is_reported_with_its_line() {
     assert!(keys.contains(&("media.rtp_ports", 4)), "{keys:?}");
     assert!(keys.contains(&("trunks[0].password_env", 7)), "{keys:?}");
     assert!(keys.contains(&("routes[0].agent", 9)), "{keys:?}");
-    let shown = ConfigError { file: "f.toml".into(), problems: p }.to_string();
-    assert!(shown.contains("f.toml:2:10: sip.listen: expected ip:port"), "{shown}");
+    let shown = ConfigError {
+        file: "f.toml".into(),
+        problems: p,
+    }
+    .to_string();
+    assert!(
+        shown.contains("f.toml:2:10: sip.listen: expected ip:port"),
+        "{shown}"
+    );
     assert!(shown.contains("MISSING is not set"), "{shown}");
 }
 
@@ -127,7 +142,10 @@ fn unavailable_agent_kind_is_named() {
 
 #[test]
 fn numbers_normalise() {
-    assert_eq!(normalize_number("+44 (0) 78-46.855904"), "440784685590 4".replace(' ', ""));
+    assert_eq!(
+        normalize_number("+44 (0) 78-46.855904"),
+        "440784685590 4".replace(' ', "")
+    );
     assert_eq!(normalize_number("tel:+447846855904"), "447846855904");
 }
 
@@ -143,7 +161,8 @@ fn embedded_default_has_a_random_demo_password() {
 
 #[test]
 fn the_shipped_example_config_is_valid() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/sipbridge.example.toml");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/sipbridge.example.toml");
     let env = |k: &str| (k == "SIPBRIDGE_TRUNK_PASSWORD").then(|| "example-secret".to_string());
     let c = match load_file(&path, &env) {
         Ok(c) => c,

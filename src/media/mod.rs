@@ -2,7 +2,7 @@
 
 pub mod dtmf;
 pub mod jitter;
-pub mod rtp;
 pub mod pacer;
-pub mod session;
 pub mod ports;
+pub mod rtp;
+pub mod session;

@@ -35,9 +35,14 @@ fn twilio_preset_admits_twilio_and_rejects_others_with_403() {
     );
     let req = invite("c", "z9hG4bK1", 1, "");
     let twilio = "54.171.127.193".parse().unwrap();
-    assert!(matches!(r.admit(Instant::now(), &req, twilio), Admission::Accept(a) if a.trunk == "esip"));
+    assert!(
+        matches!(r.admit(Instant::now(), &req, twilio), Admission::Accept(a) if a.trunk == "esip")
+    );
     let other = "198.51.100.7".parse().unwrap();
-    assert!(matches!(r.admit(Instant::now(), &req, other), Admission::Reject { status: 403, .. }));
+    assert!(matches!(
+        r.admit(Instant::now(), &req, other),
+        Admission::Reject { status: 403, .. }
+    ));
 }
 
 #[test]
@@ -51,7 +56,10 @@ fn trunk_numbers_and_routes_match_normalised_numbers() {
     let req = invite("c", "z9hG4bK1", 1, "");
     match r.admit(Instant::now(), &req, ip) {
         Admission::Accept(a) => {
-            assert_eq!((a.agent.as_str(), a.caller.as_str()), ("room", "+447700900123"));
+            assert_eq!(
+                (a.agent.as_str(), a.caller.as_str()),
+                ("room", "+447700900123")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -59,9 +67,15 @@ fn trunk_numbers_and_routes_match_normalised_numbers() {
     let other_number = request("INVITE", "d", "z9hG4bK2", 1, None, "", "")
         .to_bytes()
         .to_vec();
-    let text = String::from_utf8(other_number).unwrap().replacen("+447846855904@gw", "+15550001111@gw", 1);
+    let text =
+        String::from_utf8(other_number)
+            .unwrap()
+            .replacen("+447846855904@gw", "+15550001111@gw", 1);
     let req = crate::sip::testing::parse_request(text.as_bytes());
-    assert!(matches!(r.admit(Instant::now(), &req, ip), Admission::Reject { status: 403, .. }));
+    assert!(matches!(
+        r.admit(Instant::now(), &req, ip),
+        Admission::Reject { status: 403, .. }
+    ));
 }
 
 #[test]
@@ -88,7 +102,11 @@ fn www_challenge_option_uses_401() {
     );
     let req = invite("c", "z9hG4bK1", 1, "");
     match r.admit(Instant::now(), &req, "10.0.0.1".parse().unwrap()) {
-        Admission::Challenge { status, header, values } => {
+        Admission::Challenge {
+            status,
+            header,
+            values,
+        } => {
             assert_eq!((status, header), (401, HeaderName::WwwAuthenticate));
             assert!(values[0].contains("realm=\"realm\""));
         }

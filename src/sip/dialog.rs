@@ -83,8 +83,8 @@ impl Dialog {
     /// True when Call-ID, From tag and To tag are this dialog's.
     pub fn matches_request(&self, req: &Request) -> bool {
         req.call_id() == Some(self.call_id.as_str())
-            && req.from_tag() == Some(self.remote_tag.as_str())
-            && req.to_tag() == Some(self.local_tag.as_str())
+            && req.headers.from_tag() == Some(self.remote_tag.as_str())
+            && req.headers.to_tag() == Some(self.local_tag.as_str())
     }
 
     /// Builds an in-dialog request (RFC 3261 12.2.1.1) and says where to send it: the first
@@ -98,7 +98,11 @@ impl Dialog {
     ) -> (Request, Uri) {
         self.local_cseq += 1;
         let (request_uri, routes, next_hop) = match self.route_set.first() {
-            None => (self.remote_target.clone(), Vec::new(), self.remote_target.clone()),
+            None => (
+                self.remote_target.clone(),
+                Vec::new(),
+                self.remote_target.clone(),
+            ),
             Some(first) if first.uri.has_lr() => (
                 self.remote_target.clone(),
                 self.route_set.clone(),
@@ -156,8 +160,8 @@ pub fn new_tag() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use crate::sip::message::Message;
+    use bytes::Bytes;
 
     const FIXTURE_A: &str = "INVITE sip:+442071230000@sbc.example.net;transport=tls SIP/2.0\r\n\
 Record-Route: <sip:54.171.127.193:5061;transport=tls;r2=on;lr>\r\n\
@@ -190,7 +194,10 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(d.remote_cseq, 29044);
         let (bye, hop) = d.build_request(Method::Bye, "203.0.113.10:5060", "z9hG4bKx", &contact());
         assert_eq!(hop.host_port(), ("54.171.127.193".to_string(), 5061));
-        assert_eq!(bye.uri, "sip:+447700900123@172.25.75.240:5060;transport=udp");
+        assert_eq!(
+            bye.uri,
+            "sip:+447700900123@172.25.75.240:5060;transport=udp"
+        );
         let routes: Vec<&str> = bye.headers.get_all(&HeaderName::Route).collect();
         assert_eq!(routes.len(), 2);
         assert!(routes[0].contains("5061;transport=tls"));
@@ -198,7 +205,10 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(bye.from().unwrap().tag(), Some("ours"));
         assert_eq!(bye.to().unwrap().tag(), Some("08601002_c3356d0b"));
         assert_eq!(bye.cseq().unwrap().seq, 1);
-        assert_eq!(bye.call_id(), Some("fb3e6e86a53e3094ed17b4776a69af59@0.0.0.0"));
+        assert_eq!(
+            bye.call_id(),
+            Some("fb3e6e86a53e3094ed17b4776a69af59@0.0.0.0")
+        );
         // What we build must itself parse.
         let again = parse(std::str::from_utf8(&bye.to_bytes()).unwrap());
         assert_eq!(again.method, Method::Bye);
@@ -209,7 +219,10 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn without_record_route_the_request_goes_to_the_contact() {
         let text = FIXTURE_A
-            .replace("Record-Route: <sip:54.171.127.193:5061;transport=tls;r2=on;lr>\r\n", "")
+            .replace(
+                "Record-Route: <sip:54.171.127.193:5061;transport=tls;r2=on;lr>\r\n",
+                "",
+            )
             .replace("Record-Route: <sip:54.171.127.193;r2=on;lr>\r\n", "");
         let mut d = Dialog::new_uas(&parse(&text), "ours").unwrap();
         let (bye, hop) = d.build_request(Method::Bye, "h:1", "z9hG4bKx", &contact());
@@ -219,15 +232,20 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn strict_route_is_rewritten() {
-        let text = FIXTURE_A
-            .replace("<sip:54.171.127.193:5061;transport=tls;r2=on;lr>", "<sip:10.0.0.1:5070>");
+        let text = FIXTURE_A.replace(
+            "<sip:54.171.127.193:5061;transport=tls;r2=on;lr>",
+            "<sip:10.0.0.1:5070>",
+        );
         let mut d = Dialog::new_uas(&parse(&text), "ours").unwrap();
         let (bye, hop) = d.build_request(Method::Bye, "h:1", "z9hG4bKx", &contact());
         assert_eq!(bye.uri, "sip:10.0.0.1:5070");
         assert_eq!(hop.host_port(), ("10.0.0.1".to_string(), 5070));
         let routes: Vec<&str> = bye.headers.get_all(&HeaderName::Route).collect();
         assert_eq!(routes.len(), 2);
-        assert!(routes[1].contains("172.25.75.240"), "remote target last: {routes:?}");
+        assert!(
+            routes[1].contains("172.25.75.240"),
+            "remote target last: {routes:?}"
+        );
     }
 
     #[test]
@@ -246,7 +264,10 @@ Content-Length: 0\r\n\r\n";
         assert!(!d.matches_request(&bye(29045, "theirs")));
         assert_eq!(
             d.accept_remote_cseq(&bye(29044, "ours")),
-            Err(DialogError::OutOfOrder { got: 29044, last: 29044 })
+            Err(DialogError::OutOfOrder {
+                got: 29044,
+                last: 29044
+            })
         );
         assert_eq!(d.accept_remote_cseq(&bye(29045, "ours")), Ok(()));
         assert_eq!(d.remote_cseq, 29045);

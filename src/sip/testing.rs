@@ -34,7 +34,11 @@ pub fn request(
          Contact: <sip:+447700900123@172.18.4.191:5060;transport=udp>\r\n\
          X-Twilio-CallSid: CA00000000000000000000000000000001\r\n\
          {extra}{ctype}Content-Length: {len}\r\n\r\n{body}",
-        ctype = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" },
+        ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        },
         len = body.len(),
     );
     match Message::parse(Bytes::from(text)) {

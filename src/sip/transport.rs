@@ -109,7 +109,12 @@ mod tests {
         let r = bad_request(msg, "Content-Length 999 \"exceeds\" body").unwrap();
         let r = std::str::from_utf8(&r).unwrap();
         assert!(r.starts_with("SIP/2.0 400 Bad Request\r\n"));
-        for h in ["v: SIP/2.0/UDP", "f: <sip:a@b>;tag=1", "i: abc", "CSeq: 1 INVITE"] {
+        for h in [
+            "v: SIP/2.0/UDP",
+            "f: <sip:a@b>;tag=1",
+            "i: abc",
+            "CSeq: 1 INVITE",
+        ] {
             assert!(r.contains(h), "{h} missing in {r}");
         }
         assert!(r.contains("Warning: 399 sipbridge \"Content-Length 999 exceeds body\""));
@@ -119,7 +124,11 @@ mod tests {
     #[test]
     fn unanswerable_messages_get_nothing() {
         assert!(bad_request(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n", "r").is_none());
-        assert!(bad_request(b"ACK sip:x SIP/2.0\r\nVia: a\r\nFrom: a\r\nTo: b\r\nCall-ID: c\r\nCSeq: 1 ACK\r\n\r\n", "r").is_none());
+        assert!(bad_request(
+            b"ACK sip:x SIP/2.0\r\nVia: a\r\nFrom: a\r\nTo: b\r\nCall-ID: c\r\nCSeq: 1 ACK\r\n\r\n",
+            "r"
+        )
+        .is_none());
         assert!(bad_request(b"INVITE sip:x SIP/2.0\r\nVia: a\r\n\r\n", "r").is_none());
         assert!(bad_request(b"\xff\xfe", "r").is_none());
         assert!(bad_request(b"", "r").is_none());

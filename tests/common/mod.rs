@@ -66,3 +66,19 @@ pub fn rms(law: Law, payload: &[u8]) -> f64 {
 pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// A copy of the echo scenario with the audio file and payload type filled in (SIPp does not
+/// substitute keys inside rtp_stream), written next to `audio`.
+pub fn echo_scenario(audio: &std::path::Path, pt: u8) -> std::path::PathBuf {
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/sipp/uac_echo.xml"
+    ))
+    .expect("scenario fixture");
+    let text = template
+        .replace("@AUDIO@", &audio.display().to_string())
+        .replace("@PT@", &pt.to_string());
+    let path = audio.with_extension("xml");
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}

@@ -17,7 +17,13 @@ fn local() -> LocalContact {
 }
 
 fn new_call(t0: Instant) -> CallCore {
-    CallCore::new(t0, Timers::default(), invite("c1", "z9hG4bKinv", 7, ""), src(), local())
+    CallCore::new(
+        t0,
+        Timers::default(),
+        invite("c1", "z9hG4bKinv", 7, ""),
+        src(),
+        local(),
+    )
 }
 
 fn sent(core: &mut CallCore) -> Vec<(Destination, Bytes)> {
@@ -41,7 +47,15 @@ fn answered(t0: Instant) -> CallCore {
 }
 
 fn ack(core: &CallCore, cseq: u32) -> Message {
-    Message::Request(request("ACK", "c1", "z9hG4bKack", cseq, Some(core.local_tag()), "", ""))
+    Message::Request(request(
+        "ACK",
+        "c1",
+        "z9hG4bKack",
+        cseq,
+        Some(core.local_tag()),
+        "",
+        "",
+    ))
 }
 
 fn advance_to(core: &mut CallCore, until: Instant) -> Vec<(Instant, Destination, Bytes)> {
@@ -74,8 +88,14 @@ fn ok_is_retransmitted_until_ack_with_contact_and_sdp() {
     let ok = parse_response(&out[0].1);
     assert_eq!(ok.status, 200);
     assert_eq!(ok.to().unwrap().tag(), Some(core.local_tag()));
-    assert_eq!(ok.headers.get(&HeaderName::Contact), Some("<sip:203.0.113.10:5060>"));
-    assert_eq!(ok.headers.get(&HeaderName::ContentType), Some("application/sdp"));
+    assert_eq!(
+        ok.headers.get(&HeaderName::Contact),
+        Some("<sip:203.0.113.10:5060>")
+    );
+    assert_eq!(
+        ok.headers.get(&HeaderName::ContentType),
+        Some("application/sdp")
+    );
     assert_eq!(&ok.body[..], b"v=0\r\n");
     assert_eq!(ok.vias().len(), 2, "both of Twilio's Vias are echoed");
 
@@ -100,13 +120,25 @@ fn lost_ack_hangs_up_through_the_record_route() {
     assert!(!byes.is_empty(), "no BYE after timer H");
     let (_, dest, bytes) = byes[0];
     // Sent to the Record-Route hop, never to Twilio's private Contact.
-    assert_eq!(dest, &Destination::Uri(Uri::parse("sip:54.171.127.192:5060;lr;ftag=f1").unwrap()));
+    assert_eq!(
+        dest,
+        &Destination::Uri(Uri::parse("sip:54.171.127.192:5060;lr;ftag=f1").unwrap())
+    );
     let bye = parse_request(bytes);
-    assert!(bye.uri.contains("172.18.4.191"), "Request-URI is the remote target");
-    assert!(bye.headers.get(&HeaderName::Route).unwrap().contains("54.171.127.192"));
+    assert!(
+        bye.uri.contains("172.18.4.191"),
+        "Request-URI is the remote target"
+    );
+    assert!(bye
+        .headers
+        .get(&HeaderName::Route)
+        .unwrap()
+        .contains("54.171.127.192"));
     assert_eq!(
         events(&mut core),
-        vec![CallEvent::Ended { reason: EndReason::AckTimeout }]
+        vec![CallEvent::Ended {
+            reason: EndReason::AckTimeout
+        }]
     );
 }
 
@@ -128,7 +160,9 @@ fn cancel_before_answer_gives_200_and_487() {
     assert_eq!(got, vec![(200, Method::Cancel), (487, Method::Invite)]);
     assert_eq!(
         events(&mut core),
-        vec![CallEvent::Ended { reason: EndReason::CallerCancel }]
+        vec![CallEvent::Ended {
+            reason: EndReason::CallerCancel
+        }]
     );
     // The ACK for the 487 (same branch) finishes the transaction.
     let ack487 = request("ACK", "c1", "z9hG4bKinv", 7, Some(core.local_tag()), "", "");
@@ -157,7 +191,12 @@ fn caller_bye_is_answered_and_its_retransmission_absorbed() {
     let bye = request("BYE", "c1", "z9hG4bKbye", 8, Some(core.local_tag()), "", "");
     core.handle_message(t0, Message::Request(bye.clone()), src());
     assert_eq!(statuses(&sent(&mut core)), vec![200]);
-    assert_eq!(events(&mut core), vec![CallEvent::Ended { reason: EndReason::CallerBye }]);
+    assert_eq!(
+        events(&mut core),
+        vec![CallEvent::Ended {
+            reason: EndReason::CallerBye
+        }]
+    );
     core.handle_message(t0, Message::Request(bye), src());
     assert_eq!(statuses(&sent(&mut core)), vec![200]);
     assert!(events(&mut core).is_empty());
@@ -174,13 +213,19 @@ fn in_dialog_options_info_and_wrong_tags() {
     core.handle_message(t0, Message::Request(opt), src());
     let out = sent(&mut core);
     assert_eq!(statuses(&out), vec![200]);
-    assert!(parse_response(&out[0].1).headers.get(&HeaderName::Allow).is_some());
+    assert!(parse_response(&out[0].1)
+        .headers
+        .get(&HeaderName::Allow)
+        .is_some());
 
     let info = request("INFO", "c1", "z9hG4bKi", 9, Some(&tag), "", "");
     core.handle_message(t0, Message::Request(info), src());
     let out = sent(&mut core);
     assert_eq!(statuses(&out), vec![405]);
-    assert_eq!(parse_response(&out[0].1).headers.get(&HeaderName::Allow), Some(ALLOW));
+    assert_eq!(
+        parse_response(&out[0].1).headers.get(&HeaderName::Allow),
+        Some(ALLOW)
+    );
 
     let stranger = request("BYE", "c1", "z9hG4bKs", 10, Some("not-ours"), "", "");
     core.handle_message(t0, Message::Request(stranger), src());
@@ -188,7 +233,11 @@ fn in_dialog_options_info_and_wrong_tags() {
 
     let old = request("OPTIONS", "c1", "z9hG4bKold", 3, Some(&tag), "", "");
     core.handle_message(t0, Message::Request(old), src());
-    assert_eq!(statuses(&sent(&mut core)), vec![500], "CSeq lower than the last one");
+    assert_eq!(
+        statuses(&sent(&mut core)),
+        vec![500],
+        "CSeq lower than the last one"
+    );
     assert!(core.is_answered());
 }
 
@@ -202,7 +251,9 @@ fn reinvite_reports_the_offer_and_sends_the_answer() {
     core.handle_message(t0, Message::Request(re), src());
     assert_eq!(statuses(&sent(&mut core)), vec![100]);
     match events(&mut core).as_slice() {
-        [CallEvent::ReOffer { sdp }] => assert!(std::str::from_utf8(sdp).unwrap().contains("sendonly")),
+        [CallEvent::ReOffer { sdp }] => {
+            assert!(std::str::from_utf8(sdp).unwrap().contains("sendonly"))
+        }
         other => panic!("expected a re-offer, got {other:?}"),
     }
     core.answer_reinvite(t0, Ok("v=0\r\na=recvonly\r\n".into()));
@@ -251,7 +302,12 @@ fn rejection_is_a_final_error_and_ends_the_call() {
     sent(&mut core);
     core.reject(t0, 488, None);
     assert_eq!(statuses(&sent(&mut core)), vec![488]);
-    assert_eq!(events(&mut core), vec![CallEvent::Ended { reason: EndReason::Rejected(488) }]);
+    assert_eq!(
+        events(&mut core),
+        vec![CallEvent::Ended {
+            reason: EndReason::Rejected(488)
+        }]
+    );
     // Without an ACK, timer G retransmits, then timer H gives up.
     let retx = advance_to(&mut core, t0 + Duration::from_secs(40));
     assert!(retx.len() >= 3);

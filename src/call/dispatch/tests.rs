@@ -3,7 +3,7 @@ use std::time::Duration;
 use super::*;
 use crate::config::{Credentials, Route, Trunk};
 use crate::sip::acl::AddressList;
-use crate::sip::auth::{respond, ChallengeKind, Challenge};
+use crate::sip::auth::{respond, Challenge, ChallengeKind};
 use crate::sip::testing::{invite, parse_response, request};
 
 const TWILIO: &str = "54.171.127.192:5060";
@@ -34,7 +34,13 @@ fn dispatcher(max_calls: usize) -> Dispatcher {
         numbers: vec![],
         agent: "echo".into(),
     }];
-    let router = Router::new(trunks, routes, "sipbridge", ChallengeKind::Proxy, Instant::now());
+    let router = Router::new(
+        trunks,
+        routes,
+        "sipbridge",
+        ChallengeKind::Proxy,
+        Instant::now(),
+    );
     Dispatcher::new(router, Timers::default(), max_calls)
 }
 
@@ -54,11 +60,33 @@ fn only_response(out: &[Output]) -> Response {
     }
 }
 
-fn authorized(challenge: &Response, call_id: &str, branch: &str, password: &str, nc: u32) -> Request {
-    let value = challenge.headers.get(&HeaderName::ProxyAuthenticate).unwrap();
+fn authorized(
+    challenge: &Response,
+    call_id: &str,
+    branch: &str,
+    password: &str,
+    nc: u32,
+) -> Request {
+    let value = challenge
+        .headers
+        .get(&HeaderName::ProxyAuthenticate)
+        .unwrap();
     let ch = Challenge::parse(value).unwrap();
-    let creds = respond(&ch, "INVITE", "sip:+447846855904@gw.example.net", "ai-voice-agent", password, "c0ffee", nc);
-    invite(call_id, branch, 2, &format!("Proxy-Authorization: {creds}\r\n"))
+    let creds = respond(
+        &ch,
+        "INVITE",
+        "sip:+447846855904@gw.example.net",
+        "ai-voice-agent",
+        password,
+        "c0ffee",
+        nc,
+    );
+    invite(
+        call_id,
+        branch,
+        2,
+        &format!("Proxy-Authorization: {creds}\r\n"),
+    )
 }
 
 #[test]
@@ -73,7 +101,15 @@ fn challenge_then_authorized_invite_starts_a_call() {
     let again = only_response(&feed(&mut d, t0, src(), &first));
     assert_eq!(again.to_bytes(), challenge.to_bytes());
     // Its ACK is absorbed.
-    let ack = request("ACK", "call-1", "z9hG4bK1", 1, challenge.to().unwrap().tag(), "", "");
+    let ack = request(
+        "ACK",
+        "call-1",
+        "z9hG4bK1",
+        1,
+        challenge.to().unwrap().tag(),
+        "",
+        "",
+    );
     assert!(feed(&mut d, t0, src(), &ack).is_empty());
 
     let second = authorized(&challenge, "call-1", "z9hG4bK2", "pw", 1);
@@ -90,7 +126,10 @@ fn challenge_then_authorized_invite_starts_a_call() {
 
     // In-dialog traffic now goes to the call.
     let bye = request("BYE", "call-1", "z9hG4bK3", 3, Some("x"), "", "");
-    assert!(matches!(feed(&mut d, t0, src(), &bye).as_slice(), [Output::Route { .. }]));
+    assert!(matches!(
+        feed(&mut d, t0, src(), &bye).as_slice(),
+        [Output::Route { .. }]
+    ));
 }
 
 #[test]
@@ -110,7 +149,12 @@ fn wrong_password_gets_a_fresh_challenge_then_403() {
 fn address_only_trunk_needs_no_challenge() {
     let mut d = dispatcher(10);
     let esip: SocketAddr = "10.9.1.1:5060".parse().unwrap();
-    let out = feed(&mut d, Instant::now(), esip, &invite("c", "z9hG4bK1", 1, ""));
+    let out = feed(
+        &mut d,
+        Instant::now(),
+        esip,
+        &invite("c", "z9hG4bK1", 1, ""),
+    );
     assert!(matches!(out.as_slice(), [Output::NewCall(n)] if n.admitted.trunk == "esip"));
 }
 
@@ -124,10 +168,16 @@ fn full_or_draining_gateway_answers_503_with_retry_after() {
     assert_eq!(r.status, 503);
     assert_eq!(r.headers.get(&HeaderName::RetryAfter), Some("5"));
     d.call_ended("a");
-    assert!(matches!(feed(&mut d, t0, esip, &invite("c", "z9hG4bKc", 1, "")).as_slice(), [Output::NewCall(_)]));
+    assert!(matches!(
+        feed(&mut d, t0, esip, &invite("c", "z9hG4bKc", 1, "")).as_slice(),
+        [Output::NewCall(_)]
+    ));
     d.call_finished("c");
     d.set_draining(true);
-    assert_eq!(only_response(&feed(&mut d, t0, esip, &invite("d", "z9hG4bKd", 1, ""))).status, 503);
+    assert_eq!(
+        only_response(&feed(&mut d, t0, esip, &invite("d", "z9hG4bKd", 1, ""))).status,
+        503
+    );
 }
 
 #[test]
@@ -151,7 +201,10 @@ fn out_of_dialog_requests() {
 
     let req = invite("x", "z9hG4bKx", 1, "Require: 100rel\r\n");
     let r = only_response(&feed(&mut d, t0, src(), &req));
-    assert_eq!((r.status, r.headers.get(&HeaderName::Unsupported)), (420, Some("100rel")));
+    assert_eq!(
+        (r.status, r.headers.get(&HeaderName::Unsupported)),
+        (420, Some("100rel"))
+    );
 }
 
 #[test]
@@ -164,11 +217,17 @@ fn malformed_input_gets_400_or_nothing_and_never_panics() {
     d.handle_datagram(t0, src(), Bytes::from(bad));
     let out = outputs(&mut d);
     assert_eq!(only_response(&out).status, 400);
-    for junk in [&b"\r\n\r\n"[..], b"", b"\x00\xff garbage", b"SIP/2.0 200 OK\r\n\r\n"] {
+    for junk in [
+        &b"\r\n\r\n"[..],
+        b"",
+        b"\x00\xff garbage",
+        b"SIP/2.0 200 OK\r\n\r\n",
+    ] {
         d.handle_datagram(t0, src(), Bytes::copy_from_slice(junk));
         assert!(outputs(&mut d).is_empty());
     }
-    assert_eq!(d.counters().malformed, 2);
+    // The Content-Length lie, the garbage and the header-less response; keep-alives are not malformed.
+    assert_eq!(d.counters().malformed, 3);
 }
 
 #[test]
@@ -186,6 +245,9 @@ fn rejected_transactions_are_retransmitted_and_then_forgotten() {
         retransmits += outputs(&mut d).len();
         assert!(now - t0 < Duration::from_secs(60), "transaction never ends");
     }
-    assert!(retransmits >= 5, "407 was retransmitted {retransmits} times");
+    assert!(
+        retransmits >= 5,
+        "407 was retransmitted {retransmits} times"
+    );
     assert_eq!(d.open_transactions(), 0);
 }

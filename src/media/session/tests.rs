@@ -44,10 +44,16 @@ fn caller_audio_is_decoded_in_order_without_delay() {
     let t0 = Instant::now();
     let mut m = MediaSession::new(t0, params());
     m.on_datagram(t0, remote(), &packet(10, 0, &tone_payload(1000)));
-    let f = m.poll_caller_audio(t0).expect("in-order frame released at once");
+    let f = m
+        .poll_caller_audio(t0)
+        .expect("in-order frame released at once");
     assert_eq!(f.sample_rate(), 8000);
     assert_eq!(f.samples().len(), 160);
-    assert!((f.samples()[0] - 1000).abs() < 40, "decoded {}", f.samples()[0]);
+    assert!(
+        (f.samples()[0] - 1000).abs() < 40,
+        "decoded {}",
+        f.samples()[0]
+    );
     assert!(m.poll_caller_audio(t0).is_none());
 }
 
@@ -74,10 +80,24 @@ fn dtmf_comes_out_once_per_press() {
     let t0 = Instant::now();
     let mut m = MediaSession::new(t0, params());
     // Event 5, three updates and three end packets, same timestamp, no marker bit.
-    for (i, end) in [false, false, false, true, true, true].into_iter().enumerate() {
+    for (i, end) in [false, false, false, true, true, true]
+        .into_iter()
+        .enumerate()
+    {
         let dur = 160 * (i as u16 + 1);
-        let payload = [5u8, if end { 0x80 | 10 } else { 10 }, (dur >> 8) as u8, dur as u8];
-        let h = RtpHeader { marker: false, payload_type: 101, sequence: 100 + i as u16, timestamp: 8000, ssrc: 7 };
+        let payload = [
+            5u8,
+            if end { 0x80 | 10 } else { 10 },
+            (dur >> 8) as u8,
+            dur as u8,
+        ];
+        let h = RtpHeader {
+            marker: false,
+            payload_type: 101,
+            sequence: 100 + i as u16,
+            timestamp: 8000,
+            ssrc: 7,
+        };
         let mut buf = [0u8; 16];
         let n = rtp::write(&h, &payload, &mut buf).unwrap();
         m.on_datagram(t0, remote(), &buf[..n]);
@@ -114,7 +134,13 @@ fn the_send_clock_fills_idle_slots_with_silence_and_sends_agent_frames() {
 #[test]
 fn on_hold_nothing_is_sent_but_the_clock_runs() {
     let t0 = Instant::now();
-    let mut m = MediaSession::new(t0, MediaParams { send: false, ..params() });
+    let mut m = MediaSession::new(
+        t0,
+        MediaParams {
+            send: false,
+            ..params()
+        },
+    );
     let frame = AudioFrame::silence(8000);
     assert!(m.send_frame(t0, &frame).is_none());
     assert!(!m.slot_open(t0));
@@ -125,13 +151,19 @@ fn media_timeouts_before_and_after_the_first_packet() {
     let t0 = Instant::now();
     let m = MediaSession::new(t0, params());
     assert_eq!(m.timed_out(t0 + Duration::from_secs(29)), None);
-    assert_eq!(m.timed_out(t0 + Duration::from_secs(30)), Some(MediaTimeout::NeverStarted));
+    assert_eq!(
+        m.timed_out(t0 + Duration::from_secs(30)),
+        Some(MediaTimeout::NeverStarted)
+    );
 
     let mut m = MediaSession::new(t0, params());
     let t1 = t0 + Duration::from_secs(1);
     m.on_datagram(t1, remote(), &packet(1, 0, &tone_payload(0)));
     assert_eq!(m.timed_out(t1 + Duration::from_secs(14)), None);
-    assert_eq!(m.timed_out(t1 + Duration::from_secs(15)), Some(MediaTimeout::Stopped));
+    assert_eq!(
+        m.timed_out(t1 + Duration::from_secs(15)),
+        Some(MediaTimeout::Stopped)
+    );
     assert!(m.poll_timeout(false) <= t1 + Duration::from_secs(15));
 }
 
