@@ -243,3 +243,20 @@ async fn fifty_calls_at_ten_per_second_all_complete() {
     gw.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_sends_no_rtp_gets_bye_at_the_media_timeout() {
+    let gw = gateway_with("initial_media_timeout_secs = 1\n", "").await;
+    let sink = EchoSink::start(Law::Mu).await;
+    let out = Sipp::new(gw.sip_addr, &fixture("uac_silent.xml"))
+        .arg("-au", USER)
+        .arg("-ap", PASSWORD)
+        .arg("-m", 1)
+        .key("rtp_port", sink.port)
+        .key("codecs", "0 101")
+        .run()
+        .await;
+    sink.finish();
+    assert!(out.status.success(), "{}", explain(&out));
+    gw.stop().await;
+}

@@ -31,7 +31,8 @@ pub struct EchoSession {
 impl EchoSession {
     pub fn new() -> EchoSession {
         EchoSession {
-            queue: VecDeque::with_capacity(MAX_QUEUED),
+            // Echo keeps one or two frames in flight; grow only if the send clock lags.
+            queue: VecDeque::with_capacity(2),
             events: VecDeque::new(),
             ended: false,
             waker: None,

@@ -30,10 +30,14 @@ pub fn rtp_range() -> (u16, u16) {
 /// Starts a gateway on 127.0.0.1 with one digest trunk and the echo agent; `extra` is appended
 /// to the config (more sections).
 pub async fn gateway(extra: &str) -> Gateway {
+    gateway_with("media_timeout_secs = 5\n", extra).await
+}
+
+/// Like [`gateway`], with `media` lines added to the `[media]` table.
+pub async fn gateway_with(media: &str, extra: &str) -> Gateway {
     let (lo, hi) = rtp_range();
     let text = format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
-         media_timeout_secs = 5\n\
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n{media}\
          [[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
          allowed_addresses = [\"127.0.0.0/8\"]\n{extra}"
     );
