@@ -179,7 +179,10 @@ enum StartLine<'a> {
 
 fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
     let version_ok = |v: &str| v.eq_ignore_ascii_case("SIP/2.0");
-    let is_response = line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/");
+    let is_response = line
+        .as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"));
     if is_response {
         let (version, rest) = split_byte(line, b' ').unwrap_or((line, ""));
         if !version_ok(version) {
