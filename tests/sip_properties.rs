@@ -36,7 +36,12 @@ fn config(cases: u32) -> ProptestConfig {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(cases);
-    ProptestConfig::with_cases(cases)
+    // Integration tests have no src/lib.rs beside them for proptest's regression files.
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 fn without_content_length(mut msg: Message) -> Message {

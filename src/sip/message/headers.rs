@@ -7,11 +7,13 @@ use bytes::Bytes;
 use super::names::HeaderName;
 use super::ParseError;
 
-/// A header value: UTF-8 text without CR or LF, stored as [`Bytes`] so that a parsed value
-/// is a slice of the received datagram (no copy) and a built one can be a `&'static str`.
+/// A header value: UTF-8 text without CR or LF, stored as [`Bytes`] so that a value taken
+/// from a parsed message ([`Headers::get_value`]) is a slice of the received datagram (no
+/// copy) and a built one can be a `&'static str`.
 ///
-/// Every constructor replaces CR and LF with a space, so a value can never smuggle an extra
-/// header line into a serialized message.
+/// Every constructor except [`HeaderValue::from_utf8`] (which rejects them) replaces CR and
+/// LF with a space, so a value can never smuggle an extra header line into a serialized
+/// message.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct HeaderValue(Bytes);
 

@@ -3,11 +3,12 @@
 
 use bytes::Bytes;
 
-use super::headers::{split_byte, trim_end_lws, trim_lws, trim_start_lws, HeaderValue, Headers};
+use super::headers::{
+    split_byte, split_list, trim_end_lws, trim_lws, trim_start_lws, HeaderValue, Headers,
+};
 use super::names::{all_in, is_token, token_len, HeaderName, Method, URI_CHAR};
 use super::typed::{scan_cseq, scan_name_addr, scan_via};
 use super::{Message, ParseError, Request, Response, MAX_MESSAGE_LEN};
-use crate::sip::message::headers::split_list;
 
 pub(super) fn parse(data: Bytes) -> Result<Message, ParseError> {
     if data.len() > MAX_MESSAGE_LEN {
