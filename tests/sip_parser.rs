@@ -164,6 +164,39 @@ fn fixture_b_retry_after_407_carries_proxy_authorization() {
     assert_eq!(retry.body, first.body);
 }
 
+/// The retry's digest is a real one, so the auth code can be tested against it: user
+/// `ai-voice-agent`, password `correct-horse-battery`, realm `gw.example.net` (RFC 2617 MD5
+/// with qop=auth).
+#[test]
+fn fixture_b_retry_digest_is_consistent() {
+    use md5::{Digest, Md5};
+    let md5 = |s: String| hex::encode(Md5::digest(s.as_bytes()));
+    let retry = request("twilio_dial_sip_invite_auth.sip");
+    let auth = retry.headers.get(&HeaderName::ProxyAuthorization).unwrap();
+    let field = |name: &str| {
+        auth.trim_start_matches("Digest ")
+            .split(", ")
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap()
+    };
+    let ha1 = md5(format!(
+        "{}:{}:correct-horse-battery",
+        field("username"),
+        field("realm")
+    ));
+    let ha2 = md5(format!("INVITE:{}", field("uri")));
+    let expected = md5(format!(
+        "{ha1}:{}:{}:{}:{}:{ha2}",
+        field("nonce"),
+        field("nc"),
+        field("cnonce"),
+        field("qop")
+    ));
+    assert_eq!(field("response"), expected);
+    assert_eq!(field("uri"), retry.uri);
+}
+
 #[test]
 fn esip_udp_variant_has_one_record_route_and_plain_rtp() {
     let r = request("twilio_esip_udp_invite.sip");

@@ -163,6 +163,17 @@ impl Gateway {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = tokio::spawn(serve(shared, dispatcher, notices_rx, shutdown_rx));
         tracing::info!(%sip_addr, "SIP listening (UDP)");
+        if config.sip.public_addr.is_none()
+            && config.media.public_ip.is_none()
+            && config.sip.listen.ip().is_unspecified()
+        {
+            // Behind NAT (most cloud VMs) the interface address is private: Twilio would send
+            // its ACK and RTP to it, and the call would be silent and drop at 30 s.
+            tracing::warn!(
+                "sip.public_addr is not set: Contact and SDP carry the local interface address \
+                 that routes to each caller; behind NAT set sip.public_addr (and media.public_ip)"
+            );
+        }
         Ok(Gateway {
             sip_addr,
             shutdown,

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::sip::message::names::{all_in, URI_CHAR};
 use crate::sip::message::ParseError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,9 +184,7 @@ pub(crate) struct UriParts<'a> {
 
 pub(crate) fn scan_uri(s: &str) -> Result<UriParts<'_>, ParseError> {
     let bad = |why| Err(ParseError::BadUri(why));
-    if s.bytes()
-        .any(|b| b <= b' ' || matches!(b, b'<' | b'>' | b'"' | 0x7f))
-    {
+    if !all_in(&URI_CHAR, s.as_bytes()) {
         return bad("whitespace, control character or <>\" in URI");
     }
     let Some((scheme, rest)) = s.split_once(':') else {

@@ -7,11 +7,13 @@ use bytes::Bytes;
 use super::names::HeaderName;
 use super::ParseError;
 
-/// A header value: UTF-8 text without CR or LF, stored as [`Bytes`] so that a parsed value
-/// is a slice of the received datagram (no copy) and a built one can be a `&'static str`.
+/// A header value: UTF-8 text without CR or LF, stored as [`Bytes`] so that a value taken
+/// from a parsed message ([`Headers::get_value`]) is a slice of the received datagram (no
+/// copy) and a built one can be a `&'static str`.
 ///
-/// Every constructor replaces CR and LF with a space, so a value can never smuggle an extra
-/// header line into a serialized message.
+/// Every constructor except [`HeaderValue::from_utf8`] (which rejects them) replaces CR and
+/// LF with a space, so a value can never smuggle an extra header line into a serialized
+/// message.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct HeaderValue(Bytes);
 
@@ -110,33 +112,117 @@ impl fmt::Debug for HeaderValue {
 
 /// The header fields of a message, in the order received (or pushed). Names repeat freely;
 /// lookups return the first occurrence.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// A parsed message's values are ranges of the datagram, which the list holds once: slicing
+/// a `Bytes` per value would cost an atomic increment and decrement per header, a measurable
+/// share of the parse. [`Headers::get_value`] hands out a `Bytes`-backed [`HeaderValue`] when
+/// a value is copied into another message, still without copying the text.
+#[derive(Clone, Default)]
 pub struct Headers {
-    entries: Vec<(HeaderName, HeaderValue)>,
+    /// The datagram the parsed values point into (empty for a built message).
+    src: Bytes,
+    // Names and values live in parallel vectors: pushing a (name, value) tuple makes the
+    // compiler assemble it on the stack and copy it with vector loads that stall on store
+    // forwarding, once per header.
+    names: Vec<HeaderName>,
+    values: Vec<Value>,
+}
+
+#[derive(Clone)]
+enum Value {
+    /// `src[start..end]`, validated as UTF-8 without CR/LF by the parser; packed as
+    /// `start | end << 32` so that the entry is written with whole-word stores (two `u32`
+    /// stores read back by one vector load stall store forwarding on every push).
+    Src(u64),
+    Own(HeaderValue),
 }
 
 impl Headers {
     pub fn new() -> Self {
-        Headers {
-            entries: Vec::new(),
-        }
+        Headers::default()
     }
 
     pub fn with_capacity(n: usize) -> Self {
         Headers {
-            entries: Vec::with_capacity(n),
+            src: Bytes::new(),
+            names: Vec::with_capacity(n),
+            values: Vec::with_capacity(n),
+        }
+    }
+
+    /// For the parser: `src` is the datagram, whose header section it has validated.
+    pub(crate) fn with_source(src: Bytes, n: usize) -> Self {
+        Headers {
+            src,
+            names: Vec::with_capacity(n),
+            values: Vec::with_capacity(n),
+        }
+    }
+
+    /// For the parser: `src[start..end]` is valid UTF-8 and holds no CR or LF.
+    pub(crate) fn push_src(&mut self, name: HeaderName, start: usize, end: usize) {
+        debug_assert!(std::str::from_utf8(&self.src[start..end]).is_ok());
+        // The parser rejects datagrams over 64 KiB, so offsets fit in u32.
+        let packed = start as u64 | (end as u64) << 32;
+        self.names.push(name);
+        self.values.push(Value::Src(packed));
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&HeaderName, &Value)> {
+        self.names.iter().zip(&self.values)
+    }
+
+    fn text<'a>(&'a self, v: &'a Value) -> &'a str {
+        match v {
+            Value::Src(packed) => match self.src.get(unpack(*packed)) {
+                // SAFETY: `Src` ranges are only created by `push_src`, whose caller (the
+                // parser) validated them as UTF-8; `src` is never replaced once set.
+                Some(b) => unsafe { std::str::from_utf8_unchecked(b) },
+                None => "",
+            },
+            Value::Own(h) => h.as_str(),
+        }
+    }
+
+    fn owned(&self, v: &Value) -> HeaderValue {
+        match v {
+            Value::Src(packed) => {
+                let range = unpack(*packed);
+                if range.end <= self.src.len() && range.start <= range.end {
+                    HeaderValue::from_validated(self.src.slice(range))
+                } else {
+                    HeaderValue::from("")
+                }
+            }
+            Value::Own(h) => h.clone(),
         }
     }
 
     /// The first occurrence's whole value (trimmed; folded lines joined by one space).
     pub fn get(&self, name: &HeaderName) -> Option<&str> {
-        self.get_value(name).map(HeaderValue::as_str)
+        self.entries()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| self.text(v))
     }
 
-    /// The first occurrence as a [`HeaderValue`], to copy into another message without
-    /// copying the bytes.
-    pub fn get_value(&self, name: &HeaderName) -> Option<&HeaderValue> {
-        self.entries.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    /// The first occurrence as a [`HeaderValue`] sharing this message's bytes, to put into
+    /// another message without copying.
+    pub fn get_value(&self, name: &HeaderName) -> Option<HeaderValue> {
+        self.entries()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| self.owned(v))
+    }
+
+    /// Every header line named `name`, unsplit, as [`HeaderValue`]s sharing this message's
+    /// bytes.
+    pub fn get_all_values<'a>(
+        &'a self,
+        name: &HeaderName,
+    ) -> impl Iterator<Item = HeaderValue> + 'a {
+        let name = name.clone();
+        self.entries()
+            .filter(move |(n, _)| **n == name)
+            .map(|(_, v)| self.owned(v))
     }
 
     /// Every value of `name`. For list headers ([`HeaderName::is_list`]) each header line is
@@ -145,13 +231,13 @@ impl Headers {
     pub fn get_all<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a str> + 'a {
         let name = name.clone();
         let split = name.is_list();
-        self.entries
-            .iter()
-            .filter(move |(n, _)| *n == name)
+        self.entries()
+            .filter(move |(n, _)| **n == name)
             .flat_map(move |(_, v)| {
-                let whole = (!split).then_some(v.as_str());
+                let v = self.text(v);
+                let whole = (!split).then_some(v);
                 let parts = split
-                    .then(|| split_list(v.as_str()).filter(|s| !s.is_empty()))
+                    .then(|| split_list(v).filter(|s| !s.is_empty()))
                     .into_iter()
                     .flatten();
                 whole.into_iter().chain(parts)
@@ -159,51 +245,89 @@ impl Headers {
     }
 
     pub fn contains(&self, name: &HeaderName) -> bool {
-        self.entries.iter().any(|(n, _)| n == name)
+        self.names.iter().any(|n| n == name)
     }
 
     pub fn push(&mut self, name: HeaderName, value: impl Into<HeaderValue>) {
-        self.entries.push((name, value.into()));
+        self.names.push(name);
+        self.values.push(Value::Own(value.into()));
     }
 
     /// Replaces every occurrence of `name` with one header holding `value`, at the position of
     /// the first occurrence (appended when there was none).
     pub fn set(&mut self, name: HeaderName, value: impl Into<HeaderValue>) {
-        let value = value.into();
-        match self.entries.iter().position(|(n, _)| *n == name) {
+        let value = Value::Own(value.into());
+        match self.names.iter().position(|n| *n == name) {
             Some(first) => {
-                self.entries[first].1 = value;
-                let mut i = 0;
-                self.entries.retain(|(n, _)| {
-                    let keep = i <= first || *n != name;
-                    i += 1;
-                    keep
-                });
+                let keep: Vec<bool> = (self.names.iter().enumerate())
+                    .map(|(i, n)| i <= first || *n != name)
+                    .collect();
+                self.retain_where(&keep);
+                if let Some(slot) = self.values.get_mut(first) {
+                    *slot = value;
+                }
             }
-            None => self.entries.push((name, value)),
+            None => {
+                self.names.push(name);
+                self.values.push(value);
+            }
         }
     }
 
     pub fn remove(&mut self, name: &HeaderName) {
-        self.entries.retain(|(n, _)| n != name);
+        let keep: Vec<bool> = self.names.iter().map(|n| n != name).collect();
+        self.retain_where(&keep);
+    }
+
+    fn retain_where(&mut self, keep: &[bool]) {
+        let mut i = 0;
+        self.names.retain(|_| {
+            i += 1;
+            keep.get(i - 1).copied().unwrap_or(true)
+        });
+        let mut i = 0;
+        self.values.retain(|_| {
+            i += 1;
+            keep.get(i - 1).copied().unwrap_or(true)
+        });
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &str)> {
-        self.entries.iter().map(|(n, v)| (n, v.as_str()))
+        self.entries().map(|(n, v)| (n, self.text(v)))
     }
 
-    /// Like [`Headers::iter`], with the values as [`HeaderValue`]s.
-    pub fn iter_values(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.entries.iter().map(|(n, v)| (n, v))
+    /// Like [`Headers::iter`], with each value as a [`HeaderValue`] sharing this message's
+    /// bytes.
+    pub fn iter_values(&self) -> impl Iterator<Item = (&HeaderName, HeaderValue)> + '_ {
+        self.entries().map(|(n, v)| (n, self.owned(v)))
     }
 
     /// The number of header lines (a comma-joined list counts once).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.names.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.names.is_empty()
+    }
+}
+
+fn unpack(packed: u64) -> std::ops::Range<usize> {
+    (packed as u32 as usize)..((packed >> 32) as usize)
+}
+
+/// Equal when the same names carry the same text in the same order, wherever the bytes live.
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a == b)
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -223,6 +347,11 @@ impl<'a> Iterator for SplitList<'a> {
     fn next(&mut self) -> Option<&'a str> {
         let s = self.rest?;
         let bytes = s.as_bytes();
+        // Most values hold a single element: one vectorised search settles it.
+        if memchr::memchr(b',', bytes).is_none() {
+            self.rest = None;
+            return Some(trim_lws(s));
+        }
         let (mut in_quote, mut in_angle, mut escaped) = (false, false, false);
         for (i, &b) in bytes.iter().enumerate() {
             if in_quote {
@@ -251,6 +380,37 @@ impl<'a> Iterator for SplitList<'a> {
 }
 
 /// Trims spaces and tabs (the only whitespace left in a header value after unfolding).
+/// Byte-wise: `str::trim_matches` with a char pattern decodes UTF-8 and is measurably slower
+/// on the parse path.
+#[inline]
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
+    trim_end_lws(trim_start_lws(s))
+}
+
+#[inline]
+pub(crate) fn trim_start_lws(s: &str) -> &str {
+    let n = s.bytes().take_while(|&b| b == b' ' || b == b'\t').count();
+    &s[n..]
+}
+
+#[inline]
+pub(crate) fn trim_end_lws(s: &str) -> &str {
+    let n = s
+        .bytes()
+        .rev()
+        .take_while(|&b| b == b' ' || b == b'\t')
+        .count();
+    &s[..s.len() - n]
+}
+
+/// The index of the first `b` in `s` (vectorised).
+#[inline]
+pub(crate) fn find_byte(s: &str, b: u8) -> Option<usize> {
+    memchr::memchr(b, s.as_bytes())
+}
+
+/// `str::split_once` for an ASCII delimiter, without the char-pattern machinery.
+#[inline]
+pub(crate) fn split_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    find_byte(s, b).map(|i| (&s[..i], &s[i + 1..]))
 }

@@ -5,11 +5,13 @@
 //! datagram, the header section is validated as UTF-8 once, and typed views ([`Via`],
 //! [`NameAddr`], [`CSeq`]) are built only when asked for. A message that parses is safe to
 //! route: it has a SIP/2.0 start line, exactly one From, To, Call-ID and CSeq, at least one
-//! Via, well-formed Via/From/To/Contact/Route/Record-Route values, a CSeq method equal to the
-//! request method, and a body framed by Content-Length.
+//! Via, a well-formed top Via, From, To and CSeq, a CSeq method equal to the request method,
+//! and a body framed by Content-Length. Lower Vias are only copied back into responses, and
+//! Contact and Record-Route are checked by whoever uses them (the dialog), so the parse does
+//! not pay for them on every packet.
 
 mod headers;
-mod names;
+pub(crate) mod names;
 mod parse;
 mod typed;
 mod write;
@@ -167,25 +169,23 @@ impl Response {
     /// standard one for `status`.
     pub fn for_request(req: &Request, status: u16, to_tag: Option<&str>) -> Response {
         let mut headers = Headers::with_capacity(8);
-        for (name, value) in req.headers.iter_values() {
-            if *name == HeaderName::Via {
-                headers.push(HeaderName::Via, value.clone());
-            }
+        for via in req.headers.get_all_values(&HeaderName::Via) {
+            headers.push(HeaderName::Via, via);
         }
         if let Some(from) = req.headers.get_value(&HeaderName::From) {
-            headers.push(HeaderName::From, from.clone());
+            headers.push(HeaderName::From, from);
         }
         if let Some(to) = req.headers.get_value(&HeaderName::To) {
             match to_tag {
                 Some(tag) if req.headers.to_tag().is_none() => {
                     headers.push(HeaderName::To, format!("{to};tag={tag}"));
                 }
-                _ => headers.push(HeaderName::To, to.clone()),
+                _ => headers.push(HeaderName::To, to),
             }
         }
         for name in [HeaderName::CallId, HeaderName::CSeq] {
             if let Some(v) = req.headers.get_value(&name) {
-                headers.push(name, v.clone());
+                headers.push(name, v);
             }
         }
         Response {

@@ -178,48 +178,52 @@ impl HeaderName {
     /// first so most lookups compare a single candidate.
     fn known(b: &[u8]) -> Option<HeaderName> {
         use HeaderName as H;
-        let is = |lit: &str| b.eq_ignore_ascii_case(lit.as_bytes());
-        let name = match b.len() {
-            1 => return Self::compact(b[0]),
-            2 if is("to") => H::To,
-            3 if is("via") => H::Via,
-            4 if is("from") => H::From,
-            4 if is("cseq") => H::CSeq,
-            5 if is("route") => H::Route,
-            5 if is("allow") => H::Allow,
-            5 if is("event") => H::Event,
-            6 if is("server") => H::Server,
-            6 if is("reason") => H::Reason,
-            6 if is("accept") => H::Accept,
-            7 if is("call-id") => H::CallId,
-            7 if is("contact") => H::Contact,
-            7 if is("expires") => H::Expires,
-            7 if is("require") => H::Require,
-            7 if is("subject") => H::Subject,
-            8 if is("refer-to") => H::ReferTo,
-            9 if is("supported") => H::Supported,
-            10 if is("user-agent") => H::UserAgent,
-            11 if is("retry-after") => H::RetryAfter,
-            11 if is("unsupported") => H::Unsupported,
-            12 if is("max-forwards") => H::MaxForwards,
-            12 if is("content-type") => H::ContentType,
-            12 if is("record-route") => H::RecordRoute,
-            13 if is("authorization") => H::Authorization,
-            13 if is("proxy-require") => H::ProxyRequire,
-            14 if is("content-length") => H::ContentLength,
-            16 if is("www-authenticate") => H::WwwAuthenticate,
-            18 if is("proxy-authenticate") => H::ProxyAuthenticate,
-            19 if is("proxy-authorization") => H::ProxyAuthorization,
+        // Length and first letter select at most one candidate, so a lookup costs a single
+        // comparison and extension headers (X-...) usually none.
+        let first = b.first()?.to_ascii_lowercase();
+        let (lit, name) = match (b.len(), first) {
+            (1, c) => return Self::compact(c),
+            (2, b't') => ("to", H::To),
+            (3, b'v') => ("via", H::Via),
+            (4, b'f') => ("from", H::From),
+            (4, b'c') => ("cseq", H::CSeq),
+            (5, b'r') => ("route", H::Route),
+            (5, b'a') => ("allow", H::Allow),
+            (5, b'e') => ("event", H::Event),
+            (6, b's') => ("server", H::Server),
+            (6, b'r') => ("reason", H::Reason),
+            (6, b'a') => ("accept", H::Accept),
+            (7, b'c') if b.get(2).is_some_and(|c| c.eq_ignore_ascii_case(&b'l')) => {
+                ("call-id", H::CallId)
+            }
+            (7, b'c') => ("contact", H::Contact),
+            (7, b'e') => ("expires", H::Expires),
+            (7, b'r') => ("require", H::Require),
+            (7, b's') => ("subject", H::Subject),
+            (8, b'r') => ("refer-to", H::ReferTo),
+            (9, b's') => ("supported", H::Supported),
+            (10, b'u') => ("user-agent", H::UserAgent),
+            (11, b'r') => ("retry-after", H::RetryAfter),
+            (11, b'u') => ("unsupported", H::Unsupported),
+            (12, b'm') => ("max-forwards", H::MaxForwards),
+            (12, b'c') => ("content-type", H::ContentType),
+            (12, b'r') => ("record-route", H::RecordRoute),
+            (13, b'a') => ("authorization", H::Authorization),
+            (13, b'p') => ("proxy-require", H::ProxyRequire),
+            (14, b'c') => ("content-length", H::ContentLength),
+            (16, b'w') => ("www-authenticate", H::WwwAuthenticate),
+            (18, b'p') => ("proxy-authenticate", H::ProxyAuthenticate),
+            (19, b'p') => ("proxy-authorization", H::ProxyAuthorization),
             _ => return None,
         };
-        Some(name)
+        eq_lowercase_name(b, lit.as_bytes()).then_some(name)
     }
 
     /// Compact forms from RFC 3261 §7.3.3 and the extensions that registered one.
     fn compact(c: u8) -> Option<HeaderName> {
         use HeaderName as H;
         let other = |s: &str| H::Other(s.to_string());
-        Some(match c.to_ascii_lowercase() {
+        Some(match c {
             b'v' => H::Via,
             b'i' => H::CallId,
             b'f' => H::From,
@@ -243,6 +247,29 @@ impl HeaderName {
             _ => return None,
         })
     }
+}
+
+/// `input` equals `lit` ignoring ASCII case, where `lit` is lower case letters and `-`.
+/// Eight bytes at a time: OR-ing 0x20 into the positions where `lit` has a letter folds an
+/// upper-case input letter onto it, and only there, so the comparison stays exact.
+fn eq_lowercase_name(input: &[u8], lit: &[u8]) -> bool {
+    if input.len() != lit.len() {
+        return false;
+    }
+    let (mut a, mut l) = (input, lit);
+    while let (Some((wa, ra)), Some((wl, rl))) =
+        (a.split_first_chunk::<8>(), l.split_first_chunk::<8>())
+    {
+        let wa = u64::from_le_bytes(*wa);
+        let wl = u64::from_le_bytes(*wl);
+        // Letters have bit 6 set and '-' does not: that bit, shifted, is the case bit.
+        let case = (wl & 0x4040_4040_4040_4040) >> 1;
+        if wa | case != wl {
+            return false;
+        }
+        (a, l) = (ra, rl);
+    }
+    a.iter().zip(l).all(|(&x, &y)| x | ((y & 0x40) >> 1) == y)
 }
 
 impl PartialEq for HeaderName {
@@ -280,15 +307,87 @@ impl From<&str> for HeaderName {
     }
 }
 
-/// RFC 3261 `token` characters: alphanumerics and `-.!%*_+` `` ` `` `'~`.
-pub(crate) const fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+/// RFC 3261 `token` characters: alphanumerics and `-.!%*_+` `` ` `` `'~`. A table, because
+/// the parser asks this for nearly every byte of every header.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
+/// Bytes allowed inside a URI as the codec checks it: printable ASCII and UTF-8, without
+/// space, `<`, `>` or `"` (which would end or break the URI in a header).
+pub(crate) static URI_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x21;
+    while i < 256 {
+        t[i] = !matches!(i as u8, b'<' | b'>' | b'"' | 0x7f);
+        i += 1;
+    }
+    t
+};
+
+/// What an unquoted header-parameter value may hold: a token or a host (IPv6 included).
+static PARAM_VALUE: [bool; 256] = {
+    let mut t = TOKEN;
+    t[b':' as usize] = true;
+    t[b'[' as usize] = true;
+    t[b']' as usize] = true;
+    t
+};
+
+/// The length of the longest prefix of `b` whose bytes are all in `table`. Eight lookups per
+/// step, folded into a bit mask before a single branch: token and parameter scans are most of
+/// the parse, and a byte-at-a-time loop is bound by its branch per byte.
+#[inline]
+fn span(table: &[bool; 256], b: &[u8]) -> usize {
+    let mut rest = b;
+    while let Some((w, tail)) = rest.split_first_chunk::<8>() {
+        let mut outside = 0u32;
+        for (i, &c) in w.iter().enumerate() {
+            outside |= u32::from(!table[c as usize]) << i;
+        }
+        if outside != 0 {
+            return b.len() - rest.len() + outside.trailing_zeros() as usize;
+        }
+        rest = tail;
+    }
+    b.len() - rest.len() + rest.iter().take_while(|&&c| table[c as usize]).count()
 }
 
+/// True when every byte of `b` is in `table`.
+#[inline]
+pub(crate) fn all_in(table: &[bool; 256], b: &[u8]) -> bool {
+    span(table, b) == b.len()
+}
+
+/// The length of the token at the start of `b`.
+#[inline]
+pub(crate) fn token_len(b: &[u8]) -> usize {
+    span(&TOKEN, b)
+}
+
+/// The length of the unquoted parameter value at the start of `b`.
+#[inline]
+pub(crate) fn param_value_len(b: &[u8]) -> usize {
+    span(&PARAM_VALUE, b)
+}
+
+#[inline]
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    TOKEN[b as usize]
+}
+
+#[inline]
 pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token_byte)
 }

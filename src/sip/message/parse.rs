@@ -3,11 +3,12 @@
 
 use bytes::Bytes;
 
-use super::headers::{trim_lws, HeaderValue, Headers};
-use super::names::{is_token, HeaderName, Method};
-use super::typed::{check_addresses, scan_cseq, scan_name_addr, scan_via};
+use super::headers::{
+    split_byte, split_list, trim_end_lws, trim_lws, trim_start_lws, HeaderValue, Headers,
+};
+use super::names::{all_in, is_token, token_len, HeaderName, Method, URI_CHAR};
+use super::typed::{scan_cseq, scan_name_addr, scan_via};
 use super::{Message, ParseError, Request, Response, MAX_MESSAGE_LEN};
-use crate::sip::message::headers::split_list;
 
 pub(super) fn parse(data: Bytes) -> Result<Message, ParseError> {
     if data.len() > MAX_MESSAGE_LEN {
@@ -28,7 +29,7 @@ pub(super) fn parse(data: Bytes) -> Result<Message, ParseError> {
     let first = lines.next_line()?.ok_or(ParseError::Empty)?.0;
     let start_line = parse_start_line(first)?;
 
-    let mut headers = Headers::with_capacity(24);
+    let mut headers = Headers::with_source(data.clone(), 24);
     let mut seen = Seen::default();
     let mut pending: Option<Pending> = None;
     let mut body_start = None;
@@ -39,8 +40,8 @@ pub(super) fn parse(data: Bytes) -> Result<Message, ParseError> {
             body_start = Some(start + lines.pos);
             break;
         }
-        let first_byte = line.as_bytes()[0];
-        if first_byte == b' ' || first_byte == b'\t' {
+        let bytes = line.as_bytes();
+        if matches!(bytes.first(), Some(b' ' | b'\t')) {
             // RFC 3261 §7.3.1 folding: a line starting with whitespace continues the value.
             let Some(p) = pending.as_mut() else {
                 return Err(ParseError::BadHeaderLine {
@@ -53,30 +54,35 @@ pub(super) fn parse(data: Bytes) -> Result<Message, ParseError> {
             continue;
         }
         if let Some(p) = pending.take() {
-            finish(p, &data, start, text, &mut headers, &mut seen)?;
+            finish(p, start, text, &mut headers, &mut seen)?;
         }
-        let Some(colon) = memchr::memchr(b':', line.as_bytes()) else {
+        // One pass over the name: token bytes, optional whitespace, then the colon.
+        let name_len = token_len(bytes);
+        let colon = name_len
+            + bytes[name_len..]
+                .iter()
+                .take_while(|&&b| b == b' ' || b == b'\t')
+                .count();
+        if name_len == 0 || bytes.get(colon) != Some(&b':') {
+            let reason = if memchr::memchr(b':', bytes).is_some() {
+                "header name is not a token"
+            } else {
+                "no colon"
+            };
             return Err(ParseError::BadHeaderLine {
                 line: line_no,
-                reason: "no colon",
-            });
-        };
-        let name = line[..colon].trim_end_matches([' ', '\t']);
-        if !is_token(name) {
-            return Err(ParseError::BadHeaderLine {
-                line: line_no,
-                reason: "header name is not a token",
+                reason,
             });
         }
         pending = Some(Pending {
-            name: HeaderName::parse(name),
+            name: HeaderName::parse(&line[..name_len]),
             value_start: line_start + colon + 1,
             value_end: line_start + line.len(),
             folded: false,
         });
     }
     if let Some(p) = pending.take() {
-        finish(p, &data, start, text, &mut headers, &mut seen)?;
+        finish(p, start, text, &mut headers, &mut seen)?;
     }
     // Without a blank line the datagram ended inside the header section: no body. If the
     // text stopped early because of a non-UTF-8 byte, that byte is in the headers.
@@ -174,13 +180,16 @@ enum StartLine<'a> {
 
 fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
     let version_ok = |v: &str| v.eq_ignore_ascii_case("SIP/2.0");
-    let is_response = line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/");
+    let is_response = line
+        .as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"));
     if is_response {
-        let (version, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let (version, rest) = split_byte(line, b' ').unwrap_or((line, ""));
         if !version_ok(version) {
             return Err(ParseError::BadVersion(version.to_string()));
         }
-        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (code, reason) = split_byte(rest, b' ').unwrap_or((rest, ""));
         let status = match code.as_bytes() {
             [a, b, c] if code.bytes().all(|d| d.is_ascii_digit()) && (b'1'..=b'6').contains(a) => {
                 u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
@@ -192,14 +201,13 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
     // Liberal where RFC 4475 §3.1.2.9/10 allow it: extra spaces between the elements and
     // after the version are dropped (we re-serialize with single spaces). Spaces inside the
     // Request-URI are still an error (§3.1.2.8).
-    let line = line.trim_end_matches([' ', '\t']);
-    let (method, rest) = line
-        .split_once(' ')
-        .ok_or(ParseError::BadStartLine("no Request-URI"))?;
+    let line = trim_end_lws(line);
+    let (method, rest) =
+        split_byte(line, b' ').ok_or(ParseError::BadStartLine("no Request-URI"))?;
     let (uri, version) = rest
         .rsplit_once(' ')
         .ok_or(ParseError::BadStartLine("no SIP version"))?;
-    let uri = uri.trim_matches(' ');
+    let uri = trim_lws(uri);
     if !is_token(method) {
         return Err(ParseError::BadStartLine("method is not a token"));
     }
@@ -226,10 +234,7 @@ fn check_request_uri(uri: &str) -> Result<(), ParseError> {
     if !scheme_ok || rest.is_empty() {
         return Err(bad("bad Request-URI"));
     }
-    if uri
-        .bytes()
-        .any(|b| b <= b' ' || matches!(b, b'<' | b'>' | b'"' | 0x7f))
-    {
+    if !all_in(&URI_CHAR, uri.as_bytes()) {
         return Err(bad("whitespace, control character or <>\" in Request-URI"));
     }
     Ok(())
@@ -257,35 +262,36 @@ struct Seen {
 
 fn finish(
     p: Pending,
-    data: &Bytes,
     base: usize,
     text: &str,
     headers: &mut Headers,
     seen: &mut Seen,
 ) -> Result<(), ParseError> {
     let raw = &text[p.value_start..p.value_end];
-    let value = if p.folded {
+    let mut joined = String::new();
+    let (v, range) = if p.folded {
         // Each line break plus the whitespace around it becomes one space (RFC 3261 §7.3.1).
-        let joined = raw
+        joined = raw
             .split('\n')
             .map(|l| trim_lws(l.strip_suffix('\r').unwrap_or(l)))
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join(" ");
-        HeaderValue::from(joined)
+        (joined.as_str(), None)
     } else {
-        let leading = raw.len() - raw.trim_start_matches([' ', '\t']).len();
+        let leading = raw.len() - trim_start_lws(raw).len();
         let trimmed = trim_lws(raw);
         let offset = base + p.value_start + leading;
-        HeaderValue::from_validated(data.slice(offset..offset + trimmed.len()))
+        (trimmed, Some((offset, offset + trimmed.len())))
     };
-    let v = value.as_str();
     match p.name {
         HeaderName::Via => {
-            seen.via += 1;
-            for item in split_list(v) {
-                scan_via(item)?;
+            // Only the top Via is checked: it is where responses go (RFC 3261 §18.2.2); the
+            // hops below it are copied back into responses untouched and never read.
+            if seen.via == 0 {
+                scan_via(split_list(v).next().unwrap_or_default())?;
             }
+            seen.via += 1;
         }
         HeaderName::From => {
             seen.from += 1;
@@ -328,11 +334,12 @@ fn finish(
             }
             seen.max_forwards = Some(n);
         }
-        HeaderName::Contact => check_addresses(v, true)?,
-        HeaderName::Route | HeaderName::RecordRoute => check_addresses(v, false)?,
         _ => {}
     }
-    headers.push(p.name, value);
+    match range {
+        Some((start, end)) => headers.push_src(p.name, start, end),
+        None => headers.push(p.name, HeaderValue::from(joined)),
+    }
     Ok(())
 }
 

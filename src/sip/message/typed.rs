@@ -7,8 +7,10 @@
 
 use std::fmt;
 
-use super::headers::{split_list, trim_lws};
-use super::names::{is_token, is_token_byte, HeaderName, Method};
+use super::headers::{find_byte, split_byte, trim_lws, trim_start_lws};
+use super::names::{
+    all_in, is_token, is_token_byte, param_value_len, token_len, HeaderName, Method, URI_CHAR,
+};
 use super::{Headers, ParseError};
 use crate::sip::uri::{parse_port, Uri};
 
@@ -293,7 +295,7 @@ pub(crate) fn scan_name_addr(s: &str) -> Result<NameAddrParts<'_>, ParseError> {
             return bad("quoted display name not followed by <uri>");
         }
         (Some(&s[..end]), rest)
-    } else if let Some(lt) = s.find('<') {
+    } else if let Some(lt) = find_byte(s, b'<') {
         // RFC 3261 wants LWS before '<'; RFC 4475 §3.1.1.6 says to accept `caller<sip:...>`.
         let name = trim_lws(&s[..lt]);
         if !name
@@ -307,14 +309,14 @@ pub(crate) fn scan_name_addr(s: &str) -> Result<NameAddrParts<'_>, ParseError> {
         (None, s)
     };
     let (uri, params) = if let Some(inner) = rest.strip_prefix('<') {
-        let Some(gt) = inner.find('>') else {
+        let Some(gt) = find_byte(inner, b'>') else {
             return bad("missing >");
         };
         (&inner[..gt], &inner[gt + 1..])
     } else {
         // Without brackets the URI ends at the first ';': what follows are header parameters
         // (RFC 3261 §20.10), and a URI with '?' or ',' must be bracketed.
-        let end = rest.find(';').unwrap_or(rest.len());
+        let end = find_byte(rest, b';').unwrap_or(rest.len());
         let uri = trim_lws(&rest[..end]);
         if uri.contains(['?', ',']) {
             return bad("URI with ? or , must be enclosed in <>");
@@ -336,7 +338,7 @@ pub(crate) fn scan_name_addr(s: &str) -> Result<NameAddrParts<'_>, ParseError> {
 /// whatever its scheme (a `tel:` or unknown scheme is still routable syntax).
 fn check_absolute_uri(uri: &str) -> Result<(), ParseError> {
     let bad = |why| Err(ParseError::BadUri(why));
-    let Some((scheme, rest)) = uri.split_once(':') else {
+    let Some((scheme, rest)) = split_byte(uri, b':') else {
         return bad("no scheme");
     };
     let mut sb = scheme.bytes();
@@ -348,10 +350,7 @@ fn check_absolute_uri(uri: &str) -> Result<(), ParseError> {
     if rest.is_empty() {
         return bad("nothing after the scheme");
     }
-    if uri
-        .bytes()
-        .any(|b| b <= b' ' || matches!(b, b'<' | b'>' | b'"' | 0x7f))
-    {
+    if !all_in(&URI_CHAR, uri.as_bytes()) {
         return bad("whitespace, control character or <>\" in URI");
     }
     Ok(())
@@ -404,9 +403,7 @@ impl<'a> Iterator for HeaderParams<'a> {
                 None => return self.fail("unterminated quoted parameter value"),
             }
         } else {
-            v.bytes()
-                .take_while(|&b| is_token_byte(b) || matches!(b, b':' | b'[' | b']'))
-                .count()
+            param_value_len(v.as_bytes())
         };
         if len == 0 {
             return self.fail("empty parameter value");
@@ -443,16 +440,12 @@ fn unescape_quoted(s: &str) -> String {
 }
 
 fn take_token(s: &str) -> (&str, &str) {
-    let n = s.bytes().take_while(|&b| is_token_byte(b)).count();
+    let n = token_len(s.as_bytes());
     s.split_at(n)
 }
 
 fn expect_sep(s: &str, sep: char) -> Option<&str> {
     trim_start_lws(s).strip_prefix(sep).map(trim_start_lws)
-}
-
-fn trim_start_lws(s: &str) -> &str {
-    s.trim_start_matches([' ', '\t'])
 }
 
 fn find_param<'a>(params: &'a [(String, Option<String>)], name: &str) -> Option<Option<&'a str>> {
@@ -562,18 +555,4 @@ fn tag_of(value: &str) -> Option<&str> {
         .filter_map(Result::ok)
         .find(|(n, _)| n.eq_ignore_ascii_case("tag"))
         .and_then(|(_, v)| v)
-}
-
-/// Checks every value of a list header as an address (a Contact may also be `*`).
-pub(crate) fn check_addresses(value: &str, allow_star: bool) -> Result<(), ParseError> {
-    for item in split_list(value) {
-        if item.is_empty() {
-            return Err(ParseError::BadNameAddr("empty list element"));
-        }
-        if allow_star && item == "*" {
-            continue;
-        }
-        scan_name_addr(item)?;
-    }
-    Ok(())
 }

@@ -19,9 +19,9 @@ pub(super) fn serialize(start: StartLine<'_>, headers: &Headers, body: &Bytes) -
         StartLine::Response { reason, .. } => VERSION.len() + 5 + reason.len() + 2,
     };
     let headers_len: usize = headers
-        .iter_values()
+        .iter()
         .filter(|(n, _)| **n != HeaderName::ContentLength)
-        .map(|(n, v)| n.as_str().len() + v.as_bytes().len() + 4)
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum();
     let mut digits = [0u8; 20];
     let body_len = decimal(body.len(), &mut digits);
@@ -52,7 +52,7 @@ pub(super) fn serialize(start: StartLine<'_>, headers: &Headers, body: &Bytes) -
         }
     }
     buf.put_slice(b"\r\n");
-    for (name, value) in headers.iter_values() {
+    for (name, value) in headers.iter() {
         if *name == HeaderName::ContentLength {
             continue;
         }
