@@ -303,7 +303,7 @@ fn finish(
         }
         HeaderName::CallId => {
             seen.call_id += 1;
-            if v.is_empty() || v.contains([' ', '\t']) {
+            if v.is_empty() || v.bytes().any(|b| b == b' ' || b == b'\t') {
                 return Err(ParseError::BadHeader {
                     header: "Call-ID",
                     reason: "empty or contains whitespace",
@@ -312,10 +312,12 @@ fn finish(
         }
         HeaderName::CSeq => seen.cseq += 1,
         HeaderName::ContentLength => {
-            let n = parse_decimal(v).ok_or(ParseError::BadHeader {
-                header: "Content-Length",
-                reason: "not a decimal number",
-            })?;
+            let Some(n) = parse_decimal(v) else {
+                return Err(ParseError::BadHeader {
+                    header: "Content-Length",
+                    reason: "not a decimal number",
+                });
+            };
             let n = usize::try_from(n).unwrap_or(usize::MAX);
             if seen.content_length.is_some_and(|prev| prev != n) {
                 return Err(ParseError::DuplicateHeader("Content-Length"));
@@ -323,12 +325,13 @@ fn finish(
             seen.content_length = Some(n);
         }
         HeaderName::MaxForwards => {
-            let n = parse_decimal(v)
-                .filter(|&n| n <= 255)
-                .ok_or(ParseError::BadHeader {
+            let Some(n) = parse_decimal(v).filter(|&n| n <= 255) else {
+                return Err(ParseError::BadHeader {
                     header: "Max-Forwards",
                     reason: "not a number from 0 to 255",
-                })? as u32;
+                });
+            };
+            let n = n as u32;
             if seen.max_forwards.is_some_and(|prev| prev != n) {
                 return Err(ParseError::DuplicateHeader("Max-Forwards"));
             }

@@ -143,9 +143,14 @@ pub(crate) struct ViaParts<'a> {
 pub(crate) fn scan_via(s: &str) -> Result<ViaParts<'_>, ParseError> {
     let s = trim_lws(s);
     let (name, s) = take_token(s);
-    let s = expect_sep(s, '/').ok_or(ParseError::BadVia("bad sent-protocol"))?;
+    // let-else rather than `ok_or`, which builds (and drops) the error on every Via.
+    let Some(s) = expect_sep(s, '/') else {
+        return Err(ParseError::BadVia("bad sent-protocol"));
+    };
     let (version, s) = take_token(s);
-    let s = expect_sep(s, '/').ok_or(ParseError::BadVia("bad sent-protocol"))?;
+    let Some(s) = expect_sep(s, '/') else {
+        return Err(ParseError::BadVia("bad sent-protocol"));
+    };
     let (transport, rest) = take_token(s);
     if !name.eq_ignore_ascii_case("SIP") || version != "2.0" {
         return Err(ParseError::BadVia("protocol is not SIP/2.0"));
