@@ -1,0 +1,5 @@
+//! The load-test harness: a UAC that calls exactly as Twilio does.
+
+pub mod media;
+pub mod signal;
+pub mod uac;
