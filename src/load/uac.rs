@@ -82,6 +82,8 @@ pub enum Outcome {
     Status(u16),
     /// No final response in time.
     Timeout,
+    /// The run stopped waiting before a final response.
+    Interrupted,
 }
 
 /// How the answered call ended.
@@ -310,6 +312,8 @@ impl Uac {
         }
         if self.result.answered.is_some() {
             self.result.bye = ByeOutcome::Interrupted;
+        } else {
+            self.result.outcome = Outcome::Interrupted;
         }
         self.finish();
     }
