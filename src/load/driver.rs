@@ -1,10 +1,14 @@
-//! The harness's only task: one SIP socket, one RTP socket per call, one 20 ms media tick.
+//! The harness's only task: one SIP socket, one RTP socket per call, one ticking loop that
+//! sends every call's media.
 //!
 //! Each RTP socket is polled with a waker of its own that records the socket's slot in a
 //! ready list and wakes the task, so a datagram costs work for its own call only (the same
 //! idea as `FuturesUnordered`), and arrival times are taken as packets are read, not rounded
-//! to the tick. Sending is the opposite: the tick walks every call once and sends its next
-//! frame, so there is no timer per call.
+//! to the tick. Sending is the opposite: there is no timer per call. The loop ticks every
+//! 2 ms and each tick serves one tenth of the calls (those whose slot number falls in that
+//! phase), so every call sends one frame per 20 ms cycle, the traffic is spread over the
+//! cycle instead of leaving in one burst, and echoes are read between ticks rather than
+//! queueing behind a walk over every call.
 
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
@@ -29,7 +33,10 @@ use crate::codec::g711::Law;
 use crate::sip::message::{HeaderName, Message, Method, Response};
 use crate::sip::transaction::Timers;
 
-const TICK: Duration = Duration::from_millis(20);
+/// Ticks per 20 ms media cycle; a call is served on the tick of its phase (its slot modulo
+/// this), so it sends one frame per cycle.
+const PHASES: u64 = 10;
+const TICK: Duration = Duration::from_millis(2);
 /// Beyond this behind, skip ticks rather than burst: RTP timestamps follow the clock.
 const MAX_BEHIND: Duration = Duration::from_millis(100);
 /// After Ctrl-C: how long calls get to end cleanly.
@@ -99,6 +106,8 @@ struct Call {
     waker: Waker,
     codec: Option<Law>,
     recorded: bool,
+    /// The UAC's next timer, cached after every interaction (the tick checks it per visit).
+    deadline: Option<std::time::Instant>,
 }
 
 pub(super) struct Driver {
@@ -119,6 +128,7 @@ pub(super) struct Driver {
     launched: u32,
     completed: u64,
     t0: Instant,
+    /// Ticks since the start; `tick / PHASES` is the media cycle.
     tick: u64,
     next_tick: Instant,
     stop_deadline: Option<Instant>,
@@ -266,19 +276,21 @@ impl Driver {
         self.launch_due(now);
         let std_now = now.into_std();
         let abandon = self.stop_deadline.is_some_and(|d| now >= d);
-        for slot in 0..self.calls.len() {
+        let cycle = self.tick / PHASES;
+        let phase = (self.tick % PHASES) as usize;
+        for slot in (phase..self.calls.len()).step_by(PHASES as usize) {
             let Some(c) = self.calls[slot].as_mut() else {
                 continue;
             };
             if abandon {
                 c.uac.abandon();
             }
-            if c.uac.poll_timeout().is_some_and(|t| t <= std_now) {
+            if c.deadline.is_some_and(|t| t <= std_now) {
                 c.uac.handle_timeout(std_now);
             }
             if let Some(socket) = c.socket.as_ref() {
                 let sent_at = std::time::Instant::now();
-                if let Some((to, pkt)) = c.media.next_packet(sent_at, self.tick) {
+                if let Some((to, pkt)) = c.media.next_packet(sent_at, cycle) {
                     if socket.try_send_to(pkt, to).is_err() {
                         c.media.send_failed();
                         self.harness.rtp_send_errors += 1;
@@ -351,6 +363,7 @@ impl Driver {
             waker,
             codec: None,
             recorded: false,
+            deadline: None,
         });
         // The first poll registers the socket's waker; from then on readiness is pushed.
         self.ready.push(slot);
@@ -438,24 +451,28 @@ impl Driver {
     /// Sends what the call's UAC queued, applies its events, records its result once known,
     /// and forgets the call when nothing of it is left.
     fn flush(&mut self, slot: usize) {
-        let Some(mut c) = self.calls.get_mut(slot).and_then(Option::take) else {
+        let Some(c) = self.calls.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
         while let Some((to, bytes)) = c.uac.poll_transmit() {
-            self.send_sip(to, &bytes);
+            // UDP sends do not block in practice; a full buffer loses the datagram, which
+            // SIP's retransmission covers, and is counted.
+            if self.sip.try_send_to(&bytes, to).is_err() {
+                self.harness.sip_send_errors += 1;
+            }
         }
         while let Some(ev) = c.uac.poll_event() {
             match ev {
                 UacEvent::Answered(params) => {
                     c.codec = Some(params.law);
-                    c.media.start(params, self.tick);
+                    c.media.start(params, self.tick / PHASES);
                 }
                 UacEvent::MediaStop => c.media.stop(),
             }
         }
         if !c.recorded {
             if let Some(result) = c.uac.result() {
-                let record = self.record(&c, result);
+                let record = record(c, result, self.t0.into_std());
                 if record.completed {
                     self.completed += 1;
                 }
@@ -465,86 +482,17 @@ impl Driver {
                 c.socket = None;
             }
         }
+        c.deadline = c.uac.poll_timeout();
         if c.recorded && (c.uac.is_finished() || self.stop_deadline.is_some()) {
             self.by_call_id.remove(c.uac.call_id());
+            self.calls[slot] = None;
             self.free.push(slot);
-        } else {
-            self.calls[slot] = Some(c);
         }
     }
 
     fn send_sip(&mut self, to: SocketAddr, bytes: &[u8]) {
-        // UDP sends do not block in practice; a full buffer loses the datagram, which SIP's
-        // retransmission covers, and is counted.
         if self.sip.try_send_to(bytes, to).is_err() {
             self.harness.sip_send_errors += 1;
-        }
-    }
-
-    fn record(&self, c: &Call, r: &SipResult) -> CallRecord {
-        let since = |t: std::time::Instant| ms(t.saturating_duration_since(r.invite_sent));
-        let counters = c.media.counters();
-        let stats = c.media.recv_stats();
-        let rtt = c.media.rtt();
-        let (status, outcome) = match r.outcome {
-            Outcome::Status(s) => (Some(s), s.to_string()),
-            Outcome::Timeout => (None, "timeout".to_string()),
-            Outcome::Interrupted => (None, "interrupted".to_string()),
-        };
-        let expected = stats.expected();
-        let lost = stats.lost();
-        let loss_pct = (expected > 0).then(|| lost.max(0) as f64 * 100.0 / expected as f64);
-        let rtt_mean = rtt.mean().map(ms);
-        let answered = status.is_some_and(|s| (200..300).contains(&s));
-        let failure = match (r.outcome, r.bye) {
-            (Outcome::Timeout, _) => Some("timeout".to_string()),
-            (Outcome::Interrupted, _) => Some("interrupted".to_string()),
-            (Outcome::Status(s), _) if !answered => Some(format!("SIP {s}")),
-            (_, ByeOutcome::Remote) => Some("far end hung up".into()),
-            (_, ByeOutcome::Timeout) => Some("BYE unanswered".into()),
-            (_, ByeOutcome::Interrupted) => Some("interrupted".into()),
-            (_, ByeOutcome::NotSent) => Some("no BYE".into()),
-            (_, ByeOutcome::Answered(s)) if !(200..300).contains(&s) => Some(format!("BYE {s}")),
-            _ if counters.sent == 0 => Some("no RTP sent".into()),
-            _ if counters.received == 0 => Some("no RTP received".into()),
-            _ => None,
-        };
-        CallRecord {
-            index: c.index,
-            call_id: c.uac.call_id().to_string(),
-            started_at_ms: ms(r.invite_sent.saturating_duration_since(self.t0.into_std())),
-            outcome,
-            status,
-            completed: failure.is_none(),
-            failure,
-            note: r.note.clone(),
-            auth_rounds: r.auth_rounds,
-            setup_ms: r.answered.map(since),
-            first_rtp_ms: c.media.first_rx().map(since),
-            codec: c.codec.map(|l| law_name(l).to_string()),
-            bye: match r.bye {
-                ByeOutcome::NotSent => "not sent".into(),
-                ByeOutcome::Answered(s) => s.to_string(),
-                ByeOutcome::Timeout => "timeout".into(),
-                ByeOutcome::Remote => "remote".into(),
-                ByeOutcome::Interrupted => "interrupted".into(),
-            },
-            rtp_sent: counters.sent,
-            send_errors: counters.send_errors,
-            rtp_received: counters.received,
-            silence_frames: counters.silence,
-            echoed_frames: counters.matched,
-            unmatched_frames: counters.unmatched,
-            other_packets: counters.other,
-            expected,
-            lost,
-            loss_pct,
-            jitter_ms: (stats.received() > 1).then(|| stats.jitter_ms()),
-            rtt_min_ms: rtt.min.map(ms),
-            rtt_mean_ms: rtt_mean,
-            rtt_max_ms: (rtt.count > 0).then(|| ms(rtt.max)),
-            intact_pct: report::intact_pct(counters.matched, counters.unmatched),
-            mos: rtt_mean.map(|rtt| report::mos(rtt, loss_pct.unwrap_or(0.0))),
         }
     }
 
@@ -570,6 +518,73 @@ impl Driver {
             interrupted,
         };
         Report::build(run, records, &self.rtt, self.harness)
+    }
+}
+
+fn record(c: &Call, r: &SipResult, t0: std::time::Instant) -> CallRecord {
+    let since = |t: std::time::Instant| ms(t.saturating_duration_since(r.invite_sent));
+    let counters = c.media.counters();
+    let stats = c.media.recv_stats();
+    let rtt = c.media.rtt();
+    let (status, outcome) = match r.outcome {
+        Outcome::Status(s) => (Some(s), s.to_string()),
+        Outcome::Timeout => (None, "timeout".to_string()),
+        Outcome::Interrupted => (None, "interrupted".to_string()),
+    };
+    let expected = stats.expected();
+    let lost = stats.lost();
+    let loss_pct = (expected > 0).then(|| lost.max(0) as f64 * 100.0 / expected as f64);
+    let rtt_mean = rtt.mean().map(ms);
+    let answered = status.is_some_and(|s| (200..300).contains(&s));
+    let failure = match (r.outcome, r.bye) {
+        (Outcome::Timeout, _) => Some("timeout".to_string()),
+        (Outcome::Interrupted, _) => Some("interrupted".to_string()),
+        (Outcome::Status(s), _) if !answered => Some(format!("SIP {s}")),
+        (_, ByeOutcome::Remote) => Some("far end hung up".into()),
+        (_, ByeOutcome::Timeout) => Some("BYE unanswered".into()),
+        (_, ByeOutcome::Interrupted) => Some("interrupted".into()),
+        (_, ByeOutcome::NotSent) => Some("no BYE".into()),
+        (_, ByeOutcome::Answered(s)) if !(200..300).contains(&s) => Some(format!("BYE {s}")),
+        _ if counters.sent == 0 => Some("no RTP sent".into()),
+        _ if counters.received == 0 => Some("no RTP received".into()),
+        _ => None,
+    };
+    CallRecord {
+        index: c.index,
+        call_id: c.uac.call_id().to_string(),
+        started_at_ms: ms(r.invite_sent.saturating_duration_since(t0)),
+        outcome,
+        status,
+        completed: failure.is_none(),
+        failure,
+        note: r.note.clone(),
+        auth_rounds: r.auth_rounds,
+        setup_ms: r.answered.map(since),
+        first_rtp_ms: c.media.first_rx().map(since),
+        codec: c.codec.map(|l| law_name(l).to_string()),
+        bye: match r.bye {
+            ByeOutcome::NotSent => "not sent".into(),
+            ByeOutcome::Answered(s) => s.to_string(),
+            ByeOutcome::Timeout => "timeout".into(),
+            ByeOutcome::Remote => "remote".into(),
+            ByeOutcome::Interrupted => "interrupted".into(),
+        },
+        rtp_sent: counters.sent,
+        send_errors: counters.send_errors,
+        rtp_received: counters.received,
+        silence_frames: counters.silence,
+        echoed_frames: counters.matched,
+        unmatched_frames: counters.unmatched,
+        other_packets: counters.other,
+        expected,
+        lost,
+        loss_pct,
+        jitter_ms: (stats.received() > 1).then(|| stats.jitter_ms()),
+        rtt_min_ms: rtt.min.map(ms),
+        rtt_mean_ms: rtt_mean,
+        rtt_max_ms: (rtt.count > 0).then(|| ms(rtt.max)),
+        intact_pct: report::intact_pct(counters.matched, counters.unmatched),
+        mos: rtt_mean.map(|rtt| report::mos(rtt, loss_pct.unwrap_or(0.0))),
     }
 }
 

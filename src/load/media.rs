@@ -71,12 +71,6 @@ pub enum Received {
     Other,
 }
 
-#[derive(Clone, Copy)]
-struct Sent {
-    hash: u64,
-    at: Instant,
-}
-
 /// Negotiated sending parameters, from the SDP answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SendParams {
@@ -94,7 +88,10 @@ pub struct CallMedia {
     /// The driver's tick number when sending started: the RTP timestamp follows the tick
     /// clock, so a stalled tick shows as a timestamp jump, not as drift.
     start_tick: u64,
-    ring: [Option<Sent>; RING],
+    /// Hashes of the last frames sent (0: empty), kept apart from their send times so the
+    /// per-frame scans touch 512 contiguous bytes.
+    ring_hash: [u64; RING],
+    ring_at: [Option<Instant>; RING],
     ring_next: usize,
     stats: RecvStats,
     first_rx: Option<Instant>,
@@ -114,7 +111,8 @@ impl CallMedia {
             seq: (seed >> 16) as u16,
             ts_base: seed as u32,
             start_tick: 0,
-            ring: [None; RING],
+            ring_hash: [0; RING],
+            ring_at: [None; RING],
             ring_next: 0,
             stats: RecvStats::new(8000),
             first_rx: None,
@@ -163,7 +161,7 @@ impl CallMedia {
         let (header_bytes, payload) = self.packet.split_at_mut(rtp::HEADER_LEN);
         let payload: &mut [u8; FRAME] = payload.try_into().ok()?;
         g711::encode(params.law, &self.pcm, payload);
-        let hash = make_distinct(&self.ring, params.law, payload);
+        let hash = make_distinct(&self.ring_hash, params.law, payload);
         let header = RtpHeader {
             marker: self.counters.sent == 0,
             payload_type: params.payload_type,
@@ -176,7 +174,8 @@ impl CallMedia {
         write_header(&header, header_bytes);
         self.seq = self.seq.wrapping_add(1);
         self.counters.sent += 1;
-        self.ring[self.ring_next] = Some(Sent { hash, at: now });
+        self.ring_hash[self.ring_next] = hash;
+        self.ring_at[self.ring_next] = Some(now);
         self.ring_next = (self.ring_next + 1) % RING;
         Some((params.remote, &self.packet[..]))
     }
@@ -215,11 +214,12 @@ impl CallMedia {
             // Newest first: an echo is almost always of one of the last few frames.
             (1..=RING)
                 .map(|back| (self.ring_next + RING - back) % RING)
-                .find_map(|i| self.ring[i].filter(|s| s.hash == hash))
+                .find(|&i| self.ring_hash[i] == hash)
+                .and_then(|i| self.ring_at[i])
         });
         match found {
-            Some(sent) => {
-                let rtt = now.saturating_duration_since(sent.at);
+            Some(sent_at) => {
+                let rtt = now.saturating_duration_since(sent_at);
                 self.counters.matched += 1;
                 self.rtt.add(rtt);
                 Received::Echo(rtt)
@@ -234,7 +234,7 @@ impl CallMedia {
 
 /// Makes the frame safe to match: no μ-law 0x7F, not all silence, not equal to a frame in
 /// the ring. Returns its hash.
-fn make_distinct(ring: &[Option<Sent>; RING], law: Law, payload: &mut [u8; FRAME]) -> u64 {
+fn make_distinct(ring: &[u64; RING], law: Law, payload: &mut [u8; FRAME]) -> u64 {
     if law == Law::Mu {
         for c in payload.iter_mut() {
             if *c == 0x7F {
@@ -244,9 +244,7 @@ fn make_distinct(ring: &[Option<Sent>; RING], law: Law, payload: &mut [u8; FRAME
     }
     let mut hash = frame_hash(payload);
     let mut attempt = 0;
-    while attempt < FRAME
-        && (is_silence(law, payload) || ring.iter().flatten().any(|s| s.hash == hash))
-    {
+    while attempt < FRAME && (is_silence(law, payload) || ring.contains(&hash)) {
         nudge(law, payload, attempt);
         hash = frame_hash(payload);
         attempt += 1;
@@ -281,14 +279,14 @@ fn nudge(law: Law, payload: &mut [u8; FRAME], attempt: usize) {
     payload[i] = n;
 }
 
-/// A 64-bit hash of a frame, eight bytes at a time.
+/// A 64-bit hash of a frame, eight bytes at a time; never 0 (the ring's empty mark).
 pub fn frame_hash(p: &[u8; FRAME]) -> u64 {
     let (words, _) = p.as_chunks::<8>();
     let mut h: u64 = 0xCBF2_9CE4_8422_2325;
     for w in words {
         h = (h.rotate_left(5) ^ u64::from_le_bytes(*w)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
-    h ^ (h >> 29)
+    (h ^ (h >> 29)) | 1
 }
 
 #[cfg(test)]

@@ -199,7 +199,9 @@ mod tests {
 
     #[test]
     fn arguments_are_checked() {
-        let err = |f| plan(f).err().map(|e| e.to_string()).unwrap_or_default();
+        fn err(f: impl FnOnce(&mut LoadArgs)) -> String {
+            plan(f).err().map(|e| e.to_string()).unwrap_or_default()
+        }
         assert!(err(|a| a.calls = 0).contains("--calls"));
         assert!(err(|a| a.rate = 0.0).contains("--rate"));
         assert!(err(|a| a.rate = f64::NAN).contains("--rate"));
