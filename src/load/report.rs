@@ -442,10 +442,10 @@ impl Report {
         );
         let _ = writeln!(
             t,
-            "  MOS         {} mean, {} worst  ({})",
+            "  MOS         {} mean, {} worst  (G.107 E-model, G.711 Bpl {G711_BPL}; one way = \
+             RTT/2 + {ASSUMED_EXTRA_ONE_WAY_MS} ms assumed)",
             opt(s.mos.mean, 2),
             opt(s.mos.min, 2),
-            s.mos_model
         );
         let h = &s.harness;
         let _ = writeln!(
@@ -453,13 +453,42 @@ impl Report {
             "  harness     tick late max {:.1} ms, {} ticks skipped, send errors RTP {} SIP {}",
             h.max_tick_late_ms, h.ticks_skipped, h.rtp_send_errors, h.sip_send_errors
         );
-        let _ = writeln!(
-            t,
-            "  result      {} (every call completed and loss under {} %)",
-            if s.passed { "PASS" } else { "FAIL" },
-            r.max_loss_pct
-        );
+        if s.passed {
+            let _ = writeln!(
+                t,
+                "  result      PASS (every call completed, loss under {} %)",
+                r.max_loss_pct
+            );
+        } else {
+            let _ = writeln!(t, "  result      FAIL: {}", self.why_failed().join("; "));
+        }
         t
+    }
+
+    /// Why the run did not pass (empty when it did).
+    pub fn why_failed(&self) -> Vec<String> {
+        let s = &self.summary;
+        let mut why = Vec::new();
+        if s.run.interrupted {
+            why.push("interrupted".to_string());
+        }
+        if s.attempted < u64::from(s.run.calls_planned) {
+            why.push(format!(
+                "{} of {} calls never placed",
+                u64::from(s.run.calls_planned) - s.attempted,
+                s.run.calls_planned
+            ));
+        }
+        if s.failed > 0 {
+            why.push(format!("{} of {} calls failed", s.failed, s.attempted));
+        }
+        if s.loss_pct >= s.run.max_loss_pct {
+            why.push(format!(
+                "loss {:.3} % not under {} %",
+                s.loss_pct, s.run.max_loss_pct
+            ));
+        }
+        why
     }
 }
 

@@ -487,7 +487,13 @@ impl Uac {
                 Err(note) => self.result.note = Some(note),
             }
         }
-        self.result.outcome = Outcome::Status(status);
+        if self.cancel_wanted {
+            // We stopped the call ourselves (Ctrl-C): its final says nothing about the target.
+            self.result.outcome = Outcome::Interrupted;
+            self.result.note = Some(format!("stopped before answer (final {status})"));
+        } else {
+            self.result.outcome = Outcome::Status(status);
+        }
         self.finish();
     }
 

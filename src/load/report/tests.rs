@@ -149,6 +149,12 @@ fn summary_groups_outcomes_and_decides_pass() {
     with_fail.push(record(4, false, "403"));
     let r = Report::build(run(5), with_fail, &h, HarnessStats::default());
     assert!(!r.passed());
+    assert_eq!(r.why_failed(), ["1 of 5 calls failed"]);
+    assert!(
+        r.table().contains("FAIL: 1 of 5 calls failed"),
+        "{}",
+        r.table()
+    );
     assert_eq!(r.summary.failures.get("SIP 403"), Some(&1));
     assert!(r.table().contains("403 x1"), "{}", r.table());
     let lossy: Vec<CallRecord> = calls
@@ -159,11 +165,15 @@ fn summary_groups_outcomes_and_decides_pass() {
             c
         })
         .collect();
-    assert!(!Report::build(run(4), lossy, &h, HarnessStats::default()).passed());
-    assert!(!Report::build(run(5), calls.clone(), &h, HarnessStats::default()).passed());
+    let lossy = Report::build(run(4), lossy, &h, HarnessStats::default());
+    assert_eq!(lossy.why_failed(), ["loss 2.000 % not under 1 %"]);
+    let short = Report::build(run(5), calls.clone(), &h, HarnessStats::default());
+    assert_eq!(short.why_failed(), ["1 of 5 calls never placed"]);
     let mut interrupted = run(4);
     interrupted.interrupted = true;
-    assert!(!Report::build(interrupted, calls, &h, HarnessStats::default()).passed());
+    let r = Report::build(interrupted, calls, &h, HarnessStats::default());
+    assert_eq!(r.why_failed(), ["interrupted"]);
+    assert!(!r.passed());
 }
 
 #[test]
