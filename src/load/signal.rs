@@ -21,7 +21,7 @@ const SIGNAL_SECONDS: usize = 10;
 const PEAK: f32 = 23_000.0;
 /// Per-call noise floor (about -60 dBFS): inaudible under speech, but it keeps the pauses
 /// between syllables from being digital silence and makes each call's frames its own.
-const NOISE_AMPLITUDE: i32 = 24;
+const NOISE_AMPLITUDE: i16 = 32;
 
 /// SplitMix64: tiny, fast, and good enough to make signals and seeds; not for secrets.
 #[derive(Clone, Debug)]
@@ -221,21 +221,20 @@ impl Voice {
             out.fill(0);
             return;
         }
-        for o in out.iter_mut() {
-            *o = self.pcm.get(self.pos).copied().unwrap_or(0);
-            self.pos += 1;
-            if self.pos >= len {
-                self.pos = 0;
-            }
+        // Copied in runs (at most two, or more for a program shorter than a frame).
+        let mut filled = 0;
+        while filled < FRAME {
+            let run = (FRAME - filled).min(len - self.pos);
+            out[filled..filled + run].copy_from_slice(&self.pcm[self.pos..self.pos + run]);
+            filled += run;
+            self.pos = (self.pos + run) % len;
         }
         if let Some(rng) = self.noise.as_mut() {
-            // Four samples of noise per draw of 64 bits.
-            for chunk in out.chunks_mut(4) {
-                let r = rng.next_u64();
-                for (i, s) in chunk.iter_mut().enumerate() {
-                    let n = ((r >> (16 * i)) & 0xFFFF) as i32 % (2 * NOISE_AMPLITUDE + 1)
-                        - NOISE_AMPLITUDE;
-                    *s = (*s as i32 + n).clamp(-32768, 32767) as i16;
+            // Eight samples of noise, each in -32..=31, per draw of 64 bits.
+            for chunk in out.chunks_mut(8) {
+                let r = rng.next_u64().to_le_bytes();
+                for (s, b) in chunk.iter_mut().zip(r) {
+                    *s = s.saturating_add(i16::from(b & 0x3F) - NOISE_AMPLITUDE);
                 }
             }
         }
