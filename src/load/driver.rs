@@ -146,13 +146,13 @@ impl Driver {
     pub(super) async fn start(plan: Plan) -> Result<Driver, LoadError> {
         let sip = UdpSocket::bind(SocketAddr::new(plan.local_ip, 0))
             .await
-            .map_err(|source| LoadError::Io {
+            .map_err(|error| LoadError::Io {
                 what: "binding the SIP socket".into(),
-                source,
+                error,
             })?;
-        let local = sip.local_addr().map_err(|source| LoadError::Io {
+        let local = sip.local_addr().map_err(|error| LoadError::Io {
             what: "reading the SIP socket's address".into(),
-            source,
+            error,
         })?;
         let a = &plan.args;
         let cfg = UacConfig {

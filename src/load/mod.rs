@@ -74,12 +74,16 @@ pub enum LoadError {
     #[error("{0}")]
     Args(String),
     #[error("--audio: {0}")]
-    Audio(#[from] WavError),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Audio(WavError),
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
+}
+
+// The message already carries the cause; no `#[from]`, which would print it twice in a chain.
+impl From<WavError> for LoadError {
+    fn from(e: WavError) -> Self {
+        LoadError::Audio(e)
+    }
 }
 
 /// Runs a load test to the end on a current-thread runtime of its own; Ctrl-C ends every call
@@ -89,9 +93,9 @@ pub fn run(args: LoadArgs) -> Result<Report, LoadError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|source| LoadError::Io {
+        .map_err(|error| LoadError::Io {
             what: "starting the runtime".into(),
-            source,
+            error,
         })?;
     runtime.block_on(run_until(args, async {
         if tokio::signal::ctrl_c().await.is_err() {
@@ -110,9 +114,9 @@ pub async fn run_until(
     let plan = Plan::new(&args)?;
     let report = driver::Driver::start(plan).await?.run(stop).await;
     if let Some(path) = &args.json {
-        std::fs::write(path, report.to_json()).map_err(|source| LoadError::Io {
+        std::fs::write(path, report.to_json()).map_err(|error| LoadError::Io {
             what: format!("writing {}", path.display()),
-            source,
+            error,
         })?;
     }
     Ok(report)
@@ -155,9 +159,9 @@ impl Plan {
                 target: args.target.clone(),
                 reason: "no address".into(),
             })?;
-        let local_ip = local_ip_towards(target).map_err(|source| LoadError::Io {
+        let local_ip = local_ip_towards(target).map_err(|error| LoadError::Io {
             what: format!("finding the local address towards {target}"),
-            source,
+            error,
         })?;
         let seed: u64 = rand::random();
         let program = match &args.audio {
