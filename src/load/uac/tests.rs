@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::*;
-use crate::sdp::{self, LocalMedia};
+use crate::sdp::{self, LocalMedia, SessionDescription};
 use crate::sip::auth::{Algorithm, AuthError, ChallengeKind, DigestConfig, DigestServer};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
 
