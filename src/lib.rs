@@ -11,6 +11,7 @@ pub mod agent;
 pub mod call;
 pub mod codec;
 pub mod config;
+pub mod load;
 pub mod media;
 pub mod routing;
 pub mod sdp;

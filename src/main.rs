@@ -1,13 +1,17 @@
-//! The `sipbridge` command: run the gateway, or check a configuration file.
+//! The `sipbridge` command: run the gateway, check a configuration file, or load-test a
+//! gateway.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use sipbridge::call::Gateway;
+use sipbridge::codec::g711::Law;
 use sipbridge::config::{self, Config};
+use sipbridge::load::LoadArgs;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +43,50 @@ enum Command {
     },
     /// Validate a configuration file: exit 0, or print each problem with its line and exit 1.
     CheckConfig { file: PathBuf },
+    /// Place calls as Twilio does and report setup time, loss, jitter, audio round trip and
+    /// MOS; exit 0 only when every call completed and loss stayed under --max-loss.
+    Load(LoadCli),
+}
+
+#[derive(clap::Args)]
+struct LoadCli {
+    /// The gateway's SIP address.
+    #[arg(long, value_name = "HOST:PORT")]
+    target: String,
+    /// Calls to place; at --rate with --duration they overlap up to this many.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    calls: u32,
+    /// New calls per second.
+    #[arg(long, value_name = "CPS", default_value_t = 5.0)]
+    rate: f64,
+    /// Seconds each answered call is held before BYE.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    duration: f64,
+    /// Digest username (with --password).
+    #[arg(long, value_name = "U", requires = "password")]
+    username: Option<String>,
+    /// Digest password (with --username).
+    #[arg(long, value_name = "P", requires = "username")]
+    password: Option<String>,
+    /// The codec offered first (both are offered, as Twilio does).
+    #[arg(long, value_enum, default_value_t = CodecArg::Pcmu)]
+    codec: CodecArg,
+    /// Audio to play: an 8 kHz mono WAV (16-bit PCM, A-law or mu-law); default a built-in
+    /// speech-like signal.
+    #[arg(long, value_name = "FILE.wav")]
+    audio: Option<PathBuf>,
+    /// Write every figure (summary and per-call records) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Fail the run when the returned RTP loss reaches this percentage.
+    #[arg(long = "max-loss", value_name = "PCT", default_value_t = 1.0)]
+    max_loss: f64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CodecArg {
+    Pcmu,
+    Pcma,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +101,14 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::Load(args) => match load(args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("sipbridge load: {e:#}");
+                ExitCode::from(2)
             }
         },
         Command::Run { config } => match run(config) {
@@ -103,6 +159,32 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         gateway.stop().await;
         Ok(())
     })
+}
+
+/// Runs the load test and prints the summary; true when the run passed.
+fn load(a: LoadCli) -> anyhow::Result<bool> {
+    if !(a.duration.is_finite() && a.duration >= 0.0) {
+        anyhow::bail!("--duration must be a number of seconds");
+    }
+    let args = LoadArgs {
+        target: a.target,
+        calls: a.calls,
+        rate: a.rate,
+        duration: Duration::from_secs_f64(a.duration),
+        username: a.username,
+        password: a.password,
+        codec: match a.codec {
+            CodecArg::Pcmu => Law::Mu,
+            CodecArg::Pcma => Law::A,
+        },
+        audio: a.audio,
+        json: a.json,
+        max_loss_pct: a.max_loss,
+        progress: true,
+    };
+    let report = sipbridge::load::run(args)?;
+    print!("{}", report.table());
+    Ok(report.passed())
 }
 
 fn print_demo_banner(c: &Config) {

@@ -1,3 +1,4 @@
 //! Audio codecs and sample-rate conversion.
 
 pub mod g711;
+pub mod wav;

@@ -1,0 +1,606 @@
+//! The harness's only task: one SIP socket, one RTP socket per call, one ticking loop that
+//! sends every call's media.
+//!
+//! Each RTP socket is polled with a waker of its own that records the socket's slot in a
+//! ready list and wakes the task, so a datagram costs work for its own call only (the same
+//! idea as `FuturesUnordered`), and arrival times are taken as packets are read, not rounded
+//! to the tick. Sending is the opposite: there is no timer per call. The loop ticks every
+//! 2 ms and each tick serves one tenth of the calls (those whose slot number falls in that
+//! phase), so every call sends one frame per 20 ms cycle, the traffic is spread over the
+//! cycle instead of leaving in one burst, and echoes are read between ticks rather than
+//! queueing behind a walk over every call.
+
+use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use super::media::{CallMedia, Received};
+use super::progress::{Counts, Progress};
+use super::report::{self, CallRecord, HarnessStats, Histogram, Report, RunInfo};
+use super::signal::SplitMix;
+use super::uac::{ByeOutcome, Credentials, Outcome, SipResult, Uac, UacConfig, UacEvent};
+use super::{LoadError, Plan};
+use crate::codec::g711::Law;
+use crate::sip::message::{HeaderName, Message, Method, Response};
+use crate::sip::transaction::Timers;
+
+/// Ticks per 20 ms media cycle; a call is served on the tick of its phase (its slot modulo
+/// this), so it sends one frame per cycle.
+const PHASES: u64 = 10;
+const TICK: Duration = Duration::from_millis(2);
+/// Beyond this behind, skip ticks rather than burst: RTP timestamps follow the clock.
+const MAX_BEHIND: Duration = Duration::from_millis(100);
+/// After Ctrl-C: how long calls get to end cleanly.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Twilio's `<Dial>` gives up after 30 s by default.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Datagrams read from one socket per wake, so one busy socket cannot starve the rest.
+const READ_BUDGET: usize = 64;
+
+/// Slots whose socket became readable, and the task to wake.
+#[derive(Default)]
+struct ReadyList {
+    inner: Mutex<(Vec<usize>, Option<Waker>)>,
+}
+
+impl ReadyList {
+    fn push(&self, slot: usize) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.0.push(slot);
+            if let Some(w) = g.1.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// True when slots are waiting; otherwise remembers `waker` for the next push.
+    fn poll(&self, waker: &Waker) -> bool {
+        let Ok(mut g) = self.inner.lock() else {
+            return false;
+        };
+        if !g.0.is_empty() {
+            return true;
+        }
+        if !g.1.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            g.1 = Some(waker.clone());
+        }
+        false
+    }
+
+    fn take_into(&self, out: &mut Vec<usize>) {
+        if let Ok(mut g) = self.inner.lock() {
+            std::mem::swap(&mut g.0, out);
+        }
+    }
+}
+
+struct SlotWaker {
+    slot: usize,
+    list: Arc<ReadyList>,
+}
+
+impl Wake for SlotWaker {
+    fn wake(self: Arc<Self>) {
+        self.list.push(self.slot);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.list.push(self.slot);
+    }
+}
+
+struct Call {
+    index: u32,
+    uac: Uac,
+    media: CallMedia,
+    socket: Option<UdpSocket>,
+    waker: Waker,
+    codec: Option<Law>,
+    recorded: bool,
+    /// The UAC's next timer, cached after every interaction (the tick checks it per visit).
+    deadline: Option<std::time::Instant>,
+}
+
+pub(super) struct Driver {
+    plan: Plan,
+    cfg: UacConfig,
+    sip: UdpSocket,
+    sip_buf: Vec<u8>,
+    rtp_buf: Vec<u8>,
+    calls: Vec<Option<Call>>,
+    free: Vec<usize>,
+    by_call_id: HashMap<String, usize>,
+    ready: Arc<ReadyList>,
+    ready_scratch: Vec<usize>,
+    records: Vec<CallRecord>,
+    rtt: Histogram,
+    harness: HarnessStats,
+    progress: Progress,
+    launched: u32,
+    completed: u64,
+    t0: Instant,
+    /// Ticks since the start; `tick / PHASES` is the media cycle.
+    tick: u64,
+    next_tick: Instant,
+    stop_deadline: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Wakeup {
+    stop: bool,
+    sip: bool,
+    rtp: bool,
+    tick: bool,
+}
+
+impl Driver {
+    pub(super) async fn start(plan: Plan) -> Result<Driver, LoadError> {
+        let sip = UdpSocket::bind(SocketAddr::new(plan.local_ip, 0))
+            .await
+            .map_err(|error| LoadError::Io {
+                what: "binding the SIP socket".into(),
+                error,
+            })?;
+        let local = sip.local_addr().map_err(|error| LoadError::Io {
+            what: "reading the SIP socket's address".into(),
+            error,
+        })?;
+        let a = &plan.args;
+        let cfg = UacConfig {
+            target: plan.target,
+            local,
+            media_ip: plan.local_ip,
+            law: a.codec,
+            credentials: a
+                .username
+                .clone()
+                .zip(a.password.clone())
+                .map(|(username, password)| Credentials { username, password }),
+            hold: a.duration,
+            timers: Timers::default(),
+            setup_timeout: SETUP_TIMEOUT,
+            caller: "+447700900123".into(),
+            called: "+447846855904".into(),
+            account_sid: format!("AC{:016x}{:016x}", plan.seed, !plan.seed),
+        };
+        let progress = if a.progress {
+            Progress::for_stderr()
+        } else {
+            Progress::new(false)
+        };
+        let now = Instant::now();
+        Ok(Driver {
+            plan,
+            cfg,
+            sip,
+            sip_buf: vec![0; crate::sip::transport::MAX_DATAGRAM],
+            rtp_buf: vec![0; 2048],
+            calls: Vec::new(),
+            free: Vec::new(),
+            by_call_id: HashMap::new(),
+            ready: Arc::new(ReadyList::default()),
+            ready_scratch: Vec::new(),
+            records: Vec::new(),
+            rtt: Histogram::default(),
+            harness: HarnessStats::default(),
+            progress,
+            launched: 0,
+            completed: 0,
+            t0: now,
+            tick: 0,
+            next_tick: now,
+            stop_deadline: None,
+        })
+    }
+
+    pub(super) async fn run(mut self, stop: impl Future<Output = ()>) -> Report {
+        let mut stop = pin!(stop);
+        let mut stopped = false;
+        let mut sleep = pin!(tokio::time::sleep_until(self.next_tick));
+        loop {
+            let w = poll_fn(|cx| {
+                let mut w = Wakeup::default();
+                if !stopped && stop.as_mut().poll(cx).is_ready() {
+                    w.stop = true;
+                }
+                w.sip = self.sip.poll_recv_ready(cx).is_ready();
+                w.rtp = self.ready.poll(cx.waker());
+                w.tick = sleep.as_mut().poll(cx).is_ready();
+                if w.stop || w.sip || w.rtp || w.tick {
+                    Poll::Ready(w)
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            if w.stop {
+                stopped = true;
+                self.begin_stop();
+            }
+            if w.rtp {
+                self.drain_rtp();
+            }
+            if w.sip {
+                self.drain_sip();
+            }
+            if w.tick {
+                self.on_tick();
+                sleep.as_mut().reset(self.next_tick);
+            }
+            if self.is_over() {
+                break;
+            }
+        }
+        self.progress.finish();
+        self.report(stopped)
+    }
+
+    fn is_over(&self) -> bool {
+        (self.launched == self.plan.args.calls || self.stop_deadline.is_some())
+            && self.records.len() == self.launched as usize
+    }
+
+    fn begin_stop(&mut self) {
+        let now = Instant::now();
+        self.stop_deadline = Some(now + STOP_GRACE);
+        for slot in 0..self.calls.len() {
+            if let Some(c) = self.calls[slot].as_mut() {
+                c.uac.hangup(now.into_std());
+            }
+            self.flush(slot);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let late = now.saturating_duration_since(self.next_tick);
+        let late_ms = late.as_secs_f64() * 1000.0;
+        if late_ms > self.harness.max_tick_late_ms {
+            self.harness.max_tick_late_ms = late_ms;
+        }
+        if late > MAX_BEHIND {
+            let skip = (late.as_nanos() / TICK.as_nanos()) as u64;
+            self.tick += skip;
+            self.next_tick += TICK * skip as u32;
+            self.harness.ticks_skipped += skip;
+        }
+        self.launch_due(now);
+        let std_now = now.into_std();
+        let abandon = self.stop_deadline.is_some_and(|d| now >= d);
+        let cycle = self.tick / PHASES;
+        let phase = (self.tick % PHASES) as usize;
+        for slot in (phase..self.calls.len()).step_by(PHASES as usize) {
+            let Some(c) = self.calls[slot].as_mut() else {
+                continue;
+            };
+            if abandon {
+                c.uac.abandon();
+            }
+            if c.deadline.is_some_and(|t| t <= std_now) {
+                c.uac.handle_timeout(std_now);
+            }
+            if let Some(socket) = c.socket.as_ref() {
+                let sent_at = std::time::Instant::now();
+                if let Some((to, pkt)) = c.media.next_packet(sent_at, cycle) {
+                    if socket.try_send_to(pkt, to).is_err() {
+                        c.media.send_failed();
+                        self.harness.rtp_send_errors += 1;
+                    }
+                }
+            }
+            self.flush(slot);
+        }
+        self.tick += 1;
+        self.next_tick += TICK;
+        let counts = Counts {
+            planned: self.plan.args.calls,
+            started: self.launched,
+            active: self.launched as usize - self.records.len(),
+            completed: self.completed,
+            failed: self.records.len() as u64 - self.completed,
+        };
+        self.progress.update(now.into_std(), now - self.t0, counts);
+    }
+
+    /// Starts every call whose time has come: call `i` at `t0 + i / rate`.
+    fn launch_due(&mut self, now: Instant) {
+        if self.stop_deadline.is_some() {
+            return;
+        }
+        let rate = self.plan.args.rate;
+        while self.launched < self.plan.args.calls
+            && self.t0 + Duration::from_secs_f64(f64::from(self.launched) / rate) <= now
+        {
+            self.launch();
+        }
+    }
+
+    fn launch(&mut self) {
+        let index = self.launched;
+        self.launched += 1;
+        let now = std::time::Instant::now();
+        self.progress.call_started(now);
+        let socket = match bind_rtp(self.plan.local_ip) {
+            Ok(s) => s,
+            Err(e) => {
+                self.records.push(CallRecord {
+                    index,
+                    started_at_ms: ms(now.saturating_duration_since(self.t0.into_std())),
+                    outcome: "error".into(),
+                    failure: Some(format!("local RTP socket: {e}")),
+                    bye: "not sent".into(),
+                    ..CallRecord::default()
+                });
+                return;
+            }
+        };
+        let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        let seed = SplitMix::new(self.plan.seed ^ u64::from(index)).next_u64();
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.calls.push(None);
+            self.calls.len() - 1
+        });
+        let waker = Waker::from(Arc::new(SlotWaker {
+            slot,
+            list: Arc::clone(&self.ready),
+        }));
+        let uac = Uac::new(now, &self.cfg, port);
+        self.by_call_id.insert(uac.call_id().to_string(), slot);
+        self.calls[slot] = Some(Call {
+            index,
+            uac,
+            media: CallMedia::new(self.plan.program.voice(seed), seed),
+            socket: Some(socket),
+            waker,
+            codec: None,
+            recorded: false,
+            deadline: None,
+        });
+        // The first poll registers the socket's waker; from then on readiness is pushed.
+        self.ready.push(slot);
+        self.flush(slot);
+    }
+
+    fn drain_rtp(&mut self) {
+        let mut slots = std::mem::take(&mut self.ready_scratch);
+        self.ready.take_into(&mut slots);
+        for &slot in &slots {
+            let Some(c) = self.calls.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            let Some(socket) = c.socket.as_ref() else {
+                continue;
+            };
+            let mut cx = Context::from_waker(&c.waker);
+            let mut budget = READ_BUDGET;
+            loop {
+                if budget == 0 {
+                    // More to read: come back after the others had their turn.
+                    self.ready.push(slot);
+                    break;
+                }
+                budget -= 1;
+                let mut buf = ReadBuf::new(&mut self.rtp_buf);
+                match socket.poll_recv_from(&mut cx, &mut buf) {
+                    Poll::Ready(Ok(_)) => {
+                        let now = std::time::Instant::now();
+                        if let Received::Echo(rtt) = c.media.on_datagram(now, buf.filled()) {
+                            self.rtt.add(rtt);
+                        }
+                    }
+                    // An ICMP error surfacing on the socket: keep reading.
+                    Poll::Ready(Err(_)) => {}
+                    Poll::Pending => break,
+                }
+            }
+        }
+        slots.clear();
+        self.ready_scratch = slots;
+    }
+
+    fn drain_sip(&mut self) {
+        for _ in 0..1024 {
+            let (n, src) = match self.sip.try_recv_from(&mut self.sip_buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => continue,
+            };
+            let Ok(msg) = Message::parse(Bytes::copy_from_slice(&self.sip_buf[..n])) else {
+                continue;
+            };
+            let now = std::time::Instant::now();
+            let slot = msg
+                .call_id()
+                .and_then(|id| self.by_call_id.get(id))
+                .copied();
+            match (slot, msg) {
+                (Some(slot), msg) => {
+                    if let Some(c) = self.calls[slot].as_mut() {
+                        c.uac.on_message(now, msg, src);
+                    }
+                    self.flush(slot);
+                }
+                (None, Message::Request(req)) if req.method != Method::Ack => {
+                    // A call we have forgotten (a late BYE retransmission): say so.
+                    let status = if req.method == Method::Options {
+                        200
+                    } else {
+                        481
+                    };
+                    let mut r = Response::for_request(&req, status, None);
+                    if status == 200 {
+                        r.headers
+                            .push(HeaderName::Allow, "INVITE,ACK,CANCEL,OPTIONS,BYE");
+                    }
+                    self.send_sip(src, &r.to_bytes());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends what the call's UAC queued, applies its events, records its result once known,
+    /// and forgets the call when nothing of it is left.
+    fn flush(&mut self, slot: usize) {
+        let Some(c) = self.calls.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        while let Some((to, bytes)) = c.uac.poll_transmit() {
+            // UDP sends do not block in practice; a full buffer loses the datagram, which
+            // SIP's retransmission covers, and is counted.
+            if self.sip.try_send_to(&bytes, to).is_err() {
+                self.harness.sip_send_errors += 1;
+            }
+        }
+        while let Some(ev) = c.uac.poll_event() {
+            match ev {
+                UacEvent::Answered(params) => {
+                    c.codec = Some(params.law);
+                    c.media.start(params, self.tick / PHASES);
+                }
+                UacEvent::MediaStop => c.media.stop(),
+            }
+        }
+        if !c.recorded {
+            if let Some(result) = c.uac.result() {
+                let record = record(c, result, self.t0.into_std());
+                if record.completed {
+                    self.completed += 1;
+                }
+                self.records.push(record);
+                c.recorded = true;
+                c.media.stop();
+                c.socket = None;
+            }
+        }
+        c.deadline = c.uac.poll_timeout();
+        if c.recorded && (c.uac.is_finished() || self.stop_deadline.is_some()) {
+            self.by_call_id.remove(c.uac.call_id());
+            self.calls[slot] = None;
+            self.free.push(slot);
+        }
+    }
+
+    fn send_sip(&mut self, to: SocketAddr, bytes: &[u8]) {
+        if self.sip.try_send_to(bytes, to).is_err() {
+            self.harness.sip_send_errors += 1;
+        }
+    }
+
+    fn report(mut self, interrupted: bool) -> Report {
+        // Calls cut short by the end of the grace time.
+        for slot in 0..self.calls.len() {
+            if let Some(c) = self.calls[slot].as_mut() {
+                c.uac.abandon();
+            }
+            self.flush(slot);
+        }
+        let mut records = std::mem::take(&mut self.records);
+        records.sort_by_key(|r| r.index);
+        let a = &self.plan.args;
+        let run = RunInfo {
+            target: self.plan.target.to_string(),
+            codec: law_name(a.codec).into(),
+            calls_planned: a.calls,
+            rate_cps: a.rate,
+            duration_s: a.duration.as_secs_f64(),
+            max_loss_pct: a.max_loss_pct,
+            elapsed_s: self.t0.elapsed().as_secs_f64(),
+            interrupted,
+        };
+        Report::build(run, records, &self.rtt, self.harness)
+    }
+}
+
+fn record(c: &Call, r: &SipResult, t0: std::time::Instant) -> CallRecord {
+    let since = |t: std::time::Instant| ms(t.saturating_duration_since(r.invite_sent));
+    let counters = c.media.counters();
+    let stats = c.media.recv_stats();
+    let rtt = c.media.rtt();
+    let (status, outcome) = match r.outcome {
+        Outcome::Status(s) => (Some(s), s.to_string()),
+        Outcome::Timeout => (None, "timeout".to_string()),
+        Outcome::Interrupted => (None, "interrupted".to_string()),
+    };
+    let expected = stats.expected();
+    let lost = stats.lost();
+    let loss_pct = (expected > 0).then(|| lost.max(0) as f64 * 100.0 / expected as f64);
+    let rtt_mean = rtt.mean().map(ms);
+    let answered = status.is_some_and(|s| (200..300).contains(&s));
+    let failure = match (r.outcome, r.bye) {
+        (Outcome::Timeout, _) => Some("timeout".to_string()),
+        (Outcome::Interrupted, _) => Some("interrupted".to_string()),
+        (Outcome::Status(s), _) if !answered => Some(format!("SIP {s}")),
+        (_, ByeOutcome::Remote) => Some("far end hung up".into()),
+        (_, ByeOutcome::Timeout) => Some("BYE unanswered".into()),
+        (_, ByeOutcome::Interrupted) => Some("interrupted".into()),
+        (_, ByeOutcome::NotSent) => Some("no BYE".into()),
+        (_, ByeOutcome::Answered(s)) if !(200..300).contains(&s) => Some(format!("BYE {s}")),
+        _ if counters.sent == 0 => Some("no RTP sent".into()),
+        _ if counters.received == 0 => Some("no RTP received".into()),
+        _ => None,
+    };
+    CallRecord {
+        index: c.index,
+        call_id: c.uac.call_id().to_string(),
+        started_at_ms: ms(r.invite_sent.saturating_duration_since(t0)),
+        outcome,
+        status,
+        completed: failure.is_none(),
+        failure,
+        note: r.note.clone(),
+        auth_rounds: r.auth_rounds,
+        setup_ms: r.answered.map(since),
+        first_rtp_ms: c.media.first_rx().map(since),
+        codec: c.codec.map(|l| law_name(l).to_string()),
+        bye: match r.bye {
+            ByeOutcome::NotSent => "not sent".into(),
+            ByeOutcome::Answered(s) => s.to_string(),
+            ByeOutcome::Timeout => "timeout".into(),
+            ByeOutcome::Remote => "remote".into(),
+            ByeOutcome::Interrupted => "interrupted".into(),
+        },
+        rtp_sent: counters.sent,
+        send_errors: counters.send_errors,
+        rtp_received: counters.received,
+        silence_frames: counters.silence,
+        echoed_frames: counters.matched,
+        unmatched_frames: counters.unmatched,
+        other_packets: counters.other,
+        expected,
+        lost,
+        loss_pct,
+        jitter_ms: (stats.received() > 1).then(|| stats.jitter_ms()),
+        rtt_min_ms: rtt.min.map(ms),
+        rtt_mean_ms: rtt_mean,
+        rtt_max_ms: (rtt.count > 0).then(|| ms(rtt.max)),
+        intact_pct: report::intact_pct(counters.matched, counters.unmatched),
+        mos: rtt_mean.map(|rtt| report::mos(rtt, loss_pct.unwrap_or(0.0))),
+    }
+}
+
+fn bind_rtp(ip: std::net::IpAddr) -> std::io::Result<UdpSocket> {
+    let s = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s)
+}
+
+fn law_name(l: Law) -> &'static str {
+    match l {
+        Law::Mu => "PCMU",
+        Law::A => "PCMA",
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
