@@ -59,7 +59,8 @@ struct LoadCli {
     /// New calls per second.
     #[arg(long, value_name = "CPS", default_value_t = 5.0)]
     rate: f64,
-    /// Seconds each answered call is held before BYE.
+    /// Seconds each answered call is held before BYE; 0 measures call setup only (BYE right
+    /// after the ACK, no media required).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     duration: f64,
     /// Digest username (with --password).

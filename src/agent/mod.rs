@@ -11,8 +11,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// Samples in the largest frame we carry: 20 ms at 48 kHz.
-pub const MAX_FRAME_SAMPLES: usize = 960;
+/// Samples in the largest frame we carry: 20 ms at 16 kHz. The call side is 8 kHz (G.711);
+/// the room above is for wideband telephone codecs. Agents resample their far end's rates
+/// (24 or 48 kHz) inside themselves, so frames crossing the trait stay small: they are moved
+/// several times per frame, and at 48 kHz capacity those copies showed up in profiles.
+pub const MAX_FRAME_SAMPLES: usize = 320;
 
 /// 20 ms of signed 16-bit mono PCM at `sample_rate`. Inline storage so that passing frames
 /// around never allocates on the media path.
@@ -24,7 +27,7 @@ pub struct AudioFrame {
 }
 
 impl AudioFrame {
-    /// A frame of silence holding 20 ms at `sample_rate` (8, 16, 24 or 48 kHz).
+    /// A frame of silence holding 20 ms at `sample_rate` (8 or 16 kHz).
     pub fn silence(sample_rate: u32) -> AudioFrame {
         let len = (sample_rate / 50).min(MAX_FRAME_SAMPLES as u32) as u16;
         AudioFrame {

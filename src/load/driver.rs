@@ -472,7 +472,7 @@ impl Driver {
         }
         if !c.recorded {
             if let Some(result) = c.uac.result() {
-                let record = record(c, result, self.t0.into_std());
+                let record = record(c, result, self.t0.into_std(), !self.cfg.hold.is_zero());
                 if record.completed {
                     self.completed += 1;
                 }
@@ -521,7 +521,9 @@ impl Driver {
     }
 }
 
-fn record(c: &Call, r: &SipResult, t0: std::time::Instant) -> CallRecord {
+/// `media_required`: with `--duration 0` (a setup-rate run) the call hangs up right after the
+/// ACK, before any RTP can come back, so media is not part of completing it.
+fn record(c: &Call, r: &SipResult, t0: std::time::Instant, media_required: bool) -> CallRecord {
     let since = |t: std::time::Instant| ms(t.saturating_duration_since(r.invite_sent));
     let counters = c.media.counters();
     let stats = c.media.recv_stats();
@@ -545,8 +547,8 @@ fn record(c: &Call, r: &SipResult, t0: std::time::Instant) -> CallRecord {
         (_, ByeOutcome::Interrupted) => Some("interrupted".into()),
         (_, ByeOutcome::NotSent) => Some("no BYE".into()),
         (_, ByeOutcome::Answered(s)) if !(200..300).contains(&s) => Some(format!("BYE {s}")),
-        _ if counters.sent == 0 => Some("no RTP sent".into()),
-        _ if counters.received == 0 => Some("no RTP received".into()),
+        _ if media_required && counters.sent == 0 => Some("no RTP sent".into()),
+        _ if media_required && counters.received == 0 => Some("no RTP received".into()),
         _ => None,
     };
     CallRecord {

@@ -436,16 +436,15 @@ impl Uac {
             return;
         }
         let mut dialog = self.dialog_from(r);
-        // The ACK carries the INVITE's CSeq number (RFC 3261 §13.2.2.4); the dialog's counter
-        // then continues from it for the BYE.
-        dialog.local_cseq = self.invite.cseq.saturating_sub(1);
+        // The ACK carries the INVITE's CSeq number (RFC 3261 §13.2.2.4): the dialog reuses
+        // its current number for ACK, and the BYE continues from it.
+        dialog.local_cseq = self.invite.cseq;
         let (ack, hop) = dialog.build_request(
             Method::Ack,
             &self.via_host_port,
             &new_branch(),
             &contact_uri(&self.contact),
         );
-        dialog.local_cseq = self.invite.cseq;
         let to = addr_of(&hop, self.target);
         let ack = ack.to_bytes();
         self.out.push_back((to, ack.clone()));
