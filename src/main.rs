@@ -189,24 +189,29 @@ fn load(a: LoadCli) -> anyhow::Result<bool> {
 }
 
 fn print_demo_banner(c: &Config) {
+    use std::io::Write;
     let Some(creds) = c.trunks.first().and_then(|t| t.credentials.as_ref()) else {
         return;
     };
-    println!("sipbridge: no --config given; running the embedded default (echo agent).");
-    println!("  SIP (UDP)   {}", c.sip.listen);
-    println!(
-        "  RTP ports   {}-{}",
-        c.media.rtp_ports.0, c.media.rtp_ports.1
+    let text = format!(
+        "sipbridge: no --config given; running the embedded default (echo agent).\n\
+         \x20 SIP (UDP)   {listen}\n\
+         \x20 RTP ports   {lo}-{hi}\n\
+         \x20 digest user {user}\n\
+         \x20 password    {password}\n\
+         Try it (one 5 s call that checks the echo):\n\
+         \x20 sipbridge load --target 127.0.0.1:{port} --username {user} --password {password} \
+         --calls 1 --duration 5\n",
+        listen = c.sip.listen,
+        lo = c.media.rtp_ports.0,
+        hi = c.media.rtp_ports.1,
+        user = creds.username,
+        password = creds.password,
+        port = c.sip.listen.port(),
     );
-    println!("  digest user {}", creds.username);
-    println!("  password    {}", creds.password);
-    println!("Call it with SIPp, for example:");
-    println!(
-        "  sipp -sn uac -au {} -ap {} -s echo -m 1 127.0.0.1:{}",
-        creds.username,
-        creds.password,
-        c.sip.listen.port()
-    );
+    // A closed stdout (a pipe nobody reads) must not stop the gateway.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
 
 async fn wait_for_signal() {

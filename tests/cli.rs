@@ -88,7 +88,8 @@ fn run_with_the_embedded_default_answers_a_sipp_call() {
     let stdout = child.0.stdout.take().unwrap();
     let mut user = None;
     let mut password = None;
-    for line in BufReader::new(stdout).lines().take(20) {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref().take(20) {
         let line = line.unwrap();
         if let Some(u) = line.trim().strip_prefix("digest user") {
             user = Some(u.trim().to_string());
@@ -96,10 +97,12 @@ fn run_with_the_embedded_default_answers_a_sipp_call() {
         if let Some(p) = line.trim().strip_prefix("password") {
             password = Some(p.trim().to_string());
         }
-        if line.contains("Call it with SIPp") {
+        if line.contains("Try it") {
             break;
         }
     }
+    // Keep reading stdout so the child never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     let (user, password) = (
         user.expect("user printed"),
         password.expect("password printed"),

@@ -24,6 +24,8 @@ use crate::sip::uri::Uri;
 
 /// How long an agent may take to connect before the caller gets a 503 (so Twilio can fail over).
 const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// RTP datagrams read in one pass of a call's loop before it looks at SIP and timers again.
+const MAX_READS_PER_PASS: usize = 16;
 /// Connecting longer than this sends 180 Ringing.
 const RING_AFTER: Duration = Duration::from_millis(50);
 
@@ -279,6 +281,15 @@ impl Call {
         loop {
             let t = now();
             let Some(m) = self.media.as_mut() else { return };
+            // Read what the socket holds here, not in the select below: one pass of this loop
+            // per packet instead of two, and the read that finds the socket empty is what
+            // re-arms its readiness. Bounded so a flood cannot starve SIP.
+            for _ in 0..MAX_READS_PER_PASS {
+                match m.socket.try_recv_from(&mut buf) {
+                    Ok((n, src)) => m.session.on_datagram(t, src, &buf[..n]),
+                    Err(_) => break,
+                }
+            }
             // Caller -> agent.
             while let Some(frame) = m.session.poll_caller_audio(t) {
                 m.agent.send_audio(&frame);
@@ -318,23 +329,13 @@ impl Call {
                 wake = wake.min(Instant::from_std(sip));
             }
             let want = m.session.slot_open(t);
-            let ActiveMedia {
-                socket,
-                session,
-                agent,
-                ..
-            } = m;
+            let ActiveMedia { socket, agent, .. } = m;
             let mut agent_out = None;
-            // Biased, RTP first: on the 50-per-second media wake-up only the socket is polled,
-            // not the SIP inbox and the agent (whose polls showed in profiles). Starvation is
-            // not possible: one datagram per iteration, and the socket is rarely ready twice.
+            // Biased, RTP first: on the 50-per-second media wake-up only the socket's readiness
+            // is looked at, not the SIP inbox and the agent (whose polls showed in profiles).
             tokio::select! {
                 biased;
-                r = socket.recv_from(&mut buf) => {
-                    if let Ok((n, src)) = r {
-                        session.on_datagram(now(), src, &buf[..n]);
-                    }
-                }
+                _ = socket.readable() => {}
                 msg = self.inbox.recv() => match msg {
                     Some((msg, src)) => self.core.handle_message(now(), msg, src),
                     None => return,
