@@ -200,8 +200,12 @@ fn print_demo_banner(c: &Config) {
          \x20 digest user {user}\n\
          \x20 password    {password}\n\
          Try it (one 5 s call that checks the echo):\n\
-         \x20 sipbridge load --target 127.0.0.1:{port} --username {user} --password {password} \
+         \x20 {exe} load --target 127.0.0.1:{port} --username {user} --password {password} \
          --calls 1 --duration 5\n",
+        // The path of this binary, so the line works from `cargo run` too.
+        exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "sipbridge".into()),
         listen = c.sip.listen,
         lo = c.media.rtp_ports.0,
         hi = c.media.rtp_ports.1,
