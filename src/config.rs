@@ -387,7 +387,12 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
     }
     if let Some(v) = &raw.sip.public_addr {
         let s = v.get_ref().trim();
-        if s.is_empty() || s.contains(char::is_whitespace) || s.contains(['<', '>', ';', '@']) {
+        let as_uri = crate::sip::uri::Uri::parse(&format!("sip:{s}"));
+        if s.is_empty()
+            || s.contains(char::is_whitespace)
+            || s.contains(['<', '>', ';', '@'])
+            || as_uri.is_err()
+        {
             ctx.problem(v.span(), "sip.public_addr", "expected a host or host:port");
         } else {
             config.sip.public_addr = Some(s.to_string());

@@ -121,8 +121,12 @@ impl Call {
     fn start(shared: &Shared, new: NewCall, inbox: SipInbox) -> Call {
         let local_ip = shared.local_ip_towards(new.source);
         let via_host_port = shared.public_host_port(local_ip);
-        let contact = Uri::parse(&format!("sip:{via_host_port}"))
-            .unwrap_or_else(|_| fallback_contact(shared.sip_port));
+        // Config validation makes sure sip.public_addr forms a URI; the fallback is for a local
+        // address that somehow does not.
+        let contact = Uri::parse(&format!("sip:{via_host_port}")).unwrap_or_else(|e| {
+            tracing::error!(%via_host_port, error = %e, "cannot form our Contact URI");
+            fallback_contact(shared.sip_port)
+        });
         let now = Instant::now().into_std();
         let core = CallCore::new(
             now,

@@ -171,3 +171,13 @@ fn the_shipped_example_config_is_valid() {
     assert_eq!(c.trunks.len(), 2);
     assert!(c.trunks[1].credentials.is_none());
 }
+
+#[test]
+fn public_addr_must_make_a_sip_uri() {
+    for bad in ["gw example.net", "<gw>", "gw:port:x"] {
+        let p = problems(&format!("[sip]\npublic_addr = \"{bad}\"\n"));
+        assert_eq!(p[0].key, "sip.public_addr", "{bad}");
+    }
+    let c = parse_ok("[sip]\npublic_addr = \"gw.example.net:5080\"\n");
+    assert_eq!(c.sip.public_addr.as_deref(), Some("gw.example.net:5080"));
+}
