@@ -192,7 +192,7 @@ impl CallCore {
             r.headers.push(name, value);
         }
         self.ist.respond(now, status, r.to_bytes());
-        self.end(EndReason::Rejected(status));
+        self.end(now, EndReason::Rejected(status));
         self.drain_ist(now);
     }
 
@@ -221,7 +221,7 @@ impl CallCore {
                 }
                 self.bye = Some(tx);
                 self.bye_hop = Some(next_hop);
-                self.end(EndReason::LocalBye(reason.to_string()));
+                self.end(now, EndReason::LocalBye(reason.to_string()));
             }
             State::Ended => {}
         }
@@ -302,7 +302,7 @@ impl CallCore {
         if self.state == State::Proceeding {
             let r = Response::for_request(&self.invite, 487, Some(&self.local_tag));
             self.ist.respond(now, 487, r.to_bytes());
-            self.end(EndReason::CallerCancel);
+            self.end(now, EndReason::CallerCancel);
             self.drain_ist(now);
         }
     }
@@ -333,7 +333,7 @@ impl CallCore {
         match req.method {
             Method::Bye => {
                 self.respond_non_invite(now, &req, branch, 200, src);
-                self.end(EndReason::CallerBye);
+                self.end(now, EndReason::CallerBye);
             }
             Method::Options => self.respond_non_invite(now, &req, branch, 200, src),
             Method::Invite if self.state == State::Answered => {
@@ -443,10 +443,19 @@ impl CallCore {
         }
     }
 
-    fn end(&mut self, reason: EndReason) {
+    fn end(&mut self, now: Instant, reason: EndReason) {
         if self.state != State::Ended {
             self.state = State::Ended;
             self.events.push(CallEvent::Ended { reason });
+        }
+        // A re-INVITE still waiting for its answer will never get one now: 487 it (RFC 3261
+        // 15.1.2), so the caller's transaction ends and ours can finish.
+        if let Some((req, tx)) = self.reinvite.as_mut() {
+            if tx.final_status().is_none() {
+                let r = Response::for_request(req, 487, Some(&self.local_tag));
+                tx.respond(now, 487, r.to_bytes());
+                self.drain_reinvite(now);
+            }
         }
     }
 

@@ -265,6 +265,30 @@ fn reinvite_reports_the_offer_and_sends_the_answer() {
 }
 
 #[test]
+fn ending_the_call_answers_a_pending_reinvite_with_487() {
+    let t0 = Instant::now();
+    let mut core = answered(t0);
+    let tag = core.local_tag().to_string();
+    let re = request("INVITE", "c1", "z9hG4bKre", 8, Some(&tag), "", TWILIO_SDP);
+    core.handle_message(t0, Message::Request(re), src());
+    sent(&mut core);
+    events(&mut core);
+    let bye = request("BYE", "c1", "z9hG4bKbye", 9, Some(&tag), "", "");
+    core.handle_message(t0, Message::Request(bye), src());
+    let got: Vec<(u16, Method)> = sent(&mut core)
+        .iter()
+        .map(|(_, b)| {
+            let r = parse_response(b);
+            (r.status, r.cseq().unwrap().method)
+        })
+        .collect();
+    assert!(got.contains(&(200, Method::Bye)), "{got:?}");
+    assert!(got.contains(&(487, Method::Invite)), "{got:?}");
+    advance_to(&mut core, t0 + Duration::from_secs(40));
+    assert!(core.is_finished());
+}
+
+#[test]
 fn local_hangup_sends_bye_and_finishes_on_200() {
     let t0 = Instant::now();
     let mut core = answered(t0);
@@ -312,4 +336,53 @@ fn rejection_is_a_final_error_and_ends_the_call() {
     let retx = advance_to(&mut core, t0 + Duration::from_secs(40));
     assert!(retx.len() >= 3);
     assert!(core.is_finished());
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any sequence of in-dialog requests, responses and local actions, in any order and
+        /// with any tags and CSeqs, leaves the call core without panics and finishing.
+        #[test]
+        fn any_sequence_of_inputs(ops in proptest::collection::vec((0u8..9, 0u32..12, any::<bool>()), 0..24)) {
+            let t0 = Instant::now();
+            let mut core = new_call(t0);
+            let mut now = t0;
+            for (op, cseq, ours) in ops {
+                now += Duration::from_millis(137);
+                let tag = if ours { core.local_tag().to_string() } else { "x".into() };
+                let req = |m: &str| request(m, "c1", &format!("z9hG4bK{op}{cseq}"), cseq, Some(&tag), "", "");
+                match op {
+                    0 => core.answer(now, "v=0\r\n".into()),
+                    1 => core.handle_message(now, Message::Request(req("BYE")), src()),
+                    2 => core.handle_message(now, Message::Request(req("ACK")), src()),
+                    3 => core.handle_message(now, Message::Request(request("CANCEL", "c1", "z9hG4bKinv", 7, None, "", "")), src()),
+                    4 => core.handle_message(now, Message::Request(request("INVITE", "c1", &format!("z9hG4bKre{cseq}"), cseq, Some(&tag), "", TWILIO_SDP)), src()),
+                    5 => core.answer_reinvite(now, if ours { Ok("v=0\r\n".into()) } else { Err(488) }),
+                    6 => core.hangup(now, "test"),
+                    7 => {
+                        let bye = req("BYE");
+                        core.handle_message(now, Message::Response(Response::for_request(&bye, 200, None)), src());
+                    }
+                    _ => core.handle_timeout(now),
+                }
+                sent(&mut core);
+                events(&mut core);
+            }
+            core.hangup(now, "end");
+            let mut steps = 0;
+            while let Some(t) = core.poll_timeout() {
+                core.handle_timeout(t.max(now));
+                sent(&mut core);
+                events(&mut core);
+                steps += 1;
+                prop_assert!(steps < 1000, "timers never run down");
+            }
+            prop_assert!(core.is_finished());
+        }
+    }
 }

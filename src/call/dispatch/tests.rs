@@ -251,3 +251,52 @@ fn rejected_transactions_are_retransmitted_and_then_forgotten() {
     );
     assert_eq!(d.open_transactions(), 0);
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seed_messages() -> Vec<Vec<u8>> {
+        let inv = invite("p", "z9hG4bKp", 1, "").to_bytes().to_vec();
+        let bye = request("BYE", "p", "z9hG4bKq", 2, Some("t"), "", "")
+            .to_bytes()
+            .to_vec();
+        let cancel = request("CANCEL", "p", "z9hG4bKp", 1, None, "", "")
+            .to_bytes()
+            .to_vec();
+        vec![inv, bye, cancel]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever arrives on the SIP socket, mutated Twilio messages or plain garbage, the
+        /// front door answers or drops it without panicking, and its timers still run down.
+        #[test]
+        fn mutated_and_random_datagrams(
+            which in 0usize..3,
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+            cut in any::<usize>(),
+            garbage in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut d = dispatcher(4);
+            let t0 = Instant::now();
+            let mut msg = seed_messages()[which].clone();
+            for (at, byte) in flips {
+                let i = at % msg.len();
+                msg[i] = byte;
+            }
+            msg.truncate(cut % (msg.len() + 1));
+            d.handle_datagram(t0, src(), Bytes::from(msg));
+            d.handle_datagram(t0, src(), Bytes::from(garbage));
+            while d.poll_output().is_some() {}
+            let mut steps = 0;
+            while let Some(t) = d.poll_timeout() {
+                d.handle_timeout(t);
+                while d.poll_output().is_some() {}
+                steps += 1;
+                prop_assert!(steps < 1000, "timers never run down");
+            }
+        }
+    }
+}
