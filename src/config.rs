@@ -253,6 +253,35 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// A socket address value, or a problem naming `key` with an example.
+    fn listen(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        example: &str,
+    ) -> Option<SocketAddr> {
+        let v = v.as_ref()?;
+        let parsed = v.get_ref().parse::<SocketAddr>().ok();
+        if parsed.is_none() {
+            self.problem(
+                v.span(),
+                key,
+                format!("expected ip:port, e.g. \"{example}\""),
+            );
+        }
+        parsed
+    }
+
+    /// A number of seconds that must be at least 1.
+    fn positive_secs(&mut self, v: &Option<Spanned<u64>>, key: &str) -> Option<Duration> {
+        let v = v.as_ref()?;
+        if *v.get_ref() == 0 {
+            self.problem(v.span(), key, "must be at least 1");
+            return None;
+        }
+        Some(Duration::from_secs(*v.get_ref()))
+    }
+
     fn problem(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
         let (line, column) = line_col(self.text, span.start);
         self.problems.push(Problem {
@@ -375,15 +404,8 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
     }
 
     // [sip]
-    if let Some(v) = &raw.sip.listen {
-        match v.get_ref().parse::<SocketAddr>() {
-            Ok(a) => config.sip.listen = a,
-            Err(_) => ctx.problem(
-                v.span(),
-                "sip.listen",
-                "expected ip:port, e.g. \"0.0.0.0:5060\"",
-            ),
-        }
+    if let Some(a) = ctx.listen(&raw.sip.listen, "sip.listen", "0.0.0.0:5060") {
+        config.sip.listen = a;
     }
     if let Some(v) = &raw.sip.public_addr {
         let s = v.get_ref().trim();
@@ -445,33 +467,18 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
             ),
         }
     }
-    if let Some(v) = &raw.media.media_timeout_secs {
-        config.media.media_timeout = Duration::from_secs(*v.get_ref());
-        if *v.get_ref() == 0 {
-            ctx.problem(v.span(), "media.media_timeout_secs", "must be at least 1");
-        }
+    let key = "media.media_timeout_secs";
+    if let Some(t) = ctx.positive_secs(&raw.media.media_timeout_secs, key) {
+        config.media.media_timeout = t;
     }
-    if let Some(v) = &raw.media.initial_media_timeout_secs {
-        config.media.initial_media_timeout = Duration::from_secs(*v.get_ref());
-        if *v.get_ref() == 0 {
-            ctx.problem(
-                v.span(),
-                "media.initial_media_timeout_secs",
-                "must be at least 1",
-            );
-        }
+    let key = "media.initial_media_timeout_secs";
+    if let Some(t) = ctx.positive_secs(&raw.media.initial_media_timeout_secs, key) {
+        config.media.initial_media_timeout = t;
     }
 
     // [http]
-    if let Some(v) = &raw.http.listen {
-        match v.get_ref().parse::<SocketAddr>() {
-            Ok(a) => config.http.listen = a,
-            Err(_) => ctx.problem(
-                v.span(),
-                "http.listen",
-                "expected ip:port, e.g. \"127.0.0.1:3000\"",
-            ),
-        }
+    if let Some(a) = ctx.listen(&raw.http.listen, "http.listen", "127.0.0.1:3000") {
+        config.http.listen = a;
     }
 
     // [twilio]

@@ -5,7 +5,7 @@
 //! with packets to send and [`CallEvent`]s. Media and the agent are the task's business: this
 //! core only learns "answer with this SDP", "reject with this code" or "hang up".
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -91,8 +91,8 @@ pub struct CallCore {
     bye_hop: Option<Uri>,
     /// The ACK for our 200 arrived.
     confirmed: bool,
-    out: Vec<(Destination, Bytes)>,
-    events: Vec<CallEvent>,
+    out: VecDeque<(Destination, Bytes)>,
+    events: VecDeque<CallEvent>,
 }
 
 impl CallCore {
@@ -122,8 +122,8 @@ impl CallCore {
             bye: None,
             bye_hop: None,
             confirmed: false,
-            out: Vec::new(),
-            events: Vec::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
         };
         let trying = Response::for_request(&core.invite, 100, None);
         core.ist.respond(now, 100, trying.to_bytes());
@@ -217,7 +217,7 @@ impl CallCore {
                 );
                 let mut tx = NonInviteClient::new(now, self.timers, bye.to_bytes());
                 while let Some(b) = tx.poll_transmit() {
-                    self.out.push((Destination::Uri(next_hop.clone()), b));
+                    self.out.push_back((Destination::Uri(next_hop.clone()), b));
                 }
                 self.bye = Some(tx);
                 self.bye_hop = Some(next_hop);
@@ -245,7 +245,7 @@ impl CallCore {
             }
         }
         self.reinvite = Some((req, tx));
-        self.drain_reinvite(now);
+        self.drain_reinvite();
     }
 
     fn add_answer_headers(&self, r: &mut Response, sdp: String) {
@@ -285,11 +285,11 @@ impl CallCore {
             self.drain_ist(now);
             if first {
                 self.confirmed = true;
-                self.events.push(CallEvent::Confirmed);
+                self.events.push_back(CallEvent::Confirmed);
             }
         } else if let Some((_, tx)) = self.reinvite.as_mut() {
             tx.ack_received(now);
-            self.drain_reinvite(now);
+            self.drain_reinvite();
         }
     }
 
@@ -311,13 +311,13 @@ impl CallCore {
         // A retransmission of a request we already answered gets the same answer.
         if let Some((_, tx)) = self.nist.get_mut(&branch) {
             tx.on_request_retransmit(now);
-            self.drain_nist(now);
+            self.drain_nist();
             return;
         }
         if let Some((r, tx)) = self.reinvite.as_mut() {
             if req.method == Method::Invite && r.headers.top_branch() == Some(branch.as_str()) {
                 tx.on_request_retransmit(now);
-                self.drain_reinvite(now);
+                self.drain_reinvite();
                 return;
             }
         }
@@ -348,8 +348,8 @@ impl CallCore {
                 tx.respond(now, 100, trying.to_bytes());
                 let sdp = req.body.clone();
                 self.reinvite = Some((req, tx));
-                self.drain_reinvite(now);
-                self.events.push(CallEvent::ReOffer { sdp });
+                self.drain_reinvite();
+                self.events.push_back(CallEvent::ReOffer { sdp });
             }
             Method::Invite => self.respond_stateless(&req, 491, src),
             _ => self.respond_non_invite(now, &req, branch, 405, src),
@@ -363,7 +363,7 @@ impl CallCore {
         }
         if let Some(tx) = self.bye.as_mut() {
             tx.on_response(now, resp.status);
-            self.drain_bye(now);
+            self.drain_bye();
         }
     }
 
@@ -382,7 +382,7 @@ impl CallCore {
         let mut tx = NonInviteServer::new(now, self.timers);
         tx.respond(now, status, r.to_bytes());
         while let Some(b) = tx.poll_transmit() {
-            self.out.push((Destination::Addr(src), b));
+            self.out.push_back((Destination::Addr(src), b));
         }
         if branch.is_empty() {
             return;
@@ -392,7 +392,7 @@ impl CallCore {
 
     fn respond_stateless(&mut self, req: &Request, status: u16, src: SocketAddr) {
         let r = Response::for_request(req, status, Some(&self.local_tag));
-        self.out.push((Destination::Addr(src), r.to_bytes()));
+        self.out.push_back((Destination::Addr(src), r.to_bytes()));
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -401,15 +401,15 @@ impl CallCore {
         if let Some((_, tx)) = self.reinvite.as_mut() {
             tx.handle_timeout(now);
         }
-        self.drain_reinvite(now);
+        self.drain_reinvite();
         for (_, tx) in self.nist.values_mut() {
             tx.handle_timeout(now);
         }
-        self.drain_nist(now);
+        self.drain_nist();
         if let Some(tx) = self.bye.as_mut() {
             tx.handle_timeout(now);
         }
-        self.drain_bye(now);
+        self.drain_bye();
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -428,25 +428,17 @@ impl CallCore {
     }
 
     pub fn poll_transmit(&mut self) -> Option<(Destination, Bytes)> {
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(self.out.remove(0))
-        }
+        self.out.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<CallEvent> {
-        if self.events.is_empty() {
-            None
-        } else {
-            Some(self.events.remove(0))
-        }
+        self.events.pop_front()
     }
 
     fn end(&mut self, now: Instant, reason: EndReason) {
         if self.state != State::Ended {
             self.state = State::Ended;
-            self.events.push(CallEvent::Ended { reason });
+            self.events.push_back(CallEvent::Ended { reason });
         }
         // A re-INVITE still waiting for its answer will never get one now: 487 it (RFC 3261
         // 15.1.2), so the caller's transaction ends and ours can finish.
@@ -454,33 +446,33 @@ impl CallCore {
             if tx.final_status().is_none() {
                 let r = Response::for_request(req, 487, Some(&self.local_tag));
                 tx.respond(now, 487, r.to_bytes());
-                self.drain_reinvite(now);
+                self.drain_reinvite();
             }
         }
     }
 
-    fn drain_ist(&mut self, _now: Instant) {
+    fn drain_ist(&mut self, now: Instant) {
         while let Some(b) = self.ist.poll_transmit() {
-            self.out.push((Destination::Addr(self.source), b));
+            self.out.push_back((Destination::Addr(self.source), b));
         }
         while let Some(e) = self.ist.poll_event() {
             if e == TxEvent::AckTimeout && self.state == State::Answered {
                 // The caller never confirmed our 200: it is gone or never heard us. Hang up so
                 // its side is torn down too (RFC 3261 13.3.1.4).
-                self.hangup(_now, "no ACK for 200 OK");
-                if let Some(CallEvent::Ended { reason }) = self.events.last_mut() {
+                self.hangup(now, "no ACK for 200 OK");
+                if let Some(CallEvent::Ended { reason }) = self.events.back_mut() {
                     *reason = EndReason::AckTimeout;
                 }
             }
         }
     }
 
-    fn drain_reinvite(&mut self, _now: Instant) {
+    fn drain_reinvite(&mut self) {
         let Some((_, tx)) = self.reinvite.as_mut() else {
             return;
         };
         while let Some(b) = tx.poll_transmit() {
-            self.out.push((Destination::Addr(self.source), b));
+            self.out.push_back((Destination::Addr(self.source), b));
         }
         while tx.poll_event().is_some() {}
         if tx.is_terminated() {
@@ -488,21 +480,21 @@ impl CallCore {
         }
     }
 
-    fn drain_nist(&mut self, _now: Instant) {
+    fn drain_nist(&mut self) {
         for (src, tx) in self.nist.values_mut() {
             while let Some(b) = tx.poll_transmit() {
-                self.out.push((Destination::Addr(*src), b));
+                self.out.push_back((Destination::Addr(*src), b));
             }
             while tx.poll_event().is_some() {}
         }
         self.nist.retain(|_, (_, tx)| !tx.is_terminated());
     }
 
-    fn drain_bye(&mut self, _now: Instant) {
+    fn drain_bye(&mut self) {
         let Some(tx) = self.bye.as_mut() else { return };
         while let Some(b) = tx.poll_transmit() {
             if let Some(hop) = &self.bye_hop {
-                self.out.push((Destination::Uri(hop.clone()), b));
+                self.out.push_back((Destination::Uri(hop.clone()), b));
             }
         }
         while let Some(e) = tx.poll_event() {

@@ -8,7 +8,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -331,7 +331,7 @@ impl Dispatcher {
                     ServerTx::Invite(t) => t.poll_timeout(),
                     ServerTx::NonInvite(t) => t.poll_timeout(),
                 };
-                if due.is_some_and(|d| d <= now) || due.is_none() {
+                if due.is_none_or(|d| d <= now) {
                     match tx {
                         ServerTx::Invite(t) => t.handle_timeout(now),
                         ServerTx::NonInvite(t) => t.handle_timeout(now),
@@ -348,11 +348,6 @@ impl Dispatcher {
 
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
-    }
-
-    /// How long a rejected transaction is kept at most (for sizing, and tests).
-    pub fn transaction_lifetime(&self) -> Duration {
-        self.timers.t1 * 64
     }
 
     pub fn open_transactions(&self) -> usize {

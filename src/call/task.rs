@@ -15,10 +15,10 @@ use crate::agent::{AgentEvent, AgentOutput, AgentSession, CallInfo, CallerEvent}
 use crate::call::core::{CallCore, CallEvent, Destination, EndReason, LocalContact};
 use crate::call::dispatch::NewCall;
 use crate::call::Shared;
-use crate::codec::g711::Law;
 use crate::media::ports::PortLease;
 use crate::media::session::{MediaParams, MediaSession};
-use crate::sdp::{self, Codec, LocalMedia, Negotiated, SessionDescription};
+use crate::routing::Admitted;
+use crate::sdp::{self, LocalMedia, Negotiated, SessionDescription};
 use crate::sip::message::{HeaderName, Message};
 use crate::sip::uri::Uri;
 
@@ -68,7 +68,8 @@ struct Call {
     core: CallCore,
     inbox: SipInbox,
     call_id: String,
-    agent_name: String,
+    /// Who called whom, through which trunk, for which agent (decided by routing).
+    admitted: Admitted,
     local_ip: IpAddr,
     media: Option<ActiveMedia>,
     ended_notified: bool,
@@ -125,7 +126,7 @@ impl Call {
         // address that somehow does not.
         let contact = Uri::parse(&format!("sip:{via_host_port}")).unwrap_or_else(|e| {
             tracing::error!(%via_host_port, error = %e, "cannot form our Contact URI");
-            fallback_contact(shared.sip_port)
+            Uri::host(local_ip.to_string(), shared.sip_port)
         });
         let now = Instant::now().into_std();
         let core = CallCore::new(
@@ -142,7 +143,7 @@ impl Call {
             core,
             inbox,
             call_id: new.call_id,
-            agent_name: new.admitted.agent,
+            admitted: new.admitted,
             local_ip,
             media: None,
             ended_notified: false,
@@ -161,12 +162,7 @@ impl Call {
     /// Negotiates SDP, binds the RTP port and connects the agent, handling SIP meanwhile (a
     /// CANCEL can arrive while the agent connects). Returns the answered call's media.
     async fn setup(&mut self, shared: &Shared, sid: String) -> Option<ActiveMedia> {
-        let invite = self.core.invite().clone();
-        let offer = match std::str::from_utf8(&invite.body)
-            .ok()
-            .filter(|b| !b.trim().is_empty())
-            .map(SessionDescription::parse)
-        {
+        let offer = match parse_offer(&self.core.invite().body) {
             Some(Ok(offer)) => offer,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "unreadable SDP offer: 488");
@@ -205,14 +201,14 @@ impl Call {
         tracing::info!(codec = negotiated.codec.name(), remote = ?negotiated.remote_rtp,
             port = lease.port(), "media negotiated");
 
-        let Some(agent) = shared.agents.get(&self.agent_name).cloned() else {
+        let Some(agent) = shared.agents.get(&self.admitted.agent).cloned() else {
             self.core.reject(now(), 500, None);
             return None;
         };
         let info = CallInfo {
             call_id: self.call_id.clone(),
-            caller: crate::routing::caller_number(&invite),
-            called: crate::routing::called_number(&invite),
+            caller: self.admitted.caller.clone(),
+            called: self.admitted.called.clone(),
             twilio_call_sid: (!sid.is_empty()).then_some(sid),
         };
         let mut connecting = agent.connect(&info);
@@ -250,7 +246,11 @@ impl Call {
                 return None; // cancelled while connecting
             }
         };
-        let params = self.media_params(shared, &negotiated);
+        let params = media_params(
+            &negotiated,
+            shared.media_timeout,
+            shared.initial_media_timeout,
+        );
         self.core.answer(now(), negotiated.answer);
         self.flush(shared).await;
         Some(ActiveMedia {
@@ -263,21 +263,6 @@ impl Call {
             sdp_session,
             media_ip: local.ip,
         })
-    }
-
-    fn media_params(&self, shared: &Shared, n: &Negotiated) -> MediaParams {
-        MediaParams {
-            law: match n.codec {
-                Codec::Pcmu => Law::Mu,
-                Codec::Pcma => Law::A,
-            },
-            payload_type: n.payload_type,
-            telephone_event_pt: n.telephone_event_pt,
-            remote: n.remote_rtp,
-            send: n.local_direction.sends(),
-            media_timeout: shared.media_timeout,
-            initial_media_timeout: shared.initial_media_timeout,
-        }
     }
 
     async fn media_loop(&mut self, shared: &Shared) {
@@ -399,17 +384,12 @@ impl Call {
             self.core.answer_reinvite(now(), Err(488));
             return;
         };
-        let offer = std::str::from_utf8(sdp_bytes)
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .map(SessionDescription::parse);
-        let Some(Ok(offer)) = offer else {
+        let Some(Ok(offer)) = parse_offer(sdp_bytes) else {
             // A re-INVITE without SDP asks for our offer; not supported, and a 488 keeps
             // the call as it was.
             self.core.answer_reinvite(now(), Err(488));
             return;
         };
-        let current = m.session.params().clone();
         m.sdp_version += 1;
         let local = LocalMedia {
             ip: m.media_ip,
@@ -420,19 +400,12 @@ impl Call {
         };
         match sdp::negotiate(&offer, &local) {
             Ok(n) => {
-                let law = match n.codec {
-                    Codec::Pcmu => Law::Mu,
-                    Codec::Pcma => Law::A,
-                };
                 tracing::info!(direction = ?n.local_direction, remote = ?n.remote_rtp, "re-INVITE");
-                m.session.update(MediaParams {
-                    law,
-                    payload_type: n.payload_type,
-                    telephone_event_pt: n.telephone_event_pt,
-                    remote: n.remote_rtp,
-                    send: n.local_direction.sends(),
-                    ..current
-                });
+                // The stream carries on: same socket, SSRC and timers, new far end and codec.
+                let timeouts = m.session.params();
+                let params =
+                    media_params(&n, timeouts.media_timeout, timeouts.initial_media_timeout);
+                m.session.update(params);
                 self.core.answer_reinvite(now(), Ok(n.answer));
             }
             Err(e) => {
@@ -486,6 +459,27 @@ impl Call {
     }
 }
 
+/// The SDP offer in a body: `None` when there is none (empty, or not text at all).
+fn parse_offer(body: &[u8]) -> Option<Result<SessionDescription, sdp::SdpError>> {
+    std::str::from_utf8(body)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .map(SessionDescription::parse)
+}
+
+/// What the media session needs from an SDP negotiation.
+fn media_params(n: &Negotiated, media_timeout: Duration, initial: Duration) -> MediaParams {
+    MediaParams {
+        law: n.codec.into(),
+        payload_type: n.payload_type,
+        telephone_event_pt: n.telephone_event_pt,
+        remote: n.remote_rtp,
+        send: n.local_direction.sends(),
+        media_timeout,
+        initial_media_timeout: initial,
+    }
+}
+
 fn log_end(reason: &EndReason) {
     match reason {
         EndReason::Rejected(code) => tracing::info!(code, "call rejected"),
@@ -504,28 +498,13 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-fn fallback_contact(port: u16) -> Uri {
-    Uri {
-        scheme: crate::sip::uri::Scheme::Sip,
-        user: None,
-        password: None,
-        host: "127.0.0.1".into(),
-        port: Some(port),
-        params: Vec::new(),
-        headers: Vec::new(),
-    }
-}
-
 /// The next hop of an in-dialog request: an IP literal as is, a name through DNS (A/AAAA; SRV
 /// is not needed for Twilio, whose Record-Route entries are addresses).
 async fn resolve(uri: &Uri) -> Option<SocketAddr> {
-    let (host, port) = uri.host_port();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Some(SocketAddr::new(ip, port));
+    if let Some(addr) = uri.socket_addr() {
+        return Some(addr);
     }
-    let mut addrs = tokio::net::lookup_host(format!("{host}:{port}"))
-        .await
-        .ok()?;
+    let (host, port) = uri.host_port();
+    let mut addrs = tokio::net::lookup_host((host.as_str(), port)).await.ok()?;
     addrs.next()
 }

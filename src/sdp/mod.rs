@@ -25,6 +25,15 @@ pub enum Codec {
     Pcma,
 }
 
+impl From<Codec> for crate::codec::g711::Law {
+    fn from(c: Codec) -> Self {
+        match c {
+            Codec::Pcmu => crate::codec::g711::Law::Mu,
+            Codec::Pcma => crate::codec::g711::Law::A,
+        }
+    }
+}
+
 impl Codec {
     /// The static RTP payload type (RFC 3551). An offer may map the codec to a dynamic type
     /// instead; [`Negotiated::payload_type`] is the one to use on the wire.

@@ -86,6 +86,27 @@ impl Uri {
         self.param("lr").is_some()
     }
 
+    /// `sip:host:port`, nothing else.
+    pub fn host(host: impl Into<String>, port: u16) -> Uri {
+        Uri {
+            scheme: Scheme::Sip,
+            user: None,
+            password: None,
+            host: host.into(),
+            port: Some(port),
+            params: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Where to send, when the host is an IP address (a name needs DNS, which callers do or
+    /// refuse themselves).
+    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
+        let (host, port) = self.host_port();
+        let ip = host.parse::<std::net::IpAddr>().ok()?;
+        Some(std::net::SocketAddr::new(ip, port))
+    }
+
     /// Host and port to send to. Without an explicit port: 5061 for `sips:` or
     /// `;transport=tls`, 5060 otherwise (RFC 3263 §4.2 defaults, no DNS SRV here).
     pub fn host_port(&self) -> (String, u16) {

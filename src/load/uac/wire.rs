@@ -57,12 +57,8 @@ pub fn parse_answer(body: &[u8]) -> Result<SendParams, String> {
                 .map(|c| (pt, c))
         })
         .ok_or("no PCMU or PCMA in the answer")?;
-    let law = match codec {
-        Codec::Pcmu => Law::Mu,
-        Codec::Pcma => Law::A,
-    };
     Ok(SendParams {
-        law,
+        law: codec.into(),
         payload_type,
         remote: SocketAddr::new(ip, m.port),
     })
@@ -71,10 +67,7 @@ pub fn parse_answer(body: &[u8]) -> Result<SendParams, String> {
 /// The socket address of a URI with an IP host; a host name (which this sans-IO core does not
 /// resolve) falls back to `fallback`, the target.
 pub(super) fn addr_of(uri: &Uri, fallback: SocketAddr) -> SocketAddr {
-    let (host, port) = uri.host_port();
-    host.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, port))
-        .unwrap_or(fallback)
+    uri.socket_addr().unwrap_or(fallback)
 }
 
 /// The URI inside a name-addr string we built ourselves.
@@ -82,15 +75,7 @@ pub(super) fn contact_uri(name_addr: &str) -> Uri {
     NameAddr::parse(name_addr)
         .map(|n| n.uri)
         .or_else(|_| Uri::parse(name_addr))
-        .unwrap_or_else(|_| Uri {
-            scheme: crate::sip::uri::Scheme::Sip,
-            user: None,
-            password: None,
-            host: "0.0.0.0".into(),
-            port: None,
-            params: Vec::new(),
-            headers: Vec::new(),
-        })
+        .unwrap_or_else(|_| Uri::host("0.0.0.0", 5060))
 }
 
 pub(super) fn random_hex(bytes: usize) -> String {
