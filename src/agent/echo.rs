@@ -19,6 +19,10 @@ impl Agent for EchoAgent {
     fn connect(&self, _call: &CallInfo) -> ConnectFuture {
         Box::pin(async { Ok(Box::new(EchoSession::new()) as Box<dyn AgentSession>) })
     }
+
+    fn kind(&self) -> &'static str {
+        "echo"
+    }
 }
 
 pub struct EchoSession {
@@ -70,6 +74,7 @@ impl AgentSession for EchoSession {
             // Echo key presses too, so DTMF round trips are testable end to end.
             CallerEvent::Dtmf(d) => self.events.push_back(AgentEvent::Dtmf(d)),
             CallerEvent::Hangup => self.ended = true,
+            CallerEvent::Answered => {}
         }
         self.wake();
     }

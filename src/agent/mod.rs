@@ -1,4 +1,4 @@
-//! Agents: the far end of a call (the built-in echo agent; Hume EVI and LiveKit to come).
+//! Agents: the far end of a call (the built-in echo agent, Hume EVI, a LiveKit room).
 //!
 //! A call talks to its agent through [`AgentSession`], in 20 ms frames of 16-bit mono PCM that
 //! carry their sample rate, plus events both ways. The session is polled from inside the call's
@@ -10,6 +10,7 @@ pub mod echo;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// Samples in the largest frame we carry: 20 ms at 16 kHz. The call side is 8 kHz (G.711);
 /// the room above is for wideband telephone codecs. Agents resample their far end's rates
@@ -74,6 +75,8 @@ impl std::fmt::Debug for AudioFrame {
 pub enum CallerEvent {
     /// An RFC 4733 key press from the caller.
     Dtmf(char),
+    /// The call was answered (200 OK sent): the conversation is live.
+    Answered,
     /// The caller hung up (or the call ended for another reason); the agent should close.
     Hangup,
 }
@@ -99,6 +102,12 @@ pub enum AgentEvent {
         text: String,
         /// The strongest emotion scores, highest first.
         emotions: Vec<(String, f32)>,
+    },
+    /// Something about the far-end session worth showing on the admin API (a chat id, a room
+    /// name, the room's participants). A later value for the same key replaces the earlier one.
+    Detail {
+        key: &'static str,
+        value: serde_json::Value,
     },
 }
 
@@ -130,12 +139,20 @@ pub trait AgentSession: Send {
 }
 
 /// What an agent learns about the call when it starts.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct CallInfo {
+    /// The SIP Call-ID, in full.
     pub call_id: String,
+    /// Our To-tag on the caller's dialog.
+    pub local_tag: String,
+    /// Caller and called numbers, normalised (E.164 where they were numbers).
     pub caller: String,
     pub called: String,
+    /// The trunk that admitted the call and the agent name it was routed to (config keys).
+    pub trunk: String,
+    pub agent: String,
     pub twilio_call_sid: Option<String>,
+    pub twilio_account_sid: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +163,34 @@ pub enum AgentError {
     Refused(String),
 }
 
+/// How a call behaves while its agent connects. The agent knows its far end: a WebSocket is up in
+/// a second or fails, while a LiveKit room waits for its dispatched agent like a phone rings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetupPolicy {
+    /// Connecting longer than this sends 180 Ringing.
+    pub ring_after: Duration,
+    /// Re-send 180 this often while connecting (some carriers drop a call that rings silently).
+    pub ring_every: Option<Duration>,
+    /// Give up connecting after this long...
+    pub timeout: Duration,
+    /// ...and reject the INVITE with this status (5xx lets Twilio fail over; 480 is "no answer").
+    pub timeout_status: u16,
+    /// The status for a connect error.
+    pub error_status: u16,
+}
+
+impl Default for SetupPolicy {
+    fn default() -> Self {
+        SetupPolicy {
+            ring_after: Duration::from_millis(50),
+            ring_every: None,
+            timeout: Duration::from_secs(10),
+            timeout_status: 503,
+            error_status: 503,
+        }
+    }
+}
+
 pub type ConnectFuture =
     Pin<Box<dyn Future<Output = Result<Box<dyn AgentSession>, AgentError>> + Send>>;
 
@@ -153,4 +198,11 @@ pub type ConnectFuture =
 /// the call rings meanwhile and answers once the session is ready.
 pub trait Agent: Send + Sync {
     fn connect(&self, call: &CallInfo) -> ConnectFuture;
+
+    /// The config `kind` ("echo", "hume", "livekit"), for logs, metrics and the admin API.
+    fn kind(&self) -> &'static str;
+
+    fn setup_policy(&self) -> SetupPolicy {
+        SetupPolicy::default()
+    }
 }

@@ -22,12 +22,8 @@ use crate::sdp::{self, LocalMedia, Negotiated, SessionDescription};
 use crate::sip::message::{HeaderName, Message};
 use crate::sip::uri::Uri;
 
-/// How long an agent may take to connect before the caller gets a 503 (so Twilio can fail over).
-const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// RTP datagrams read in one pass of a call's loop before it looks at SIP and timers again.
 const MAX_READS_PER_PASS: usize = 16;
-/// Connecting longer than this sends 180 Ringing.
-const RING_AFTER: Duration = Duration::from_millis(50);
 
 pub type SipInbox = mpsc::Receiver<(Message, SocketAddr)>;
 
@@ -111,6 +107,10 @@ impl ActiveMedia {
             }
             Some(AgentOutput::Event(AgentEvent::Transcript { role, text, .. })) => {
                 tracing::info!(?role, %text, "transcript");
+                None
+            }
+            Some(AgentOutput::Event(AgentEvent::Detail { key, value })) => {
+                tracing::info!(key, %value, "agent session detail");
                 None
             }
             None => Some("agent ended".into()),
@@ -205,24 +205,37 @@ impl Call {
             self.core.reject(now(), 500, None);
             return None;
         };
+        let account_sid = self
+            .core
+            .invite()
+            .headers
+            .get(&HeaderName::Other("X-Twilio-AccountSid".into()))
+            .map(str::to_string);
         let info = CallInfo {
             call_id: self.call_id.clone(),
+            local_tag: self.core.local_tag().to_string(),
             caller: self.admitted.caller.clone(),
             called: self.admitted.called.clone(),
+            trunk: self.admitted.trunk.clone(),
+            agent: self.admitted.agent.clone(),
             twilio_call_sid: (!sid.is_empty()).then_some(sid),
+            twilio_account_sid: account_sid,
         };
+        let policy = agent.setup_policy();
         let mut connecting = agent.connect(&info);
-        let ring_at = Instant::now() + RING_AFTER;
-        let give_up = Instant::now() + AGENT_CONNECT_TIMEOUT;
-        let mut rang = false;
+        let started = Instant::now();
+        let mut ring_at = Some(started + policy.ring_after);
+        let give_up = started + policy.timeout;
         let session = loop {
             let deadline = self.core.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 result = &mut connecting => match result {
                     Ok(s) => break s,
                     Err(e) => {
-                        tracing::error!(error = %e, "agent failed to start: 503");
-                        self.core.reject(now(), 503, None);
+                        let status = policy.error_status;
+                        tracing::error!(error = %e, agent = agent.kind(), status,
+                            "agent failed to start; rejecting the call");
+                        self.core.reject(now(), status, None);
                         return None;
                     }
                 },
@@ -230,13 +243,15 @@ impl Call {
                     Some((m, src)) => self.core.handle_message(now(), m, src),
                     None => return None,
                 },
-                _ = tokio::time::sleep_until(ring_at), if !rang => {
-                    rang = true;
+                _ = sleep_until_opt(ring_at) => {
+                    ring_at = policy.ring_every.map(|every| Instant::now() + every);
                     self.core.ring(now());
                 }
                 _ = tokio::time::sleep_until(give_up) => {
-                    tracing::error!("agent did not connect within {AGENT_CONNECT_TIMEOUT:?}: 503");
-                    self.core.reject(now(), 503, None);
+                    let status = policy.timeout_status;
+                    tracing::error!(timeout = ?policy.timeout, agent = agent.kind(), status,
+                        "agent did not connect in time; rejecting the call");
+                    self.core.reject(now(), status, None);
                     return None;
                 }
                 _ = sleep_until_opt(deadline) => self.core.handle_timeout(now()),
@@ -253,6 +268,8 @@ impl Call {
         );
         self.core.answer(now(), negotiated.answer);
         self.flush(shared).await;
+        let mut session = session;
+        session.send_event(CallerEvent::Answered);
         Some(ActiveMedia {
             socket,
             // The send clock starts with the answer.
