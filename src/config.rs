@@ -384,13 +384,7 @@ mod raw {
         pub agent: Spanned<String>,
     }
 
-    #[derive(Deserialize)]
-    pub struct Agent {
-        pub kind: Spanned<String>,
-        /// Keys of the kinds this build does not run yet are kept so they can be named.
-        #[serde(flatten)]
-        pub rest: BTreeMap<String, toml::Value>,
-    }
+    pub use super::agents::RawAgent as Agent;
 }
 
 fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<String>) -> Config {
@@ -490,33 +484,8 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
 
     // [agents] before routes, so routes can be checked against them.
     for (name, agent) in &raw.agents {
-        let key = format!("agents.{}.kind", name.get_ref());
-        match agent.get_ref().kind.get_ref().as_str() {
-            "echo" => {
-                if let Some(k) = agent.get_ref().rest.keys().next() {
-                    ctx.problem(
-                        agent.span(),
-                        &format!("agents.{}.{k}", name.get_ref()),
-                        "unknown key for an echo agent",
-                    );
-                }
-                config
-                    .agents
-                    .insert(name.get_ref().clone(), AgentSpec::Echo);
-            }
-            "hume" | "livekit" => ctx.problem(
-                agent.get_ref().kind.span(),
-                &key,
-                format!(
-                    "agent kind \"{}\" is not available in this build yet (available: echo)",
-                    agent.get_ref().kind.get_ref()
-                ),
-            ),
-            other => ctx.problem(
-                agent.get_ref().kind.span(),
-                &key,
-                format!("unknown agent kind \"{other}\" (available: echo)"),
-            ),
+        if let Some(spec) = agents::resolve(ctx, env, name.get_ref(), agent) {
+            config.agents.insert(name.get_ref().clone(), spec);
         }
     }
 
@@ -705,5 +674,6 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     Ok((lo, hi))
 }
 
+mod agents;
 #[cfg(test)]
 mod tests;

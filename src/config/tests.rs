@@ -181,3 +181,16 @@ fn public_addr_must_make_a_sip_uri() {
     let c = parse_ok("[sip]\npublic_addr = \"gw.example.net:5080\"\n");
     assert_eq!(c.sip.public_addr.as_deref(), Some("gw.example.net:5080"));
 }
+
+#[test]
+fn key_of_another_agent_kind_is_named_with_its_line() {
+    let p = problems("[agents.e]\nkind = \"echo\"\n\nroom_prefix = \"x-\"\n");
+    assert_eq!(p[0].key, "agents.e.room_prefix");
+    assert_eq!(p[0].line, 4);
+    assert!(
+        p[0].message.contains("not valid for kind = \"echo\""),
+        "{p:?}"
+    );
+    let p = problems("[agents.e]\nkind = \"echo\"\nroom_prefx = \"x-\"\n");
+    assert!(p[0].message.contains("unknown field"), "{p:?}");
+}
