@@ -15,8 +15,8 @@
 //! The target is a passband flat to 0.85 × the lower Nyquist and a stopband of 63 dB (60 dB plus
 //! margin) starting at that Nyquist.
 //!
-//! - Whenever the lower rate is at least ~12 kHz, the 15 % transition band is wide enough
-//!   (≥ 905 Hz) and the filter is exactly that, with the shortest span that achieves it (e.g.
+//! - Whenever the lower rate is at least ~12.8 kHz, the 15 % transition band is wide enough
+//!   (≥ 958 Hz) and the filter is exactly that, with the shortest span that achieves it (e.g.
 //!   1.6 ms of delay for a 16 kHz side).
 //! - With an 8 kHz side the transition band would be 600 Hz, which needs a 6.4 ms span (3.2 ms of
 //!   delay). The delay wins and the span is held at 4 ms, which leaves a ~960 Hz transition band
@@ -231,6 +231,7 @@ impl Resampler {
     /// output samples have been produced, the same as for one call with the whole stream. Does
     /// not allocate when `out` already has room for the new samples.
     pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        // Only the identity converter has no coefficient table.
         if self.coeffs.is_empty() {
             out.extend_from_slice(input);
             return;
