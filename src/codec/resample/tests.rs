@@ -249,6 +249,19 @@ fn delay_is_within_budget_and_matches_an_impulse() {
 }
 
 #[test]
+fn cd_and_dat_family_rates_work() {
+    for odd in [11_025, 22_050] {
+        for other in RATES {
+            for (from, to) in [(odd, other), (other, odd)] {
+                let r = Resampler::new(from, to).unwrap();
+                assert!(r.delay_secs() <= MAX_DELAY_SECS + 1e-12, "{from}->{to}");
+                assert_passes(from, to, 1_000.0);
+            }
+        }
+    }
+}
+
+#[test]
 fn identity_copies() {
     let input = tone(440.0, 16_000, 32_767.0, 1_000);
     let mut r = Resampler::new(16_000, 16_000).unwrap();
