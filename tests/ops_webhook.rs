@@ -16,6 +16,8 @@ use sipbridge::config;
 
 const TOKEN: &str = "12345";
 
+type Param = (&'static str, &'static str);
+
 /// The example of Twilio's security docs: these params, this token, and for
 /// `https://mycompany.com/myapp.php?foo=1&bar=2` the signature `0/KCTR6DLpKmkAf8muzZqo1nDgQ=`.
 const PARAMS: [(&str, &str); 5] = [
@@ -134,7 +136,7 @@ async fn tampered_unsigned_or_wrongly_keyed_requests_get_a_bare_403() {
     let mut tampered = PARAMS;
     tampered[2] = ("Digits", "9999");
     let wrong_key = sign("54321", url, &PARAMS);
-    let cases: [(&[(&str, &str)], Option<&str>); 4] = [
+    let cases: [(&[Param], Option<&str>); 4] = [
         (&tampered, Some(&sig)),
         (&PARAMS, None),
         (&PARAMS, Some(&wrong_key)),
