@@ -60,6 +60,28 @@ pub struct Reload {
     pub needs_restart: Vec<&'static str>,
 }
 
+/// A cloneable view of a running gateway for its supervisors (watchdog, status line).
+#[derive(Clone)]
+pub struct Monitor {
+    control: mpsc::UnboundedSender<Control>,
+    status: watch::Receiver<Status>,
+}
+
+impl Monitor {
+    pub fn status(&self) -> Status {
+        *self.status.borrow()
+    }
+
+    /// True when the SIP loop answered within `within`: it is alive and not stuck.
+    pub async fn ping(&self, within: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Ping(tx)).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(within, rx).await, Ok(Ok(())))
+    }
+}
+
 /// A running gateway's handles: where it listens, and how to steer and stop it.
 pub struct Gateway {
     pub sip_addr: SocketAddr,
@@ -191,13 +213,12 @@ impl Gateway {
         let _ = rx.wait_for(|s| done(s)).await;
     }
 
-    /// True when the SIP loop answered within `within`: it is alive and not stuck.
-    pub async fn ping(&self, within: Duration) -> bool {
-        let (tx, rx) = oneshot::channel();
-        if self.control.send(Control::Ping(tx)).is_err() {
-            return false;
+    /// A handle for the watchdog and the status line, usable while `shutdown` runs.
+    pub fn monitor(&self) -> Monitor {
+        Monitor {
+            control: self.control.clone(),
+            status: self.status.clone(),
         }
-        matches!(tokio::time::timeout(within, rx).await, Ok(Ok(())))
     }
 
     /// Puts a new configuration in force for the calls that start from now on: trunks,

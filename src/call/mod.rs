@@ -22,7 +22,7 @@ use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
 use crate::sip::transaction::Timers;
 use crate::sip::transport::SipSocket;
-pub use gateway::{Gateway, Reload};
+pub use gateway::{Gateway, Monitor, Reload};
 use registry::Registry;
 use task::CallNotice;
 

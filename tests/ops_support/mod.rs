@@ -179,3 +179,194 @@ pub fn place_calls(
     };
     tokio::task::spawn_blocking(move || sipbridge::load::run(args).expect("load harness runs"))
 }
+
+/// The gateway binary as a child process, its log lines (JSON) collected as they come.
+pub struct Gateway {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Gateway {
+    /// Runs `sipbridge --log-format json run --config <config>` with `env` and waits until
+    /// SIP and HTTP are listening.
+    pub async fn spawn(config: &std::path::Path, env: &[(&str, &str)]) -> Gateway {
+        Gateway::spawn_with(&["--log-format", "json", "run", "--config"], config, env).await
+    }
+
+    pub async fn spawn_with(
+        args: &[&str],
+        config: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sipbridge"));
+        cmd.args(args)
+            .arg(config)
+            .env_remove("SIPBRIDGE_CONFIG")
+            .env_remove("NOTIFY_SOCKET")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn sipbridge");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for l in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    lines.lock().unwrap().push(l);
+                }
+            });
+        }
+        let mut g = Gateway {
+            child,
+            lines,
+            sip: SocketAddr::from(([0, 0, 0, 0], 0)),
+            http: SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let field = |g: &Gateway, name: &str| -> Option<SocketAddr> {
+            g.lines().iter().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                v["fields"][name].as_str()?.parse().ok()
+            })
+        };
+        for _ in 0..400 {
+            if let (Some(s), Some(h)) = (field(&g, "sip_addr"), field(&g, "http_addr")) {
+                g.sip = s;
+                g.http = h;
+                return g;
+            }
+            if let Ok(Some(status)) = g.child.try_wait() {
+                panic!("gateway exited {status}:\n{}", g.lines().join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway never listened:\n{}", g.lines().join("\n"));
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) for a log line containing `text`.
+    pub async fn wait_log(&self, text: &str) -> bool {
+        for _ in 0..400 {
+            if self.lines().iter().any(|l| l.contains(text)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits (bounded, 30 s) for the process to exit.
+    pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway did not exit:\n{}", self.lines().join("\n"));
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A file in a fresh per-process temp dir.
+pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "sipbridge-ops-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Sends one INVITE without credentials from a fresh socket and returns the final response's
+/// text (provisional ones skipped).
+pub async fn raw_invite(target: SocketAddr, tag: &str) -> String {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap();
+    let msg = format!(
+        "INVITE sip:+447846855904@{target} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-ops-{tag};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+15551230000@sip.twilio.com>;tag={tag}\r\n\
+         To: <sip:+447846855904@{target}>\r\n\
+         Call-ID: ops-{tag}@127.0.0.1\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:+15551230000@{local}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    sock.send_to(msg.as_bytes(), target).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..10 {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("no SIP response")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 1") {
+            return text;
+        }
+    }
+    panic!("no final response");
+}
+
+/// A gateway config for a child process: SIP and HTTP on loopback port 0.
+pub fn child_config(rtp: (u16, u16), grace_secs: u64, trunk_password_line: &str) -> String {
+    format!(
+        "shutdown_grace_secs = {grace_secs}\n\
+         [sip]\nlisten = \"127.0.0.1:0\"\n\
+         [media]\nrtp_ports = \"{}-{}\"\nmedia_timeout_secs = 5\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n\
+         [[trunks]]\nname = \"twilio\"\nusername = \"ai-voice-agent\"\n{trunk_password_line}\n\
+         allowed_addresses = [\"127.0.0.0/8\"]\n",
+        rtp.0, rtp.1
+    )
+}
