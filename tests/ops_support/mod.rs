@@ -244,10 +244,16 @@ impl Gateway {
             sip: SocketAddr::from(([0, 0, 0, 0], 0)),
             http: SocketAddr::from(([0, 0, 0, 0], 0)),
         };
+        // JSON lines carry the address in "fields"; text lines as `name=value` (colours, if
+        // any, stripped).
         let field = |g: &Gateway, name: &str| -> Option<SocketAddr> {
             g.lines().iter().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                v["fields"][name].as_str()?.parse().ok()
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(l) {
+                    return v["fields"][name].as_str()?.parse().ok();
+                }
+                let plain = strip_ansi(l);
+                let rest = plain.split(&format!("{name}=")).nth(1)?;
+                rest.split_whitespace().next()?.parse().ok()
             })
         };
         for _ in 0..400 {
@@ -369,4 +375,22 @@ pub fn child_config(rtp: (u16, u16), grace_secs: u64, trunk_password_line: &str)
          allowed_addresses = [\"127.0.0.0/8\"]\n",
         rtp.0, rtp.1
     )
+}
+
+/// Removes ANSI colour sequences (`ESC [ ... m`).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
