@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::dispatch::{Dispatcher, Output, Stat};
 use super::registry::Registry;
 use super::task::{self, CallInput, CallNotice};
-use super::{build_agents, Live, Shared};
+use super::{build_agents, AgentMap, Live, Shared};
 use crate::config::{Config, Route, Trunk};
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
@@ -92,11 +92,23 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     http: tokio::task::JoinHandle<()>,
+    /// Agents the embedding program supplied; they survive reloads.
+    own_agents: AgentMap,
 }
 
 impl Gateway {
     /// Binds the SIP socket and the admin HTTP listener and starts serving.
     pub async fn start(config: &Config) -> std::io::Result<Gateway> {
+        Gateway::start_with_agents(config, AgentMap::new()).await
+    }
+
+    /// Like [`Gateway::start`], with agents supplied by the embedding program: each replaces
+    /// the configured agent of the same name (routes name them as usual) and is kept across
+    /// reloads.
+    pub async fn start_with_agents(
+        config: &Config,
+        own_agents: AgentMap,
+    ) -> std::io::Result<Gateway> {
         let sip = SipSocket::bind(config.sip.listen).await?;
         let sip_addr = sip.local_addr()?;
         let http_listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -123,7 +135,7 @@ impl Gateway {
             route_cache: Mutex::new(HashMap::new()),
             live: RwLock::new(Arc::new(Live {
                 config: Arc::new(config.clone()),
-                agents: Arc::new(build_agents(config)),
+                agents: Arc::new(with_own(build_agents(config), &own_agents)),
             })),
             registry: Registry::new(),
             metrics: Metrics::new(),
@@ -182,6 +194,7 @@ impl Gateway {
             shutdown,
             task,
             http,
+            own_agents,
         })
     }
 
@@ -237,7 +250,7 @@ impl Gateway {
         effective.sip.challenge = old.sip.challenge;
         effective.media = old.media.clone();
         effective.http.listen = old.http.listen;
-        let agents = build_agents(&effective);
+        let agents = with_own(build_agents(&effective), &self.own_agents);
         let _ = self.control.send(Control::Reload {
             trunks: effective.trunks.clone(),
             routes: effective.routes.clone(),
@@ -287,8 +300,23 @@ impl Gateway {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
-        let _ = self.http.await;
+        // In-flight requests get a moment; a client holding a connection open does not hold
+        // up the exit.
+        let mut http = self.http;
+        if tokio::time::timeout(Duration::from_secs(2), &mut http)
+            .await
+            .is_err()
+        {
+            http.abort();
+        }
     }
+}
+
+fn with_own(mut agents: AgentMap, own: &AgentMap) -> AgentMap {
+    for (name, agent) in own {
+        agents.insert(name.clone(), Arc::clone(agent));
+    }
+    agents
 }
 
 /// The settings that differ between `old` and `new` but only take effect on a restart.

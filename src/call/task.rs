@@ -332,6 +332,7 @@ impl Call {
             bytes_received: 0,
             reported: RtpDelta::default(),
             next_report: connected + REPORT_EVERY,
+            agent_ended: false,
         })
     }
 

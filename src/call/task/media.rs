@@ -31,6 +31,7 @@ pub(super) struct ActiveMedia {
     pub(super) bytes_received: u64,
     pub(super) reported: RtpDelta,
     pub(super) next_report: Instant,
+    pub(super) agent_ended: bool,
 }
 
 impl ActiveMedia {
@@ -81,7 +82,11 @@ impl ActiveMedia {
                 None
             }
             None => {
-                shared.metrics.agent_error(self.kind, "session_ended");
+                // An ended session keeps answering None until the call stops polling it.
+                if !self.agent_ended {
+                    self.agent_ended = true;
+                    shared.metrics.agent_error(self.kind, "session_ended");
+                }
                 Some(("agent session ended".into(), "agent_error"))
             }
         }
