@@ -32,7 +32,7 @@ async fn start(http_extra: &str, env: &[(&str, &str)]) -> Gateway {
 async fn a_live_call_is_listed_and_the_metrics_move() {
     let gw = start("", &[]).await;
     let http_addr = gw.http_addr;
-    let call = place_calls(gw.sip_addr, 1, 3.0, USER, PASSWORD);
+    let call = place_calls(gw.sip_addr, 1, 5.0, USER, PASSWORD);
 
     // The call, once confirmed and with RTP both ways.
     let calls = poll(

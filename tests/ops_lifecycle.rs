@@ -18,7 +18,7 @@ async fn sigterm_refuses_new_calls_with_503_while_the_running_call_completes() {
     );
     let mut gw = Gateway::spawn(&config, &[]).await;
     let http_addr = gw.http;
-    let call = place_calls(gw.sip, 1, 4.0, USER, PASSWORD);
+    let call = place_calls(gw.sip, 1, 8.0, USER, PASSWORD);
     let calls = poll(
         200,
         async || get(http_addr, "/calls").await.json(),
