@@ -174,7 +174,8 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
                 Sig::Reload => reload(&gateway, path.as_deref()),
             }
         }
-        notify(&[NotifyState::Stopping]);
+        let draining = format!("draining: {} active calls", gateway.status().active);
+        notify(&[NotifyState::Stopping, NotifyState::Status(&draining)]);
         let grace = gateway.shared().live().config.shutdown_grace;
         let hurry = async {
             // A second SIGTERM (or Ctrl-C) ends the grace at once.
@@ -280,10 +281,13 @@ async fn status_line(monitor: Monitor) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tick.tick().await;
-        let s = monitor.status();
-        if last != Some(s) {
-            last = Some(s);
-            let text = format!("{} active calls", s.active);
+        let now = (monitor.status().active, monitor.is_draining());
+        if last != Some(now) {
+            last = Some(now);
+            let text = match now {
+                (n, false) => format!("{n} active calls"),
+                (n, true) => format!("draining: {n} active calls"),
+            };
             notify(&[NotifyState::Status(&text)]);
         }
     }

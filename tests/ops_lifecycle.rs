@@ -193,6 +193,7 @@ async fn systemd_hears_ready_status_watchdog_and_stopping() {
     assert!(recv(&mut seen, "WATCHDOG=1"), "{seen}");
     gw.signal("TERM");
     assert!(recv(&mut seen, "STOPPING=1"), "{seen}");
+    assert!(recv(&mut seen, "STATUS=draining: 0 active calls"), "{seen}");
     assert!(gw.wait_exit().await.success());
     let _ = std::fs::remove_file(&sock_path);
 }

@@ -65,11 +65,16 @@ pub struct Reload {
 pub struct Monitor {
     control: mpsc::UnboundedSender<Control>,
     status: watch::Receiver<Status>,
+    shared: Arc<Shared>,
 }
 
 impl Monitor {
     pub fn status(&self) -> Status {
         *self.status.borrow()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.shared.is_draining()
     }
 
     /// True when the SIP loop answered within `within`: it is alive and not stuck.
@@ -231,6 +236,7 @@ impl Gateway {
         Monitor {
             control: self.control.clone(),
             status: self.status.clone(),
+            shared: Arc::clone(&self.shared),
         }
     }
 
