@@ -9,16 +9,25 @@ use std::time::Duration;
 
 use common::*;
 use ops_support::*;
+use sipbridge::load::Report;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_refuses_new_calls_with_503_while_the_running_call_completes() {
+/// A gateway child process with `grace_secs` of shutdown grace, and a call held for
+/// `hold_secs`, returned once the call is confirmed.
+async fn gateway_with_a_live_call(
+    grace_secs: u64,
+    hold_secs: f64,
+) -> (Gateway, tokio::task::JoinHandle<Report>) {
     let config = temp_file(
         "gw.toml",
-        &child_config(rtp_range(), 30, &format!("password = \"{PASSWORD}\"")),
+        &child_config(
+            rtp_range(),
+            grace_secs,
+            &format!("password = \"{PASSWORD}\""),
+        ),
     );
-    let mut gw = Gateway::spawn(&config, &[]).await;
+    let gw = Gateway::spawn(&config, &[]).await;
+    let call = place_calls(gw.sip, 1, hold_secs, USER, PASSWORD);
     let http_addr = gw.http;
-    let call = place_calls(gw.sip, 1, 8.0, USER, PASSWORD);
     let calls = poll(
         200,
         async || get(http_addr, "/calls").await.json(),
@@ -26,6 +35,13 @@ async fn sigterm_refuses_new_calls_with_503_while_the_running_call_completes() {
     )
     .await;
     assert_eq!(calls[0]["state"], "confirmed", "{calls}");
+    (gw, call)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_refuses_new_calls_with_503_while_the_running_call_completes() {
+    let (mut gw, call) = gateway_with_a_live_call(30, 8.0).await;
+    let http_addr = gw.http;
 
     gw.signal("TERM");
     let health = poll(
@@ -67,21 +83,8 @@ async fn sigterm_refuses_new_calls_with_503_while_the_running_call_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_grace_runs_out_the_remaining_call_gets_a_bye_and_the_exit_is_clean() {
-    let config = temp_file(
-        "gw.toml",
-        &child_config(rtp_range(), 1, &format!("password = \"{PASSWORD}\"")),
-    );
-    let mut gw = Gateway::spawn(&config, &[]).await;
-    let http_addr = gw.http;
     // Held far longer than the grace.
-    let call = place_calls(gw.sip, 1, 60.0, USER, PASSWORD);
-    let calls = poll(
-        200,
-        async || get(http_addr, "/calls").await.json(),
-        |v: &serde_json::Value| v[0]["state"] == "confirmed",
-    )
-    .await;
-    assert_eq!(calls[0]["state"], "confirmed", "{calls}");
+    let (mut gw, call) = gateway_with_a_live_call(1, 60.0).await;
     gw.signal("TERM");
     let report = call.await.unwrap();
     assert_eq!(report.calls[0].status, Some(200));

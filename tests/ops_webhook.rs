@@ -72,6 +72,13 @@ async fn start(twilio: &str, public_addr: bool) -> Gateway {
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
+/// POSTs `params` form-encoded to `path`, with `headers` besides the content type.
+async fn post_form(gw: &Gateway, path: &str, headers: &[(&str, &str)], params: &[Param]) -> Resp {
+    let mut all = vec![FORM];
+    all.extend_from_slice(headers);
+    http(gw.http_addr, "POST", path, &all, &form(params)).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twilios_example_is_accepted_and_answered_with_twiml_that_dials_the_gateway() {
     // The signer above reproduces Twilio's published value.
@@ -86,12 +93,11 @@ async fn twilios_example_is_accepted_and_answered_with_twiml_that_dials_the_gate
     let port = gw.sip_addr.port();
     let url = "https://mycompany.com/twilio/voice?foo=1&bar=2";
     let sig = sign(TOKEN, url, &PARAMS);
-    let r = http(
-        gw.http_addr,
-        "POST",
+    let r = post_form(
+        &gw,
         "/twilio/voice?foo=1&bar=2",
-        &[FORM, ("X-Twilio-Signature", &sig)],
-        &form(&PARAMS),
+        &[("X-Twilio-Signature", &sig)],
+        &PARAMS,
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -109,14 +115,7 @@ async fn twilios_example_is_accepted_and_answered_with_twiml_that_dials_the_gate
     let mut uk = PARAMS;
     uk[4] = ("To", "+447846855904");
     let sig = sign(TOKEN, "https://mycompany.com/twilio/voice", &uk);
-    let r = http(
-        gw.http_addr,
-        "POST",
-        "/twilio/voice",
-        &[FORM, ("X-Twilio-Signature", &sig)],
-        &form(&uk),
-    )
-    .await;
+    let r = post_form(&gw, "/twilio/voice", &[("X-Twilio-Signature", &sig)], &uk).await;
     assert_eq!(r.status, 200);
     assert!(
         r.body.contains(&format!(
@@ -143,28 +142,20 @@ async fn tampered_unsigned_or_wrongly_keyed_requests_get_a_bare_403() {
         (&PARAMS, Some("")),
     ];
     for (params, signature) in cases {
-        let mut headers = vec![FORM];
+        let mut headers = vec![];
         if let Some(s) = signature {
             headers.push(("X-Twilio-Signature", s));
         }
-        let r = http(
-            gw.http_addr,
-            "POST",
-            "/twilio/voice",
-            &headers,
-            &form(params),
-        )
-        .await;
+        let r = post_form(&gw, "/twilio/voice", &headers, params).await;
         assert_eq!(r.status, 403, "{params:?} {signature:?}");
         assert_eq!(r.body, "", "a 403 says nothing more");
     }
     // The untampered request on the same gateway passes.
-    let r = http(
-        gw.http_addr,
-        "POST",
+    let r = post_form(
+        &gw,
         "/twilio/voice",
-        &[FORM, ("X-Twilio-Signature", &sig)],
-        &form(&PARAMS),
+        &[("X-Twilio-Signature", &sig)],
+        &PARAMS,
     )
     .await;
     assert_eq!(r.status, 200);
@@ -179,34 +170,30 @@ async fn the_url_comes_from_host_and_forwarded_proto_with_or_without_the_port() 
         ("https://gw.test:443/twilio/voice", "gw.test"),
     ] {
         let sig = sign(TOKEN, signed_url, &PARAMS);
-        let r = http(
-            gw.http_addr,
-            "POST",
+        let r = post_form(
+            &gw,
             "/twilio/voice",
             &[
-                FORM,
                 ("X-Twilio-Signature", &sig),
                 ("X-Forwarded-Proto", "https"),
                 ("Host", host),
             ],
-            &form(&PARAMS),
+            &PARAMS,
         )
         .await;
         assert_eq!(r.status, 200, "signed {signed_url}, Host {host}");
     }
     // Signed for another scheme: refused.
     let sig = sign(TOKEN, "http://gw.test/twilio/voice", &PARAMS);
-    let r = http(
-        gw.http_addr,
-        "POST",
+    let r = post_form(
+        &gw,
         "/twilio/voice",
         &[
-            FORM,
             ("X-Twilio-Signature", &sig),
             ("X-Forwarded-Proto", "https"),
             ("Host", "gw.test"),
         ],
-        &form(&PARAMS),
+        &PARAMS,
     )
     .await;
     assert_eq!(r.status, 403);
@@ -220,26 +207,18 @@ async fn json_bodies_are_checked_through_body_sha256() {
     let hash = hex::encode(sha2::Sha256::digest(body));
     let path = format!("/twilio/voice?bodySHA256={hash}");
     let sig = sign(TOKEN, &format!("https://mycompany.com{path}"), &[]);
-    let json = ("Content-Type", "application/json");
-    let r = http(
-        gw.http_addr,
-        "POST",
-        &path,
-        &[json, ("X-Twilio-Signature", &sig)],
-        body,
-    )
-    .await;
+    let post_json = async |body: &[u8]| {
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("X-Twilio-Signature", &sig),
+        ];
+        http(gw.http_addr, "POST", &path, &headers, body).await
+    };
+    let r = post_json(body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("edge=dublin"), "{}", r.body);
     let other = br#"{"CallSid":"CA1","To":"+447000000000"}"#;
-    let r = http(
-        gw.http_addr,
-        "POST",
-        &path,
-        &[json, ("X-Twilio-Signature", &sig)],
-        other,
-    )
-    .await;
+    let r = post_json(other).await;
     assert_eq!(r.status, 403);
     gw.stop().await;
 }
@@ -248,13 +227,11 @@ async fn json_bodies_are_checked_through_body_sha256() {
 async fn without_a_public_address_or_a_serving_trunk_there_is_nothing_to_dial() {
     let gw = start("public_url = \"https://mycompany.com\"", false).await;
     let sig = sign(TOKEN, "https://mycompany.com/twilio/voice", &PARAMS);
-    let headers = [FORM, ("X-Twilio-Signature", sig.as_str())];
-    let r = http(
-        gw.http_addr,
-        "POST",
+    let r = post_form(
+        &gw,
         "/twilio/voice",
-        &headers,
-        &form(&PARAMS),
+        &[("X-Twilio-Signature", &sig)],
+        &PARAMS,
     )
     .await;
     assert_eq!(r.status, 503);
@@ -266,8 +243,7 @@ async fn without_a_public_address_or_a_serving_trunk_there_is_nothing_to_dial() 
     let mut odd = PARAMS;
     odd[4] = ("To", "not a number");
     let sig = sign(TOKEN, "https://mycompany.com/twilio/voice", &odd);
-    let headers = [FORM, ("X-Twilio-Signature", sig.as_str())];
-    let r = http(gw.http_addr, "POST", "/twilio/voice", &headers, &form(&odd)).await;
+    let r = post_form(&gw, "/twilio/voice", &[("X-Twilio-Signature", &sig)], &odd).await;
     assert_eq!(r.status, 200);
     assert!(
         r.body.contains("<Reject reason=\"rejected\"/>"),
