@@ -1,4 +1,5 @@
 //! Audio codecs and sample-rate conversion.
 
 pub mod g711;
+pub mod resample;
 pub mod wav;
