@@ -150,6 +150,51 @@ pub struct Route {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentSpec {
     Echo,
+    Hume(HumeSpec),
+}
+
+/// `kind = "hume"`: Hume's EVI speech-to-speech WebSocket.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HumeSpec {
+    /// `ws://` or `wss://` chat endpoint.
+    pub url: String,
+    /// Read from `api_key_env` at load; sent as `X-Hume-Api-Key`.
+    pub api_key: String,
+    pub config_id: Option<String>,
+    pub config_version: Option<u32>,
+    /// Reconnect with `resumed_chat_group_id`, keeping the conversation's context.
+    pub resume: bool,
+    /// Ask for interim `user_message`s.
+    pub verbose_transcription: bool,
+    /// Ring while connecting for at most this long, then 503.
+    pub connect_timeout: Duration,
+    /// The life of one EVI socket; a longer call moves to a resumed socket before it runs out.
+    pub session_limit: Duration,
+    /// Caller audio per `audio_input` message (20..=100 ms, in 20 ms steps).
+    pub audio_batch_ms: u32,
+}
+
+impl HumeSpec {
+    pub const DEFAULT_URL: &'static str = "wss://api.hume.ai/v0/evi/chat";
+    /// EVI drops every socket at 30 minutes.
+    pub const MAX_SESSION_SECS: u64 = 1800;
+}
+
+impl fmt::Debug for HumeSpec {
+    // The API key must never reach a log line, even through `{:?}` of a whole config.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HumeSpec")
+            .field("url", &self.url)
+            .field("api_key", &"<redacted>")
+            .field("config_id", &self.config_id)
+            .field("config_version", &self.config_version)
+            .field("resume", &self.resume)
+            .field("verbose_transcription", &self.verbose_transcription)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("session_limit", &self.session_limit)
+            .field("audio_batch_ms", &self.audio_batch_ms)
+            .finish()
+    }
 }
 
 /// One problem found in a configuration file, with where it is.

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::agent::echo::EchoAgent;
+use crate::agent::hume::HumeAgent;
 use crate::agent::Agent;
 use crate::config::{AgentSpec, Config};
 use crate::media::ports::PortPool;
@@ -151,6 +152,7 @@ pub fn build_agents(config: &Config) -> HashMap<String, Arc<dyn Agent>> {
         .map(|(name, spec)| {
             let agent: Arc<dyn Agent> = match spec {
                 AgentSpec::Echo => Arc::new(EchoAgent),
+                AgentSpec::Hume(spec) => Arc::new(HumeAgent::new(spec.clone())),
             };
             (name.clone(), agent)
         })

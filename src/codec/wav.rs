@@ -4,6 +4,9 @@
 //! The load harness plays such files into calls. Anything else (stereo, 44.1 kHz, float,
 //! 24-bit, ADPCM...) is refused with an error that names what the file has and what is needed,
 //! because resampling or mixing down silently would change what is being measured.
+//!
+//! [`read_pcm16`] reads 16-bit mono PCM at any rate, for far ends that speak in WAV chunks
+//! (Hume EVI), whose rate is then converted on purpose.
 
 use std::path::Path;
 
@@ -44,6 +47,8 @@ pub enum WavError {
     Unsupported(String),
     #[error("the WAVE file holds no audio")]
     Empty,
+    #[error("unsupported WAVE audio: {0} (need 16-bit mono linear PCM)")]
+    NotPcm16Mono(String),
 }
 
 const FORMAT_PCM: u16 = 0x0001;
@@ -68,6 +73,72 @@ pub fn read_file(path: &Path) -> Result<WavAudio, WavError> {
 
 /// Decodes a WAVE file held in memory. Never panics, whatever the bytes.
 pub fn read(bytes: &[u8]) -> Result<WavAudio, WavError> {
+    let (fmt, data) = walk(bytes)?;
+    let audio = fmt.decode(data)?;
+    if audio.is_empty() {
+        return Err(WavError::Empty);
+    }
+    Ok(audio)
+}
+
+/// 16-bit mono PCM at whatever rate its header says, borrowed from the file: what a far end
+/// that speaks in WAV chunks (Hume EVI's `audio_output`) sends. Reading it never copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pcm16Wav<'a> {
+    /// Samples per second, from the `fmt ` chunk.
+    pub rate: u32,
+    /// The `data` chunk, cut to whole samples.
+    data: &'a [u8],
+}
+
+impl Pcm16Wav<'_> {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.data.len() / 2
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.len() < 2
+    }
+
+    pub fn samples(&self) -> impl ExactSizeIterator<Item = i16> + '_ {
+        self.data
+            .chunks_exact(2)
+            .map(|s| i16::from_le_bytes([s[0], s[1]]))
+    }
+
+    /// Appends the samples to `out` (no allocation once `out` has grown to a chunk's size).
+    pub fn decode_into(&self, out: &mut Vec<i16>) {
+        out.extend(self.samples());
+    }
+}
+
+/// Reads a 16-bit mono linear PCM WAVE file of any sample rate, found by walking the RIFF
+/// chunks (never by assuming a 44-byte header). Other formats (stereo, 8-bit, float, G.711,
+/// compressed) are refused by name. An empty `data` chunk is valid: a far end may send one.
+pub fn read_pcm16(bytes: &[u8]) -> Result<Pcm16Wav<'_>, WavError> {
+    let (fmt, data) = walk(bytes)?;
+    let problem = match fmt.tag {
+        FORMAT_PCM if fmt.channels != 1 => Some(format!("{} channels", fmt.channels)),
+        FORMAT_PCM if fmt.bits != 16 => Some(format!("{}-bit PCM", fmt.bits)),
+        FORMAT_PCM if fmt.rate == 0 => Some("a sample rate of 0 Hz".into()),
+        FORMAT_PCM => None,
+        FORMAT_FLOAT => Some(format!("{}-bit floating point", fmt.bits)),
+        FORMAT_ALAW => Some("A-law".into()),
+        FORMAT_MULAW => Some("mu-law".into()),
+        other => Some(format!("format tag {other:#06x} ({})", format_name(other))),
+    };
+    if let Some(what) = problem {
+        return Err(WavError::NotPcm16Mono(what));
+    }
+    Ok(Pcm16Wav {
+        rate: fmt.rate,
+        data: &data[..data.len() & !1],
+    })
+}
+
+/// Finds the `fmt ` and `data` chunks.
+fn walk(bytes: &[u8]) -> Result<(Format, &[u8]), WavError> {
     if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
         return Err(WavError::NotWave);
     }
@@ -96,11 +167,7 @@ pub fn read(bytes: &[u8]) -> Result<WavAudio, WavError> {
     }
     let fmt = fmt.ok_or(WavError::Malformed("no fmt chunk"))?;
     let data = data.ok_or(WavError::Malformed("no data chunk"))?;
-    let audio = fmt.decode(data)?;
-    if audio.is_empty() {
-        return Err(WavError::Empty);
-    }
-    Ok(audio)
+    Ok((fmt, data))
 }
 
 #[derive(Debug)]
@@ -357,7 +424,72 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent/x.wav"), "{err}");
     }
 
+    #[test]
+    fn pcm16_at_any_rate_is_read_from_its_header() {
+        for rate in [8000, 16000, 24000, 44100, 48000] {
+            let samples: Vec<i16> = (0..480).map(|i| (i * 61 - 9000) as i16).collect();
+            let file = write_pcm16(rate, &samples);
+            let wav = read_pcm16(&file).unwrap();
+            assert_eq!(wav.rate, rate);
+            assert_eq!(wav.len(), samples.len());
+            let mut out = vec![42];
+            wav.decode_into(&mut out);
+            assert_eq!(out[0], 42, "appends");
+            assert_eq!(&out[1..], &samples[..]);
+        }
+    }
+
+    #[test]
+    fn pcm16_reader_walks_chunks_and_keeps_an_empty_data_chunk() {
+        let mut file = write_pcm16(48000, &[3, -4, 5]);
+        // A LIST chunk between fmt and data moves data past byte 44.
+        let list = [b"LIST".as_slice(), &5u32.to_le_bytes(), b"hello", &[0]].concat();
+        file.splice(36..36, list);
+        let wav = read_pcm16(&file).unwrap();
+        assert_eq!(wav.samples().collect::<Vec<_>>(), vec![3, -4, 5]);
+        let empty_file = write_pcm16(48000, &[]);
+        let empty = read_pcm16(&empty_file).unwrap();
+        assert!(empty.is_empty() && empty.rate == 48000);
+        // An odd data length (a cut-off stream) keeps whole samples only.
+        let mut odd = write_pcm16(24000, &[7, 8]);
+        odd.truncate(odd.len() - 1);
+        assert_eq!(read_pcm16(&odd).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn pcm16_reader_refuses_other_formats_by_name() {
+        let refused = |file: &[u8]| match read_pcm16(file) {
+            Err(WavError::NotPcm16Mono(what)) => what,
+            other => panic!("expected NotPcm16Mono, got {other:?}"),
+        };
+        let mut stereo = write_pcm16(48000, &[0; 4]);
+        stereo[22] = 2;
+        assert_eq!(refused(&stereo), "2 channels");
+        let mut pcm8 = write_pcm16(48000, &[0; 4]);
+        pcm8[34] = 8;
+        assert_eq!(refused(&pcm8), "8-bit PCM");
+        assert_eq!(refused(&write_g711(Law::Mu, &[0; 4])), "mu-law");
+        let mut float = write_pcm16(48000, &[0; 4]);
+        float[20] = 3;
+        float[34] = 32;
+        assert_eq!(refused(&float), "32-bit floating point");
+        let mut zero_rate = write_pcm16(48000, &[0; 4]);
+        zero_rate[24..28].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(refused(&zero_rate), "a sample rate of 0 Hz");
+        let err = read_pcm16(&stereo).unwrap_err().to_string();
+        assert!(err.contains("need 16-bit mono"), "{err}");
+        assert_eq!(read_pcm16(b"RIFF"), Err(WavError::NotWave));
+    }
+
     proptest! {
+        #[test]
+        fn pcm16_reader_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut file = b"RIFF\0\0\0\0WAVE".to_vec();
+            file.extend_from_slice(&tail);
+            let _ = read_pcm16(&file);
+            let _ = read_pcm16(&tail);
+        }
+
         #[test]
         fn never_panics_on_arbitrary_bytes(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut file = b"RIFF\0\0\0\0WAVE".to_vec();

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{AgentSpec, Ctx};
+use super::{secret_from_env, AgentSpec, Ctx, HumeSpec};
 
 /// Every key any agent kind accepts. `deny_unknown_fields` names typos with their location.
 #[derive(Deserialize)]
@@ -20,6 +20,9 @@ pub struct RawAgent {
     pub config_version: Option<Spanned<i64>>,
     pub resume: Option<Spanned<bool>>,
     pub verbose_transcription: Option<Spanned<bool>>,
+    pub connect_timeout_secs: Option<Spanned<u64>>,
+    pub session_limit_secs: Option<Spanned<u64>>,
+    pub audio_batch_ms: Option<Spanned<u64>>,
     // livekit
     pub api_secret_env: Option<Spanned<String>>,
     pub room_prefix: Option<Spanned<String>>,
@@ -48,6 +51,18 @@ impl RawAgent {
             self.verbose_transcription.as_ref().map(Spanned::span),
         );
         add(
+            "connect_timeout_secs",
+            self.connect_timeout_secs.as_ref().map(Spanned::span),
+        );
+        add(
+            "session_limit_secs",
+            self.session_limit_secs.as_ref().map(Spanned::span),
+        );
+        add(
+            "audio_batch_ms",
+            self.audio_batch_ms.as_ref().map(Spanned::span),
+        );
+        add(
             "api_secret_env",
             self.api_secret_env.as_ref().map(Spanned::span),
         );
@@ -70,12 +85,12 @@ impl RawAgent {
     }
 }
 
-const KINDS: &str = "echo";
+const KINDS: &str = "echo, hume";
 
 /// Resolves one `[agents.NAME]` table, reporting problems to `ctx`.
 pub(super) fn resolve(
     ctx: &mut Ctx<'_>,
-    _env: &dyn Fn(&str) -> Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
     name: &str,
     agent: &Spanned<RawAgent>,
 ) -> Option<AgentSpec> {
@@ -86,7 +101,11 @@ pub(super) fn resolve(
             raw.refuse_others(ctx, name, "echo", &[]);
             Some(AgentSpec::Echo)
         }
-        "hume" | "livekit" => {
+        "hume" => {
+            raw.refuse_others(ctx, name, "hume", HUME_KEYS);
+            resolve_hume(ctx, env, name, agent)
+        }
+        "livekit" => {
             ctx.problem(
                 raw.kind.span(),
                 &kind_key,
@@ -106,4 +125,122 @@ pub(super) fn resolve(
             None
         }
     }
+}
+
+const HUME_KEYS: &[&str] = &[
+    "url",
+    "api_key_env",
+    "config_id",
+    "config_version",
+    "resume",
+    "verbose_transcription",
+    "connect_timeout_secs",
+    "session_limit_secs",
+    "audio_batch_ms",
+];
+
+fn resolve_hume(
+    ctx: &mut Ctx<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    agent: &Spanned<RawAgent>,
+) -> Option<AgentSpec> {
+    let raw = agent.get_ref();
+    let key = |k: &str| format!("agents.{name}.{k}");
+    let problems_before = ctx.problems.len();
+    let url = match &raw.url {
+        Some(u) => {
+            let s = u.get_ref().trim();
+            let rest = s
+                .strip_prefix("wss://")
+                .or_else(|| s.strip_prefix("ws://"))
+                .unwrap_or("");
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            if host.is_empty() || s.contains(char::is_whitespace) {
+                ctx.problem(
+                    u.span(),
+                    &key("url"),
+                    "expected a ws:// or wss:// URL, e.g. \"wss://api.hume.ai/v0/evi/chat\"",
+                );
+            }
+            s.to_string()
+        }
+        None => HumeSpec::DEFAULT_URL.to_string(),
+    };
+    let api_key = match &raw.api_key_env {
+        Some(v) => secret_from_env(ctx, env, v, &key("api_key_env")),
+        None => {
+            ctx.problem(
+                agent.span(),
+                &format!("agents.{name}"),
+                "kind = \"hume\" needs api_key_env (the variable holding the Hume API key)",
+            );
+            None
+        }
+    };
+    let config_version = raw.config_version.as_ref().and_then(|v| {
+        let n = u32::try_from(*v.get_ref()).ok();
+        if n.is_none() {
+            ctx.problem(v.span(), &key("config_version"), "must be 0 or more");
+        }
+        n
+    });
+    let secs = |ctx: &mut Ctx<'_>, v: &Option<Spanned<u64>>, k: &str, range: (u64, u64), def| {
+        let Some(v) = v else { return def };
+        let n = *v.get_ref();
+        if n < range.0 || n > range.1 {
+            ctx.problem(
+                v.span(),
+                &key(k),
+                format!("must be between {} and {}", range.0, range.1),
+            );
+        }
+        n
+    };
+    let connect_timeout = secs(
+        ctx,
+        &raw.connect_timeout_secs,
+        "connect_timeout_secs",
+        (1, 120),
+        10,
+    );
+    // EVI closes every socket at 30 minutes; a limit beyond that would never be reached.
+    let session_limit = secs(
+        ctx,
+        &raw.session_limit_secs,
+        "session_limit_secs",
+        (2, HumeSpec::MAX_SESSION_SECS),
+        HumeSpec::MAX_SESSION_SECS,
+    );
+    let audio_batch_ms = match &raw.audio_batch_ms {
+        Some(v) => {
+            let n = *v.get_ref();
+            if !(20..=100).contains(&n) || n % 20 != 0 {
+                ctx.problem(
+                    v.span(),
+                    &key("audio_batch_ms"),
+                    "must be 20, 40, 60, 80 or 100 (whole 20 ms frames; more adds latency)",
+                );
+            }
+            n
+        }
+        None => 20,
+    };
+    if ctx.problems.len() > problems_before {
+        return None;
+    }
+    Some(AgentSpec::Hume(HumeSpec {
+        url,
+        api_key: api_key?,
+        config_id: raw.config_id.as_ref().map(|v| v.get_ref().clone()),
+        config_version,
+        resume: raw.resume.as_ref().is_none_or(|v| *v.get_ref()),
+        verbose_transcription: raw
+            .verbose_transcription
+            .as_ref()
+            .is_some_and(|v| *v.get_ref()),
+        connect_timeout: std::time::Duration::from_secs(connect_timeout),
+        session_limit: std::time::Duration::from_secs(session_limit),
+        audio_batch_ms: audio_batch_ms as u32,
+    }))
 }

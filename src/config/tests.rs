@@ -133,7 +133,7 @@ fn bad_cidr_points_at_the_entry() {
 
 #[test]
 fn unavailable_agent_kind_is_named() {
-    let p = problems("[agents.evi]\nkind = \"hume\"\nurl = \"wss://x\"\n");
+    let p = problems("[agents.evi]\nkind = \"livekit\"\nurl = \"wss://x\"\n");
     assert_eq!(p[0].key, "agents.evi.kind");
     assert!(p[0].message.contains("not available"));
     let p = problems("[agents.x]\nkind = \"telepathy\"\n");
