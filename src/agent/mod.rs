@@ -6,6 +6,7 @@
 //! network service keeps its own I/O behind the same methods.
 
 pub mod echo;
+pub mod livekit;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::agent::echo::EchoAgent;
+use crate::agent::livekit::LivekitAgent;
 use crate::agent::Agent;
 use crate::config::{AgentSpec, Config};
 use crate::media::ports::PortPool;
@@ -119,6 +120,7 @@ pub fn build_agents(config: &Config) -> HashMap<String, Arc<dyn Agent>> {
         .map(|(name, spec)| {
             let agent: Arc<dyn Agent> = match spec {
                 AgentSpec::Echo => Arc::new(EchoAgent),
+                AgentSpec::Livekit(spec) => Arc::new(LivekitAgent::new(spec.clone())),
             };
             (name.clone(), agent)
         })
