@@ -151,6 +151,7 @@ pub struct Route {
 pub enum AgentSpec {
     Echo,
     Hume(HumeSpec),
+    Livekit(LivekitSpec),
 }
 
 /// `kind = "hume"`: Hume's EVI speech-to-speech WebSocket.
@@ -193,6 +194,36 @@ impl fmt::Debug for HumeSpec {
             .field("connect_timeout", &self.connect_timeout)
             .field("session_limit", &self.session_limit)
             .field("audio_batch_ms", &self.audio_batch_ms)
+            .finish()
+    }
+}
+
+/// `kind = "livekit"`: each call becomes a room on this LiveKit server, where the named agent is
+/// dispatched and the gateway joins as the SIP participant.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LivekitSpec {
+    /// `ws://` or `wss://` base URL of the server (the `/rtc` signalling and the Twirp API).
+    pub url: String,
+    pub api_key: String,
+    pub api_secret: String,
+    /// Room names are this prefix plus a short unique id.
+    pub room_prefix: String,
+    /// The agent dispatched into each room; `None` relies on automatic dispatch.
+    pub agent_name: Option<String>,
+    /// How long the call rings waiting for the agent's audio before it is rejected with 480.
+    pub ringing_timeout: Duration,
+}
+
+impl fmt::Debug for LivekitSpec {
+    // The API secret must never reach a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LivekitSpec")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key)
+            .field("api_secret", &"<redacted>")
+            .field("room_prefix", &self.room_prefix)
+            .field("agent_name", &self.agent_name)
+            .field("ringing_timeout", &self.ringing_timeout)
             .finish()
     }
 }

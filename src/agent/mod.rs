@@ -7,6 +7,7 @@
 
 pub mod echo;
 pub mod hume;
+pub mod livekit;
 
 use std::future::Future;
 use std::pin::Pin;

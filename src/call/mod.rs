@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::echo::EchoAgent;
 use crate::agent::hume::HumeAgent;
+use crate::agent::livekit::LivekitAgent;
 use crate::agent::Agent;
 use crate::config::{AgentSpec, Config};
 use crate::media::ports::PortPool;
@@ -153,6 +154,7 @@ pub fn build_agents(config: &Config) -> HashMap<String, Arc<dyn Agent>> {
             let agent: Arc<dyn Agent> = match spec {
                 AgentSpec::Echo => Arc::new(EchoAgent),
                 AgentSpec::Hume(spec) => Arc::new(HumeAgent::new(spec.clone())),
+                AgentSpec::Livekit(spec) => Arc::new(LivekitAgent::new(spec.clone())),
             };
             (name.clone(), agent)
         })

@@ -5,7 +5,9 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{secret_from_env, AgentSpec, Ctx, HumeSpec};
+use std::time::Duration;
+
+use super::{secret_from_env, AgentSpec, Ctx, HumeSpec, LivekitSpec};
 
 /// Every key any agent kind accepts. `deny_unknown_fields` names typos with their location.
 #[derive(Deserialize)]
@@ -27,6 +29,7 @@ pub struct RawAgent {
     pub api_secret_env: Option<Spanned<String>>,
     pub room_prefix: Option<Spanned<String>>,
     pub agent_name: Option<Spanned<String>>,
+    pub ringing_timeout_secs: Option<Spanned<u64>>,
 }
 
 impl RawAgent {
@@ -68,6 +71,10 @@ impl RawAgent {
         );
         add("room_prefix", self.room_prefix.as_ref().map(Spanned::span));
         add("agent_name", self.agent_name.as_ref().map(Spanned::span));
+        add(
+            "ringing_timeout_secs",
+            self.ringing_timeout_secs.as_ref().map(Spanned::span),
+        );
         keys
     }
 
@@ -85,7 +92,16 @@ impl RawAgent {
     }
 }
 
-const KINDS: &str = "echo, hume";
+const KINDS: &str = "echo, hume, livekit";
+
+const LIVEKIT_KEYS: &[&str] = &[
+    "url",
+    "api_key_env",
+    "api_secret_env",
+    "room_prefix",
+    "agent_name",
+    "ringing_timeout_secs",
+];
 
 /// Resolves one `[agents.NAME]` table, reporting problems to `ctx`.
 pub(super) fn resolve(
@@ -106,15 +122,8 @@ pub(super) fn resolve(
             resolve_hume(ctx, env, name, agent)
         }
         "livekit" => {
-            ctx.problem(
-                raw.kind.span(),
-                &kind_key,
-                format!(
-                    "agent kind \"{}\" is not available in this build yet (available: {KINDS})",
-                    raw.kind.get_ref()
-                ),
-            );
-            None
+            raw.refuse_others(ctx, name, "livekit", LIVEKIT_KEYS);
+            resolve_livekit(ctx, env, name, agent).map(AgentSpec::Livekit)
         }
         other => {
             ctx.problem(
@@ -243,4 +252,194 @@ fn resolve_hume(
         session_limit: std::time::Duration::from_secs(session_limit),
         audio_batch_ms: audio_batch_ms as u32,
     }))
+}
+
+/// Room names longer than this are refused by LiveKit's server.
+const MAX_ROOM_PREFIX: usize = 64;
+
+fn resolve_livekit(
+    ctx: &mut Ctx<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    agent: &Spanned<RawAgent>,
+) -> Option<LivekitSpec> {
+    let raw = agent.get_ref();
+    let key = |k: &str| format!("agents.{name}.{k}");
+    let required = |v: &Option<Spanned<String>>, k: &str, ctx: &mut Ctx<'_>| {
+        if v.is_none() {
+            ctx.problem(agent.span(), &key(k), "required for kind = \"livekit\"");
+        }
+    };
+    required(&raw.url, "url", ctx);
+    required(&raw.api_key_env, "api_key_env", ctx);
+    required(&raw.api_secret_env, "api_secret_env", ctx);
+
+    let url = raw.url.as_ref().and_then(|u| {
+        let text = u.get_ref().trim_end_matches('/');
+        let host = text
+            .strip_prefix("wss://")
+            .or_else(|| text.strip_prefix("ws://"));
+        match host {
+            Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Some(text.to_string()),
+            _ => {
+                ctx.problem(
+                    u.span(),
+                    &key("url"),
+                    "expected a ws:// or wss:// URL, e.g. \"wss://example.livekit.cloud\"",
+                );
+                None
+            }
+        }
+    });
+    let api_key = raw
+        .api_key_env
+        .as_ref()
+        .and_then(|v| secret_from_env(ctx, env, v, &key("api_key_env")));
+    let api_secret = raw
+        .api_secret_env
+        .as_ref()
+        .and_then(|v| secret_from_env(ctx, env, v, &key("api_secret_env")));
+    let room_prefix = match &raw.room_prefix {
+        Some(p) => {
+            let ok = p.get_ref().len() <= MAX_ROOM_PREFIX
+                && p.get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok {
+                ctx.problem(
+                    p.span(),
+                    &key("room_prefix"),
+                    format!("use at most {MAX_ROOM_PREFIX} of A-Z a-z 0-9 - _ ."),
+                );
+            }
+            p.get_ref().clone()
+        }
+        None => "hume-call-".to_string(),
+    };
+    let agent_name = match &raw.agent_name {
+        Some(n) if n.get_ref().trim().is_empty() => {
+            ctx.problem(
+                n.span(),
+                &key("agent_name"),
+                "empty; omit the key for automatic dispatch",
+            );
+            None
+        }
+        Some(n) => Some(n.get_ref().clone()),
+        None => None,
+    };
+    let ringing_timeout = match &raw.ringing_timeout_secs {
+        Some(t) if *t.get_ref() == 0 => {
+            ctx.problem(t.span(), &key("ringing_timeout_secs"), "must be at least 1");
+            Duration::from_secs(30)
+        }
+        Some(t) => Duration::from_secs(*t.get_ref()),
+        // Twilio's <Dial> gives up after 30 s by default: ringing longer helps nobody.
+        None => Duration::from_secs(30),
+    };
+    Some(LivekitSpec {
+        url: url?,
+        api_key: api_key?,
+        api_secret: api_secret?,
+        room_prefix,
+        agent_name,
+        ringing_timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, AgentSpec, Problem};
+    use std::time::Duration;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "LK_KEY" => Some("APIkey".into()),
+            "LK_SECRET" => Some("s3cret".into()),
+            _ => None,
+        }
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match parse(text, "t.toml", &env) {
+            Ok(_) => panic!("config unexpectedly valid"),
+            Err(e) => e.problems,
+        }
+    }
+
+    #[test]
+    fn livekit_agent_with_defaults() {
+        let c = parse(
+            "[agents.room]\nkind = \"livekit\"\nurl = \"wss://x.livekit.cloud/\"\n\
+             api_key_env = \"LK_KEY\"\napi_secret_env = \"LK_SECRET\"\n",
+            "t.toml",
+            &env,
+        )
+        .unwrap();
+        let Some(AgentSpec::Livekit(lk)) = c.agents.get("room") else {
+            panic!("not a livekit agent: {:?}", c.agents);
+        };
+        assert_eq!(lk.url, "wss://x.livekit.cloud");
+        assert_eq!(
+            (lk.api_key.as_str(), lk.api_secret.as_str()),
+            ("APIkey", "s3cret")
+        );
+        assert_eq!(lk.room_prefix, "hume-call-");
+        assert_eq!(lk.agent_name, None);
+        assert_eq!(lk.ringing_timeout, Duration::from_secs(30));
+        assert!(!format!("{lk:?}").contains("s3cret"));
+        // The only agent becomes the default route.
+        assert_eq!(c.routes[0].agent, "room");
+    }
+
+    #[test]
+    fn livekit_agent_with_every_key() {
+        let c = parse(
+            "[agents.room]\nkind = \"livekit\"\nurl = \"ws://127.0.0.1:7880\"\n\
+             api_key_env = \"LK_KEY\"\napi_secret_env = \"LK_SECRET\"\nroom_prefix = \"call_\"\n\
+             agent_name = \"hume-agent\"\nringing_timeout_secs = 12\n",
+            "t.toml",
+            &env,
+        )
+        .unwrap();
+        let Some(AgentSpec::Livekit(lk)) = c.agents.get("room") else {
+            panic!("not a livekit agent");
+        };
+        assert_eq!(lk.room_prefix, "call_");
+        assert_eq!(lk.agent_name.as_deref(), Some("hume-agent"));
+        assert_eq!(lk.ringing_timeout, Duration::from_secs(12));
+    }
+
+    #[test]
+    fn livekit_problems_are_named_with_their_line() {
+        let p = problems(
+            "[agents.room]\nkind = \"livekit\"\nurl = \"https://x\"\napi_key_env = \"NOPE\"\n\
+             api_secret_env = \"LK_SECRET\"\nroom_prefix = \"bad prefix!\"\nagent_name = \" \"\n\
+             ringing_timeout_secs = 0\nconfig_id = \"x\"\n",
+        );
+        let keys: Vec<_> = p.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        for (key, line) in [
+            ("agents.room.url", 3),
+            ("agents.room.api_key_env", 4),
+            ("agents.room.room_prefix", 6),
+            ("agents.room.agent_name", 7),
+            ("agents.room.ringing_timeout_secs", 8),
+            ("agents.room.config_id", 9),
+        ] {
+            assert!(
+                keys.contains(&(key, line)),
+                "{key} at {line} missing in {keys:?}"
+            );
+        }
+        let p = problems("[agents.room]\nkind = \"livekit\"\n");
+        let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "agents.room.url",
+                "agents.room.api_key_env",
+                "agents.room.api_secret_env"
+            ]
+        );
+    }
 }

@@ -23,8 +23,14 @@ fn problems(text: &str) -> Vec<Problem> {
 #[test]
 fn empty_file_is_the_echo_default_without_trunks() {
     let c = parse_ok("");
-    assert_eq!(c.sip.listen, "0.0.0.0:5060".parse().unwrap());
-    assert_eq!(c.http.listen, "127.0.0.1:3000".parse().unwrap());
+    assert_eq!(
+        c.sip.listen,
+        "0.0.0.0:5060".parse::<std::net::SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        c.http.listen,
+        "127.0.0.1:3000".parse::<std::net::SocketAddr>().unwrap()
+    );
     assert_eq!(c.media.rtp_ports, (10000, 20000));
     assert_eq!(c.agents.get("echo"), Some(&AgentSpec::Echo));
     assert_eq!(c.routes.len(), 1);

@@ -213,7 +213,10 @@ mod tests {
         assert!(err(|a| a.target = "nowhere".into()).contains("nowhere"));
         assert!(err(|a| a.audio = Some("/nonexistent.wav".into())).contains("/nonexistent.wav"));
         let p = plan(|_| {}).unwrap();
-        assert_eq!(p.target, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(
+            p.target,
+            "127.0.0.1:5060".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(p.local_ip, IpAddr::from([127, 0, 0, 1]));
     }
 

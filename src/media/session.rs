@@ -6,18 +6,28 @@
 //! while [`MediaSession::slot_open`], calls [`MediaSession::handle_timeout`] at
 //! [`MediaSession::poll_timeout`], and sends whatever packet those return.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::agent::AudioFrame;
 use crate::codec::g711::{self, Law};
-use crate::media::dtmf::DtmfDecoder;
+use crate::media::dtmf::{self, DtmfDecoder};
 use crate::media::jitter::{JitterBuffer, JitterConfig, Playout};
 use crate::media::pacer::Pacer;
 use crate::media::rtp::{self, RecvStats, RtpHeader};
 
 const SAMPLES_PER_FRAME: usize = 160;
 const MAX_PACKET: usize = rtp::HEADER_LEN + SAMPLES_PER_FRAME;
+/// An outgoing key press: an update every 20 ms for 100 ms (long enough for any receiver,
+/// short enough for fast dialling), then the end packet three times (RFC 4733 2.5.1.4: the end
+/// is repeated because it is what a receiver must not miss).
+const DTMF_UPDATES: u16 = 5;
+const DTMF_ENDS: u16 = 3;
+/// Key presses waiting their turn; beyond this an agent is flooding and more are dropped.
+const DTMF_QUEUE: usize = 32;
+/// -10 dBm0, the level telephones send.
+const DTMF_VOLUME: u8 = 10;
 
 #[derive(Clone, Debug)]
 pub struct MediaParams {
@@ -45,10 +55,21 @@ pub enum MediaTimeout {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MediaCounters {
     pub packets_sent: u64,
+    /// Telephone-event packets among `packets_sent`.
+    pub dtmf_sent: u64,
     pub packets_received: u64,
     pub silence_sent: u64,
     pub ignored: u64,
     pub concealed: u64,
+}
+
+/// The key press being sent to the caller.
+#[derive(Clone, Copy, Debug)]
+struct DtmfOut {
+    digit: char,
+    /// Every packet of one event carries the timestamp of its start (RFC 4733 2.5.1.1).
+    timestamp: u32,
+    sent: u16,
 }
 
 pub struct MediaSession {
@@ -66,6 +87,8 @@ pub struct MediaSession {
     last_pcm: [i16; SAMPLES_PER_FRAME],
     lost_run: u32,
     pending_dtmf: Option<char>,
+    dtmf_queue: VecDeque<char>,
+    dtmf_out: Option<DtmfOut>,
     source_noted: bool,
     counters: MediaCounters,
     out: [u8; MAX_PACKET],
@@ -86,6 +109,8 @@ impl MediaSession {
             last_pcm: [0; SAMPLES_PER_FRAME],
             lost_run: 0,
             pending_dtmf: None,
+            dtmf_queue: VecDeque::new(),
+            dtmf_out: None,
             source_noted: false,
             counters: MediaCounters::default(),
             out: [0; MAX_PACKET],
@@ -172,6 +197,20 @@ impl MediaSession {
         self.pending_dtmf.take()
     }
 
+    /// Queues an RFC 4733 key press for the caller. It takes the next slots of the stream (the
+    /// agent's audio waits meanwhile, as on a phone). False, and nothing queued, when the
+    /// caller did not offer telephone-event, the digit is not a DTMF key, or the queue is full.
+    pub fn send_dtmf(&mut self, digit: char) -> bool {
+        if self.params.telephone_event_pt.is_none()
+            || dtmf::digit_to_event(digit).is_none()
+            || self.dtmf_queue.len() >= DTMF_QUEUE
+        {
+            return false;
+        }
+        self.dtmf_queue.push_back(digit);
+        true
+    }
+
     /// True when a frame offered now would be sent now.
     pub fn slot_open(&self, now: Instant) -> bool {
         self.pacer.slot_open(now)
@@ -200,14 +239,18 @@ impl MediaSession {
         let slot = self.pacer.slot();
         self.pacer.filled(now);
         let remote = self.params.remote.filter(|_| self.params.send)?;
+        let timestamp = self
+            .ts_base
+            .wrapping_add((slot as u32).wrapping_mul(SAMPLES_PER_FRAME as u32));
+        if let Some(len) = self.next_dtmf_packet(timestamp) {
+            return Some((remote, &self.out[..len]));
+        }
         let header = RtpHeader {
             // The first packet after answering starts a talk spurt.
             marker: self.counters.packets_sent == 0,
             payload_type: self.params.payload_type,
             sequence: self.seq,
-            timestamp: self
-                .ts_base
-                .wrapping_add((slot as u32).wrapping_mul(SAMPLES_PER_FRAME as u32)),
+            timestamp,
             ssrc: self.ssrc,
         };
         let len = rtp::write(&header, payload, &mut self.out).ok()?;
@@ -217,6 +260,44 @@ impl MediaSession {
             self.counters.silence_sent += 1;
         }
         Some((remote, &self.out[..len]))
+    }
+
+    /// Writes the next telephone-event packet into `self.out` if a key press is being sent or
+    /// waiting; `timestamp` is the slot's, the start of a new press.
+    fn next_dtmf_packet(&mut self, timestamp: u32) -> Option<usize> {
+        let pt = self.params.telephone_event_pt?;
+        if self.dtmf_out.is_none() {
+            let digit = self.dtmf_queue.pop_front()?;
+            self.dtmf_out = Some(DtmfOut {
+                digit,
+                timestamp,
+                sent: 0,
+            });
+        }
+        let ev = self.dtmf_out.as_mut()?;
+        ev.sent += 1;
+        let end = ev.sent > DTMF_UPDATES;
+        let duration = SAMPLES_PER_FRAME as u16 * ev.sent.min(DTMF_UPDATES);
+        let mut block = [0u8; dtmf::EVENT_LEN];
+        let header = RtpHeader {
+            marker: ev.sent == 1,
+            payload_type: pt,
+            sequence: self.seq,
+            timestamp: ev.timestamp,
+            ssrc: self.ssrc,
+        };
+        if !dtmf::encode_event(ev.digit, end, DTMF_VOLUME, duration, &mut block) {
+            self.dtmf_out = None;
+            return None;
+        }
+        if ev.sent >= DTMF_UPDATES + DTMF_ENDS {
+            self.dtmf_out = None;
+        }
+        let len = rtp::write(&header, &block, &mut self.out).ok()?;
+        self.seq = self.seq.wrapping_add(1);
+        self.counters.packets_sent += 1;
+        self.counters.dtmf_sent += 1;
+        Some(len)
     }
 
     /// The call ends when the caller's RTP never starts or stops for too long (a caller that

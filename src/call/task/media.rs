@@ -61,7 +61,13 @@ impl ActiveMedia {
             // drop: the agent clears its own.
             Some(AgentOutput::Event(AgentEvent::ClearPlayout)) => None,
             Some(AgentOutput::Event(AgentEvent::Dtmf(d))) => {
-                tracing::debug!(digit = %d, "agent DTMF towards the caller is not sent yet");
+                // The press goes out as RFC 4733 events in the next slots of the stream.
+                if self.session.send_dtmf(d) {
+                    tracing::info!(digit = %d, "DTMF to the caller");
+                } else {
+                    tracing::info!(digit = %d,
+                        "agent DTMF dropped: no telephone-event negotiated (or not a key)");
+                }
                 None
             }
             Some(AgentOutput::Event(AgentEvent::Transcript {

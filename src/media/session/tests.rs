@@ -177,3 +177,70 @@ fn garbage_and_foreign_payload_types_are_counted_not_fatal() {
     assert_eq!(m.counters().ignored, 2);
     assert!(m.poll_caller_audio(t0).is_none());
 }
+
+/// Runs the send clock for `slots` slots with no agent audio; returns what went out.
+fn run_slots(s: &mut MediaSession, t0: Instant, slots: u64) -> Vec<(RtpHeader, Vec<u8>)> {
+    let mut out = Vec::new();
+    for k in 1..=slots {
+        let t = t0 + Duration::from_millis(20 * k);
+        if let Some((to, pkt)) = s.handle_timeout(t) {
+            assert_eq!(to, remote());
+            let (h, p) = rtp::parse(pkt).unwrap();
+            out.push((h, p.to_vec()));
+        }
+    }
+    out
+}
+
+#[test]
+fn dtmf_to_the_caller_is_rfc4733_events_in_the_stream() {
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, params());
+    assert!(s.send_dtmf('5'));
+    assert!(s.send_dtmf('#'));
+    assert!(!s.send_dtmf('x'));
+    let out = run_slots(&mut s, t0, 20);
+    let events: Vec<_> = out.iter().filter(|(h, _)| h.payload_type == 101).collect();
+    assert_eq!(events.len(), 16, "two presses of 5 updates + 3 ends");
+    assert_eq!(s.counters().dtmf_sent, 16);
+    // Our own decoder reads them back as exactly two presses.
+    let mut dec = DtmfDecoder::new(8000);
+    let digits: Vec<char> = events
+        .iter()
+        .filter_map(|(h, p)| dec.on_packet(h, p))
+        .collect();
+    assert_eq!(digits, vec!['5', '#']);
+    let first = &events[..8];
+    assert!(first[0].0.marker && !first[1].0.marker);
+    assert!(first
+        .iter()
+        .all(|(h, _)| h.timestamp == first[0].0.timestamp));
+    let durations: Vec<u16> = first
+        .iter()
+        .map(|(_, p)| u16::from_be_bytes([p[2], p[3]]))
+        .collect();
+    assert_eq!(durations, vec![160, 320, 480, 640, 800, 800, 800, 800]);
+    let ends: Vec<bool> = first.iter().map(|(_, p)| p[1] & 0x80 != 0).collect();
+    assert_eq!(
+        ends,
+        vec![false, false, false, false, false, true, true, true]
+    );
+    // The second press starts at its own timestamp; sequence numbers run on unbroken.
+    assert!(events[8].0.timestamp > first[0].0.timestamp);
+    for w in out.windows(2) {
+        assert_eq!(w[1].0.sequence, w[0].0.sequence.wrapping_add(1));
+    }
+    // Then the audio stream (silence here) resumes.
+    assert_eq!(out[16].0.payload_type, 0);
+}
+
+#[test]
+fn dtmf_without_telephone_event_is_refused() {
+    let t0 = Instant::now();
+    let mut p = params();
+    p.telephone_event_pt = None;
+    let mut s = MediaSession::new(t0, p);
+    assert!(!s.send_dtmf('1'));
+    let out = run_slots(&mut s, t0, 3);
+    assert!(out.iter().all(|(h, _)| h.payload_type == 0));
+}

@@ -1,0 +1,258 @@
+//! The audio between the phone (8 kHz) and the room (Opus, 48 kHz).
+//!
+//! Up: each 20 ms caller frame is resampled to 48 kHz and encoded as one Opus packet.
+//! Down: every subscribed track's packets are decoded into a short per-track buffer; once per
+//! 20 ms the buffers are mixed, resampled to 8 kHz and handed to the call as one frame. Buffers
+//! are bounded so that a sender whose clock runs fast cannot build up latency.
+
+use crate::agent::AudioFrame;
+use crate::codec::opus::{
+    EncoderSettings, OpusDecoder, OpusEncoder, OpusError, FRAME, MAX_PACKET, RATE,
+};
+use crate::codec::resample::{ResampleError, Resampler};
+
+const PHONE_RATE: u32 = 8_000;
+const PHONE_FRAME: usize = 160;
+/// Longest Opus packet (120 ms) in samples at 48 kHz.
+const MAX_DECODED: usize = FRAME * 6;
+/// Audio held per track beyond this is dropped, oldest first: 60 ms keeps the mix in step with
+/// the room while absorbing ordinary network jitter.
+const MAX_TRACK_BUFFER: usize = FRAME * 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error(transparent)]
+    Opus(#[from] OpusError),
+    #[error("resampler: {0}")]
+    Resample(#[from] ResampleError),
+}
+
+/// Caller audio to Opus packets.
+pub struct Uplink {
+    resampler: Resampler,
+    pcm: Vec<i16>,
+    encoder: OpusEncoder,
+    packet: [u8; MAX_PACKET],
+}
+
+impl Uplink {
+    pub fn new(settings: EncoderSettings) -> Result<Uplink, MediaError> {
+        Ok(Uplink {
+            resampler: Resampler::new(PHONE_RATE, RATE)?,
+            pcm: Vec::with_capacity(FRAME * 2),
+            encoder: OpusEncoder::new(settings)?,
+            packet: [0; MAX_PACKET],
+        })
+    }
+
+    /// One 8 kHz frame in; the Opus packet of the 20 ms it completes out (the resampler's
+    /// output is exact, so that is one packet per frame).
+    pub fn push(&mut self, frame: &AudioFrame) -> Result<Option<&[u8]>, MediaError> {
+        self.resampler.process(frame.samples(), &mut self.pcm);
+        if self.pcm.len() < FRAME {
+            return Ok(None);
+        }
+        let n = self.encoder.encode(&self.pcm[..FRAME], &mut self.packet)?;
+        self.pcm.drain(..FRAME);
+        // A frame of another size upstream would let this grow; keep at most one frame.
+        if self.pcm.len() > FRAME {
+            let extra = self.pcm.len() - FRAME;
+            self.pcm.drain(..extra);
+        }
+        Ok(Some(&self.packet[..n]))
+    }
+}
+
+struct Track {
+    key: u64,
+    decoder: OpusDecoder,
+    buffer: std::collections::VecDeque<i16>,
+}
+
+/// Room tracks to 8 kHz frames for the caller.
+pub struct Downlink {
+    tracks: Vec<Track>,
+    decoded: Box<[i16; MAX_DECODED]>,
+    mix: Box<[i32; FRAME]>,
+    mixed: Vec<i16>,
+    resampler: Resampler,
+    phone: Vec<i16>,
+    /// Packets that did not decode (counted, not fatal: one bad packet is one lost frame).
+    pub decode_errors: u64,
+}
+
+impl Downlink {
+    pub fn new() -> Result<Downlink, MediaError> {
+        Ok(Downlink {
+            tracks: Vec::new(),
+            decoded: Box::new([0; MAX_DECODED]),
+            mix: Box::new([0; FRAME]),
+            mixed: Vec::with_capacity(FRAME),
+            resampler: Resampler::new(RATE, PHONE_RATE)?,
+            phone: Vec::with_capacity(PHONE_FRAME * 2),
+            decode_errors: 0,
+        })
+    }
+
+    pub fn track_count(&self) -> usize {
+        self.tracks.len()
+    }
+
+    /// An Opus packet of the track `key` arrived.
+    pub fn on_packet(&mut self, key: u64, payload: &[u8]) -> Result<(), MediaError> {
+        let i = match self.tracks.iter().position(|t| t.key == key) {
+            Some(i) => i,
+            None => {
+                self.tracks.push(Track {
+                    key,
+                    decoder: OpusDecoder::new()?,
+                    buffer: std::collections::VecDeque::with_capacity(MAX_TRACK_BUFFER + FRAME),
+                });
+                self.tracks.len() - 1
+            }
+        };
+        let track = &mut self.tracks[i];
+        match track.decoder.decode(payload, &mut self.decoded[..]) {
+            Ok(n) => {
+                track.buffer.extend(&self.decoded[..n]);
+                let excess = track.buffer.len().saturating_sub(MAX_TRACK_BUFFER);
+                track.buffer.drain(..excess);
+            }
+            Err(_) => self.decode_errors += 1,
+        }
+        Ok(())
+    }
+
+    /// The track ended (unsubscribed, or its participant left).
+    pub fn remove_track(&mut self, key: u64) {
+        self.tracks.retain(|t| t.key != key);
+    }
+
+    /// Called every 20 ms: mixes a frame from every track that has one and returns the 8 kHz
+    /// frame for the caller, or `None` when no track had audio (the call fills silence).
+    pub fn tick(&mut self) -> Option<AudioFrame> {
+        let mut any = false;
+        self.mix.fill(0);
+        for t in &mut self.tracks {
+            if t.buffer.len() < FRAME {
+                continue;
+            }
+            any = true;
+            for (m, s) in self.mix.iter_mut().zip(t.buffer.drain(..FRAME)) {
+                *m += i32::from(s);
+            }
+        }
+        if !any {
+            return None;
+        }
+        self.mixed.clear();
+        self.mixed.extend(
+            self.mix
+                .iter()
+                .map(|&s| s.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16),
+        );
+        self.resampler.process(&self.mixed, &mut self.phone);
+        if self.phone.len() < PHONE_FRAME {
+            return None;
+        }
+        let frame = AudioFrame::from_samples(PHONE_RATE, &self.phone[..PHONE_FRAME]);
+        self.phone.drain(..PHONE_FRAME);
+        Some(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::opus::OpusDecoder;
+
+    fn tone(freq: f64, rate: u32, n: usize, from: usize, amp: f64) -> Vec<i16> {
+        (from..from + n)
+            .map(|i| {
+                (amp * (2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64).sin()) as i16
+            })
+            .collect()
+    }
+
+    /// Zero crossings per second: the frequency of a clean tone.
+    fn frequency(pcm: &[i16], rate: u32) -> f64 {
+        let crossings = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+        crossings as f64 / 2.0 / (pcm.len() as f64 / rate as f64)
+    }
+
+    fn packets(freq: f64, amp: f64, n: usize) -> Vec<Vec<u8>> {
+        let mut enc = OpusEncoder::new(EncoderSettings::default()).unwrap();
+        let mut out = [0u8; MAX_PACKET];
+        (0..n)
+            .map(|k| {
+                let pcm = tone(freq, RATE, FRAME, k * FRAME, amp);
+                let len = enc.encode(&pcm, &mut out).unwrap();
+                out[..len].to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn uplink_turns_each_phone_frame_into_one_opus_packet_at_the_same_pitch() {
+        let mut up = Uplink::new(EncoderSettings::default()).unwrap();
+        let mut dec = OpusDecoder::new().unwrap();
+        let mut pcm48 = Vec::new();
+        let mut buf = [0i16; FRAME];
+        for k in 0..50 {
+            let f = AudioFrame::from_samples(8000, &tone(1000.0, 8000, 160, k * 160, 8000.0));
+            let pkt = up.push(&f).unwrap().expect("one packet per frame").to_vec();
+            let n = dec.decode(&pkt, &mut buf).unwrap();
+            pcm48.extend_from_slice(&buf[..n]);
+        }
+        let f = frequency(&pcm48[FRAME * 10..], RATE);
+        assert!((f - 1000.0).abs() < 15.0, "{f} Hz");
+    }
+
+    #[test]
+    fn downlink_mixes_tracks_and_resamples_to_the_phone() {
+        let mut down = Downlink::new().unwrap();
+        let a = packets(440.0, 6000.0, 50);
+        let mut out = Vec::new();
+        for p in &a {
+            down.on_packet(1, p).unwrap();
+            if let Some(f) = down.tick() {
+                assert_eq!((f.sample_rate(), f.samples().len()), (8000, 160));
+                out.extend_from_slice(f.samples());
+            }
+        }
+        assert!(out.len() >= 160 * 48, "{}", out.len());
+        let f = frequency(&out[160 * 5..], 8000);
+        assert!((f - 440.0).abs() < 10.0, "{f} Hz");
+        // Two tracks: both are heard (a mix is louder than either alone), one frame per tick.
+        let b = packets(440.0, 6000.0, 20);
+        let rms = |s: &[i16]| {
+            (s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.len() as f64).sqrt()
+        };
+        let single = rms(&out[160 * 10..]);
+        let mut both = Vec::new();
+        for (pa, pb) in a.iter().zip(&b) {
+            down.on_packet(1, pa).unwrap();
+            down.on_packet(2, pb).unwrap();
+            both.extend_from_slice(down.tick().expect("a frame").samples());
+        }
+        assert_eq!(down.track_count(), 2);
+        assert!(rms(&both[160 * 10..]) > single * 1.5);
+        down.remove_track(2);
+        assert_eq!(down.track_count(), 1);
+    }
+
+    #[test]
+    fn downlink_bounds_each_track_and_survives_garbage() {
+        let mut down = Downlink::new().unwrap();
+        for p in packets(440.0, 6000.0, 20) {
+            down.on_packet(7, &p).unwrap();
+        }
+        // 20 frames arrived without a tick: only the newest three are kept.
+        let frames = std::iter::from_fn(|| down.tick()).count();
+        assert!(frames <= 3, "{frames}");
+        down.on_packet(7, &[0xFF, 0xFF]).unwrap();
+        down.on_packet(7, &[]).unwrap();
+        assert_eq!(down.decode_errors, 2);
+        assert!(down.tick().is_none());
+    }
+}

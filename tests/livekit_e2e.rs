@@ -1,0 +1,373 @@
+//! The LiveKit agent end to end on loopback: our UAC calls the gateway, the gateway makes a room
+//! on the mock LiveKit server, joins it over `/rtc` with webrtc-rs, and the mock's SFU peer
+//! plays the agent (a 440 Hz tone) and records the caller.
+
+#[path = "livekit_e2e/caller.rs"]
+mod caller;
+mod mock_livekit;
+
+use std::time::Duration;
+
+use caller::{frequency, rms, Caller, CALLER_TONE_HZ};
+use livekit_protocol as proto;
+use mock_livekit::{Command, MockConfig, MockLivekit, API_KEY, API_SECRET};
+use sipbridge::call::Gateway;
+use sipbridge::config;
+use sipbridge::load::uac::{ByeOutcome, Outcome};
+
+const USER: &str = "ai-voice-agent";
+const PASSWORD: &str = "correct-horse-battery";
+/// Every wait is bounded by this (a call set-up on loopback takes well under a second).
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A distinct RTP range per gateway in this process.
+fn rtp_range() -> (u16, u16) {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = 42000 + (std::process::id() as u16 % 20) * 400 + n * 40;
+    (base, base + 38)
+}
+
+async fn gateway(url: &str, extra: &str) -> Gateway {
+    let (lo, hi) = rtp_range();
+    let text = format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
+         [[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
+         allowed_addresses = [\"127.0.0.0/8\"]\n\
+         [agents.room]\nkind = \"livekit\"\nurl = \"{url}\"\napi_key_env = \"LK_KEY\"\n\
+         api_secret_env = \"LK_SECRET\"\nagent_name = \"hume-agent\"\n{extra}"
+    );
+    let env = |k: &str| match k {
+        "LK_KEY" => Some(API_KEY.to_string()),
+        "LK_SECRET" => Some(API_SECRET.to_string()),
+        _ => None,
+    };
+    let cfg = config::parse(&text, "test.toml", &env).expect("test config");
+    Gateway::start(&cfg).await.expect("gateway start")
+}
+
+/// Keeps the call going (SIP and RTP) until the mock's state satisfies `cond`.
+async fn drive(
+    caller: &mut Caller,
+    mock: &MockLivekit,
+    what: &str,
+    cond: impl Fn(&mock_livekit::State) -> bool,
+) {
+    let ok = caller
+        .run_until(WAIT, |_| cond(&mock.state.lock().unwrap()))
+        .await;
+    if !ok {
+        // Report the mock's view.
+        mock.wait_for(what, Duration::ZERO, cond).await;
+    }
+}
+
+/// The longest stretch of `pcm` in which every 20 ms chunk is louder than `floor`.
+fn loud_run(pcm: &[i16], chunk: usize, floor: f64) -> &[i16] {
+    let (mut best, mut start) = ((0, 0), None);
+    for (i, c) in pcm.chunks(chunk).enumerate() {
+        match (rms(c) > floor, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if i - s > best.1 - best.0 {
+                    best = (s, i);
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        let end = pcm.len().div_ceil(chunk);
+        if end - s > best.1 - best.0 {
+            best = (s, end);
+        }
+    }
+    &pcm[best.0 * chunk..(best.1 * chunk).min(pcm.len())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_rings_until_the_agent_talks_then_audio_and_dtmf_flow_both_ways() {
+    let mock = MockLivekit::start(MockConfig {
+        // Long enough for two 180s (one at once, one a second later).
+        agent_delay: Duration::from_millis(1600),
+        ..Default::default()
+    })
+    .await;
+    let gw = gateway(&mock.url, "").await;
+    let mut caller = Caller::call(gw.sip_addr, USER, PASSWORD, Duration::from_secs(60)).await;
+
+    assert!(
+        caller.run_until(WAIT, |c| c.answered.is_some()).await,
+        "never answered: {:?}",
+        caller.result()
+    );
+    // Answered only once the agent's track was there, ringing meanwhile.
+    assert!(caller.ringing >= 2, "{} ringing", caller.ringing);
+    assert!(mock.state.lock().unwrap().sessions[0].agent_track_published);
+
+    // The room, the dispatch, the token.
+    {
+        let s = mock.state.lock().unwrap();
+        let create = s
+            .twirp
+            .iter()
+            .find(|t| t.method == "RoomService/CreateRoom")
+            .expect("CreateRoom");
+        assert_eq!(create.status, 200);
+        assert_eq!(create.content_type, "application/protobuf");
+        let room = create.request["name"].as_str().unwrap().to_string();
+        assert!(room.starts_with("hume-call-"), "{room}");
+        assert!(s
+            .dispatches
+            .contains(&(room.clone(), "hume-agent".to_string())));
+        let sess = &s.sessions[0];
+        assert_eq!(sess.room, room);
+        let claims = sess.claims.as_ref().unwrap();
+        assert_eq!(claims.iss, API_KEY);
+        assert_eq!(claims.kind, "sip");
+        assert_eq!(claims.sub, "sip_+447700900123");
+        assert_eq!(claims.name, "Phone +447700900123");
+        assert_eq!(
+            claims.room_config.as_ref().unwrap().agents[0].agent_name,
+            "hume-agent"
+        );
+        let a = &claims.attributes;
+        assert_eq!(a["sip.phoneNumber"], "+447700900123");
+        assert!(a["sip.trunkPhoneNumber"].ends_with("447846855904"));
+        assert_eq!(a["sip.trunkID"], "twilio");
+        assert!(a["sip.twilio.callSid"].starts_with("CA"));
+        assert_eq!(a["sip.twilio.accountSid"], "ACtest");
+        assert!(!a["sip.callIDFull"].is_empty());
+        assert_eq!(sess.query["protocol"], "16");
+        // The published track: Opus 48000/2, cid = msid track id, no DTX/RED.
+        let add = &sess.add_tracks[0];
+        assert!(add.disable_red);
+        assert_eq!(add.r#type, proto::TrackType::Audio as i32);
+        let offer = sess.publisher_offer.as_ref().expect("publisher offer");
+        assert!(offer.contains("opus/48000/2"), "{offer}");
+        assert!(
+            offer.contains(&format!(" {}", add.cid)) && offer.contains("a=msid:"),
+            "{offer}"
+        );
+    }
+
+    // Audio both ways.
+    assert!(caller.run_until(WAIT, |c| c.heard_packets > 100).await);
+    drive(&mut caller, &mock, "the caller's audio", |s| {
+        s.sessions[0].audio.len() > 48_000
+    })
+    .await;
+    assert!(
+        caller
+            .run_until(WAIT, |c| loud_run(&c.heard, 160, 1000.0).len() >= 8000)
+            .await,
+        "caller never heard a second of the agent (rms {})",
+        rms(&caller.heard)
+    );
+    let heard = loud_run(&caller.heard, 160, 1000.0);
+    let f = frequency(heard, 8000.0);
+    assert!((f - 440.0).abs() <= 20.0, "caller hears {f} Hz");
+    let got = mock.state.lock().unwrap().sessions[0].audio.clone();
+    let loud = loud_run(&got, 960, 1000.0);
+    assert!(loud.len() >= 48_000 / 2, "{} loud samples", loud.len());
+    let f = frequency(loud, 48_000.0);
+    assert!((f - CALLER_TONE_HZ).abs() <= 20.0, "room hears {f} Hz");
+
+    // sip.callStatus went active once answered.
+    drive(&mut caller, &mock, "callStatus active", |s| {
+        s.sessions[0]
+            .attribute_updates
+            .iter()
+            .any(|a| a.get("sip.callStatus").map(String::as_str) == Some("active"))
+    })
+    .await;
+
+    // DTMF: caller RFC 4733 to a sip_dtmf packet, and a sip_dtmf packet to RFC 4733.
+    caller.press('5');
+    caller.press('#');
+    drive(&mut caller, &mock, "sip_dtmf from the caller", |s| {
+        s.sessions[0].dtmf.len() >= 2
+    })
+    .await;
+    assert_eq!(
+        mock.state.lock().unwrap().sessions[0].dtmf,
+        vec![(5, "5".to_string()), (11, "#".to_string())]
+    );
+    mock.command(
+        0,
+        Command::SendDtmf {
+            code: 7,
+            digit: "7".into(),
+        },
+    );
+    assert!(
+        caller.run_until(WAIT, |c| c.heard_dtmf == vec!['7']).await,
+        "caller got {:?}",
+        caller.heard_dtmf
+    );
+
+    // Renegotiation mid-call: audio keeps flowing both ways.
+    mock.command(0, Command::Renegotiate);
+    drive(&mut caller, &mock, "the re-offer answered", |s| {
+        s.sessions[0].subscriber_answers.len() >= 3
+    })
+    .await;
+    let (heard, sent) = (
+        caller.heard_packets,
+        mock.state.lock().unwrap().sessions[0].audio_packets,
+    );
+    let heard_before = caller.heard.len();
+    assert!(
+        caller
+            .run_until(WAIT, |c| c.heard_packets > heard + 50)
+            .await
+    );
+    drive(&mut caller, &mock, "audio after renegotiation", |s| {
+        s.sessions[0].audio_packets > sent + 50
+    })
+    .await;
+    assert!(rms(&caller.heard[heard_before..]) > 1000.0);
+
+    // The caller hangs up: the gateway leaves and deletes the room.
+    caller.hangup().await;
+    assert!(caller.run_until(WAIT, |c| c.result().is_some()).await);
+    assert_eq!(caller.result().unwrap().bye, ByeOutcome::Answered(200));
+    mock.wait_for("leave and DeleteRoom", WAIT, |s| {
+        s.sessions[0].left.is_some() && !s.deleted.is_empty()
+    })
+    .await;
+    {
+        let s = mock.state.lock().unwrap();
+        let left = s.sessions[0].left.as_ref().unwrap();
+        assert_eq!(left.reason, proto::DisconnectReason::ClientInitiated as i32);
+        let statuses: Vec<_> = s.sessions[0]
+            .attribute_updates
+            .iter()
+            .filter_map(|a| a.get("sip.callStatus").cloned())
+            .collect();
+        assert_eq!(statuses, vec!["active", "hangup"]);
+        // The call lasted longer than the mock's 2 s ping interval.
+        assert!(s.sessions[0].pings >= 1);
+        assert_eq!(s.deleted, vec![s.sessions[0].room.clone()]);
+    }
+    gw.stop().await;
+}
+
+/// Waits for the answer and for the agent's audio to reach the caller.
+async fn answered_call(mock: &MockLivekit, gw: &Gateway) -> Caller {
+    let mut caller = Caller::call(gw.sip_addr, USER, PASSWORD, Duration::from_secs(60)).await;
+    assert!(
+        caller.run_until(WAIT, |c| c.answered.is_some()).await,
+        "never answered: {:?}",
+        caller.result()
+    );
+    assert!(caller.run_until(WAIT, |c| c.heard_packets > 10).await);
+    drive(&mut caller, mock, "the caller's audio", |s| {
+        s.sessions[0].audio_packets > 10
+    })
+    .await;
+    caller
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_from_the_room_sends_bye_to_the_caller() {
+    let mock = MockLivekit::start(MockConfig::default()).await;
+    let gw = gateway(&mock.url, "").await;
+    let mut caller = answered_call(&mock, &gw).await;
+    mock.command(0, Command::Remove);
+    assert!(
+        caller.run_until(WAIT, |c| c.result().is_some()).await,
+        "no BYE after removal"
+    );
+    assert_eq!(caller.result().unwrap().bye, ByeOutcome::Remote);
+    // The gateway made the room, so it deletes it; it sends no leave to a session the server
+    // ended.
+    mock.wait_for("DeleteRoom", WAIT, |s| !s.deleted.is_empty())
+        .await;
+    assert!(mock.state.lock().unwrap().sessions[0].left.is_none());
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_signalling_connection_sends_bye_to_the_caller() {
+    let mock = MockLivekit::start(MockConfig::default()).await;
+    let gw = gateway(&mock.url, "").await;
+    let mut caller = answered_call(&mock, &gw).await;
+    mock.command(0, Command::DropConnection);
+    assert!(
+        caller.run_until(WAIT, |c| c.result().is_some()).await,
+        "no BYE after the connection dropped"
+    );
+    assert_eq!(caller.result().unwrap().bye, ByeOutcome::Remote);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_never_talks_rings_out_with_480_and_the_room_is_cleaned_up() {
+    let mock = MockLivekit::start(MockConfig {
+        agent_silent: true,
+        ..Default::default()
+    })
+    .await;
+    let gw = gateway(&mock.url, "ringing_timeout_secs = 2\n").await;
+    let mut caller = Caller::call(gw.sip_addr, USER, PASSWORD, Duration::from_secs(60)).await;
+    assert!(caller.run_until(WAIT, |c| c.result().is_some()).await);
+    assert_eq!(caller.result().unwrap().outcome, Outcome::Status(480));
+    assert!(caller.ringing >= 2, "{} ringing", caller.ringing);
+    mock.wait_for("leave and DeleteRoom", WAIT, |s| {
+        s.sessions.first().is_some_and(|x| x.left.is_some()) && !s.deleted.is_empty()
+    })
+    .await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_rejects_the_call_with_503() {
+    // A port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gw = gateway(&format!("ws://127.0.0.1:{port}"), "").await;
+    let mut caller = Caller::call(gw.sip_addr, USER, PASSWORD, Duration::from_secs(60)).await;
+    assert!(caller.run_until(WAIT, |c| c.result().is_some()).await);
+    assert_eq!(caller.result().unwrap().outcome, Outcome::Status(503));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mock_speaks_twirp_json_and_refuses_bad_tokens() {
+    use livekit_api::access_token::{AccessToken, VideoGrants};
+    let mock = MockLivekit::start(MockConfig::default()).await;
+    let token = |secret: &str, create: bool| {
+        AccessToken::with_api_key(API_KEY, secret)
+            .with_grants(VideoGrants {
+                room_create: create,
+                ..Default::default()
+            })
+            .to_jwt()
+            .unwrap()
+    };
+    let body = br#"{"name":"json-room","emptyTimeout":30}"#;
+    let path = "/twirp/livekit.RoomService/CreateRoom";
+    let (status, out) = mock_livekit_post(&mock, path, &token(API_SECRET, true), body).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    let room: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(room["name"], "json-room");
+    let (status, _) = mock_livekit_post(&mock, path, &token("wrong-secret", true), body).await;
+    assert_eq!(status, 401);
+    let (status, _) = mock_livekit_post(&mock, path, &token(API_SECRET, false), body).await;
+    assert_eq!(status, 403);
+}
+
+async fn mock_livekit_post(
+    mock: &MockLivekit,
+    path: &str,
+    token: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    mock_livekit::post(mock.addr, path, "application/json", token, body).await
+}
