@@ -138,12 +138,11 @@ fn bad_cidr_points_at_the_entry() {
 }
 
 #[test]
-fn unavailable_agent_kind_is_named() {
-    let p = problems("[agents.evi]\nkind = \"livekit\"\nurl = \"wss://x\"\n");
-    assert_eq!(p[0].key, "agents.evi.kind");
-    assert!(p[0].message.contains("not available"));
+fn unknown_agent_kind_is_named_with_the_available_ones() {
     let p = problems("[agents.x]\nkind = \"telepathy\"\n");
-    assert!(p[0].message.contains("unknown agent kind"));
+    assert_eq!(p[0].key, "agents.x.kind");
+    assert!(p[0].message.contains("unknown agent kind"), "{p:?}");
+    assert!(p[0].message.contains("echo, hume, livekit"), "{p:?}");
 }
 
 #[test]
