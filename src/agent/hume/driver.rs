@@ -438,6 +438,35 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn wss_speaks_tls_with_the_ring_provider_and_fails_cleanly_on_a_non_tls_peer() {
+        super::super::install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = tokio::spawn(async move {
+            // Not TLS: read the ClientHello, answer with plain HTTP, hang up.
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut hello = [0u8; 5];
+            tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut hello)
+                .await
+                .unwrap();
+            let _ =
+                tokio::io::AsyncWriteExt::write_all(&mut tcp, b"HTTP/1.1 400 Bad\r\n\r\n").await;
+            hello
+        });
+        let s = HumeSpec {
+            url: format!("wss://localhost:{}/v0/evi/chat", addr.port()),
+            ..spec()
+        };
+        let err = open_socket(&s, None).await.unwrap_err();
+        assert!(
+            err.starts_with("cannot connect to wss://localhost"),
+            "{err}"
+        );
+        // A TLS handshake record (0x16) came first: the socket really is TLS.
+        assert_eq!(peer.await.unwrap()[0], 0x16);
+    }
+
     #[test]
     fn the_url_carries_the_query_settings_but_never_the_key() {
         assert_eq!(chat_url(&spec(), None), "wss://api.hume.ai/v0/evi/chat");
