@@ -58,7 +58,7 @@ async fn gateway(fake: &FakeEvi, key: &str, agent_lines: &str) -> Gateway {
     let (lo, hi) = rtp_range();
     let text = format!(
         "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\nmedia_timeout_secs = 5\n\
-         [[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
          allowed_addresses = [\"127.0.0.0/8\"]\n\
          [agents.evi]\nkind = \"hume\"\nurl = \"{}\"\napi_key_env = \"{KEY_ENV}\"\n{agent_lines}",
         fake.url()
