@@ -71,6 +71,22 @@ async fn gateway(fake: &FakeEvi, key: &str, agent_lines: &str) -> Gateway {
     Gateway::start(&cfg).await.expect("gateway start")
 }
 
+/// GET on the gateway's admin API; the JSON body.
+async fn admin_get(gw: &Gateway, path: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(gw.http_addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut resp))
+        .await
+        .expect("admin API answers")
+        .unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 fn plan(gw: &Gateway, hold_ms: u64) -> CallPlan {
     CallPlan {
         target: gw.sip_addr,
@@ -233,6 +249,22 @@ async fn answers_after_chat_metadata_and_the_caller_hears_the_tone_at_its_pitch(
     assert!(logged("Hello caller!"));
     assert!(logged(&format!("{} 0.90", EMOTIONS[0])));
     assert!(logged("fake-chat-0"));
+    // ...and kept on the call for the admin API, with the chat ids.
+    let record = admin_get(&gw, &format!("/calls/{}", call.call_id)).await;
+    let lines = record["transcript"].as_array().expect("transcript");
+    let user = lines
+        .iter()
+        .find(|l| l["role"] == "user")
+        .expect("user line");
+    assert_eq!(user["text"], "hello evi");
+    assert_eq!(user["emotions"].as_array().unwrap().len(), 3);
+    assert_eq!(user["emotions"][0]["name"], EMOTIONS[0]);
+    assert!(lines
+        .iter()
+        .any(|l| l["role"] == "assistant" && l["text"] == "Hello caller!"));
+    assert_eq!(record["details"]["chat_id"], "fake-chat-0");
+    assert_eq!(record["details"]["chat_group_id"], GROUP_ID);
+    assert_eq!(record["details"]["request_id"], "fake-request-0");
     gw.stop().await;
 }
 
