@@ -302,11 +302,13 @@ async fn barge_in_stops_the_reply_within_a_frame_and_late_chunks_are_dropped() {
                 When::AudioInputs(75),
                 vec![
                     Act::UserInterruption,
-                    // Late chunks of the interrupted reply.
+                    // Late chunks of the interrupted reply (a moment later, so that making
+                    // them does not compete for the CPU with the barge-in being measured).
+                    Act::Sleep(60),
                     Act::Tone {
                         id: "long".into(),
                         hz: 800.0,
-                        chunks: 10,
+                        chunks: 5,
                         chunk_ms: 100,
                         first_index: 50,
                     },
