@@ -116,7 +116,7 @@ async fn every_message_both_ways_validates_against_the_official_sdk() {
     let (lo, hi) = rtp_range();
     let text = format!(
         "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
-         [[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
          allowed_addresses = [\"127.0.0.0/8\"]\n\
          [agents.evi]\nkind = \"hume\"\nurl = \"{}\"\napi_key_env = \"{KEY_ENV}\"\n\
          config_id = \"cfg-sdk\"\nconfig_version = 2\nverbose_transcription = true\n",

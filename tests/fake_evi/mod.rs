@@ -428,14 +428,33 @@ async fn run(ctx: &Ctx, act: Act) -> bool {
             let n = (SPEECH_RATE * chunk_ms / 1000) as usize;
             let mut tick = tokio::time::interval(Duration::from_millis(chunk_ms as u64));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // A whole-hertz tone repeats every second: encode each distinct chunk once (the
+            // capacity run streams to a hundred calls from this one process).
+            let period = if hz.fract() == 0.0 {
+                SPEECH_RATE as usize
+            } else {
+                usize::MAX
+            };
+            let mut cache: BTreeMap<usize, String> = BTreeMap::new();
             let mut k: u32 = 0;
             loop {
                 if k >= lead {
                     tick.tick().await;
                 }
-                let id = format!("stream-{}-{}", ctx.conn, k / 50);
-                let pcm = tone(hz, k as usize * n, n);
-                if !send(audio_output(&id, k % 50, &pcm)) || *ctx.kill.borrow() {
+                let start = k as usize * n;
+                let data = cache
+                    .entry(start % period)
+                    .or_insert_with(|| {
+                        base64::engine::general_purpose::STANDARD.encode(wav(&tone(hz, start, n)))
+                    })
+                    .clone();
+                let msg = json!({
+                    "type": "audio_output",
+                    "id": format!("stream-{}-{}", ctx.conn, k / 50),
+                    "index": k % 50,
+                    "data": data,
+                });
+                if !send(msg) || *ctx.kill.borrow() {
                     return false;
                 }
                 k += 1;

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
@@ -345,8 +345,16 @@ async fn open_socket(spec: &HumeSpec, resume_group: Option<&str>) -> Result<Box<
     let key = HeaderValue::from_str(&spec.api_key)
         .map_err(|_| "the Hume API key is not a valid HTTP header value".to_string())?;
     request.headers_mut().insert("X-Hume-Api-Key", key);
-    // Nagle off: audio goes up every 20 ms and must not wait for an ACK.
-    match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+    // Buffers sized for EVI's traffic rather than tungstenite's 128 KiB defaults, which were
+    // most of a call's memory: speech chunks are a few tens of KiB, caller audio ~0.5 KiB a
+    // message, written at once. A socket that stops draining errors out past 1 MiB instead of
+    // growing. Nagle off: audio goes up every 20 ms and must not wait for an ACK.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(Some(16 << 20));
+    match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
         Ok((ws, _response)) => Ok(Box::new(ws)),
         Err(tungstenite::Error::Http(response)) => {
             let status = response.status();
@@ -428,6 +436,35 @@ mod tests {
             session_limit: Duration::from_secs(1800),
             audio_batch_ms: 20,
         }
+    }
+
+    #[tokio::test]
+    async fn wss_speaks_tls_with_the_ring_provider_and_fails_cleanly_on_a_non_tls_peer() {
+        super::super::install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = tokio::spawn(async move {
+            // Not TLS: read the ClientHello, answer with plain HTTP, hang up.
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut hello = [0u8; 5];
+            tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut hello)
+                .await
+                .unwrap();
+            let _ =
+                tokio::io::AsyncWriteExt::write_all(&mut tcp, b"HTTP/1.1 400 Bad\r\n\r\n").await;
+            hello
+        });
+        let s = HumeSpec {
+            url: format!("wss://localhost:{}/v0/evi/chat", addr.port()),
+            ..spec()
+        };
+        let err = open_socket(&s, None).await.unwrap_err();
+        assert!(
+            err.starts_with("cannot connect to wss://localhost"),
+            "{err}"
+        );
+        // A TLS handshake record (0x16) came first: the socket really is TLS.
+        assert_eq!(peer.await.unwrap()[0], 0x16);
     }
 
     #[test]
