@@ -446,7 +446,7 @@ fn record_publisher(
         let st = Arc::clone(&st);
         Box::pin(async move {
             tokio::spawn(async move {
-                let mut dec = OpusDecoder::new().expect("decoder");
+                let mut dec = OpusDecoder::new(48_000).expect("decoder");
                 let mut pcm = vec![0i16; FRAME * 6];
                 while let Ok((p, _)) = track.read_rtp().await {
                     let Ok(n) = dec.decode(&p.payload, &mut pcm) else {
@@ -486,7 +486,7 @@ fn record_publisher(
 
 /// The agent: a tone as Opus, one packet every 20 ms, until stopped.
 async fn play_tone(track: Arc<TrackLocalStaticSample>, hz: f64, stop: Arc<AtomicBool>) {
-    let mut enc = OpusEncoder::new(EncoderSettings::default()).expect("encoder");
+    let mut enc = OpusEncoder::new(48_000, EncoderSettings::default()).expect("encoder");
     let mut packet = [0u8; MAX_PACKET];
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let mut k = 0usize;
