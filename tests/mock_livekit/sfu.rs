@@ -352,7 +352,18 @@ pub async fn run(
                 if sub.add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>).await.is_err() {
                     break;
                 }
-                let agent = participant("PA_agent", "agent-hume", proto::participant_info::Kind::Agent);
+                // Clients pair an incoming stream with its publisher through the msid
+                // `<participant sid>|<track sid>` and this announcement of the track.
+                let mut agent =
+                    participant("PA_agent", "agent-hume", proto::participant_info::Kind::Agent);
+                agent.tracks.push(proto::TrackInfo {
+                    sid: "TR_agent".into(),
+                    r#type: proto::TrackType::Audio as i32,
+                    name: "agent-voice".into(),
+                    mime_type: "audio/opus".into(),
+                    source: proto::TrackSource::Microphone as i32,
+                    ..Default::default()
+                });
                 let _ = out.send(response(signal_response::Message::Update(proto::ParticipantUpdate {
                     participants: vec![agent],
                 })));
