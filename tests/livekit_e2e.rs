@@ -371,3 +371,109 @@ async fn mock_livekit_post(
 ) -> (u16, Vec<u8>) {
     mock_livekit::post(mock.addr, path, "application/json", token, body).await
 }
+
+/// The session's next output (events only: no playout slot is open).
+async fn next(s: &mut dyn sipbridge::agent::AgentSession) -> Option<sipbridge::agent::AgentOutput> {
+    std::future::poll_fn(|cx| s.poll_output(cx, false)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_reports_its_room_and_the_rooms_dtmf_to_the_call() {
+    use sipbridge::agent::livekit::LivekitAgent;
+    use sipbridge::agent::{Agent, AgentEvent, AgentOutput, CallInfo, CallerEvent};
+    use sipbridge::config::LivekitSpec;
+
+    let mock = MockLivekit::start(MockConfig::default()).await;
+    let agent = LivekitAgent::new(LivekitSpec {
+        url: mock.url.clone(),
+        api_key: API_KEY.into(),
+        api_secret: API_SECRET.into(),
+        room_prefix: "t-".into(),
+        agent_name: None,
+        ringing_timeout: Duration::from_secs(5),
+    });
+    let policy = agent.setup_policy();
+    assert_eq!((policy.timeout_status, policy.error_status), (480, 503));
+    assert_eq!(policy.ring_every, Some(Duration::from_secs(1)));
+    let call = CallInfo {
+        call_id: "c1@test".into(),
+        local_tag: "tag1".into(),
+        caller: "+15550002222".into(),
+        called: "+15550003333".into(),
+        trunk: "t".into(),
+        agent: "room".into(),
+        ..Default::default()
+    };
+    let mut session = tokio::time::timeout(WAIT, agent.connect(&call))
+        .await
+        .expect("connected in time")
+        .expect("session");
+    // Automatic dispatch: no CreateDispatch.
+    assert!(mock.state.lock().unwrap().dispatches.is_empty());
+
+    // Details until the agent shows up among the participants.
+    let mut agent_seen = false;
+    for _ in 0..10 {
+        let out = tokio::time::timeout(WAIT, next(&mut *session))
+            .await
+            .expect("output");
+        if let Some(AgentOutput::Event(AgentEvent::Detail { key, value })) = out {
+            assert_eq!(key, "livekit_room");
+            assert!(value["name"].as_str().unwrap().starts_with("t-"));
+            let ids: Vec<_> = value["participants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["identity"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(ids[0], "sip_+15550002222");
+            if ids.iter().any(|i| i == "agent-hume") {
+                agent_seen = true;
+                break;
+            }
+        }
+    }
+    assert!(agent_seen, "the agent never appeared in the room detail");
+
+    mock.command(
+        0,
+        Command::SendDtmf {
+            code: 11,
+            digit: "#".into(),
+        },
+    );
+    let mut digit = None;
+    for _ in 0..10 {
+        match tokio::time::timeout(WAIT, next(&mut *session))
+            .await
+            .expect("output")
+        {
+            Some(AgentOutput::Event(AgentEvent::Dtmf(d))) => {
+                digit = Some(d);
+                break;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(digit, Some('#'));
+
+    session.send_event(CallerEvent::Hangup);
+    mock.wait_for("leave and DeleteRoom", WAIT, |s| {
+        s.sessions[0].left.is_some() && !s.deleted.is_empty()
+    })
+    .await;
+    // The session ends once the driver is gone.
+    let mut ended = false;
+    for _ in 0..20 {
+        if tokio::time::timeout(WAIT, next(&mut *session))
+            .await
+            .expect("output")
+            .is_none()
+        {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended);
+}
