@@ -53,17 +53,66 @@ pub struct MediaSettings {
     pub initial_media_timeout: Duration,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// Bearer token every admin endpoint but `/healthz` and the TwiML webhook requires.
+    pub auth_token: Option<String>,
 }
 
-#[derive(Clone, Debug, Default)]
+impl fmt::Debug for HttpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpSettings")
+            .field("listen", &self.listen)
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+#[derive(Clone, Default)]
 pub struct TwilioSettings {
+    /// The account's auth token: the key of `X-Twilio-Signature`.
     pub auth_token: Option<String>,
+    /// The base URL Twilio calls (scheme and host, no trailing slash).
     pub public_url: Option<String>,
+    /// The Twilio edge named in the `<Sip>` URI the webhook returns.
     pub edge: Option<String>,
 }
+
+impl fmt::Debug for TwilioSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioSettings")
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("public_url", &self.public_url)
+            .field("edge", &self.edge)
+            .finish()
+    }
+}
+
+/// Twilio's edge locations, for `twilio.edge`: the public ones and the Interconnect ones.
+pub const TWILIO_EDGES: [&str; 15] = [
+    "ashburn",
+    "umatilla",
+    "dublin",
+    "frankfurt",
+    "tokyo",
+    "singapore",
+    "sydney",
+    "sao-paulo",
+    "ashburn-ix",
+    "san-jose-ix",
+    "london-ix",
+    "frankfurt-ix",
+    "singapore-ix",
+    "sydney-ix",
+    "tokyo-ix",
+];
 
 #[derive(Clone, Debug)]
 pub struct Trunk {
@@ -240,6 +289,7 @@ pub fn embedded_default() -> Config {
         },
         http: HttpSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            auth_token: None,
         },
         twilio: TwilioSettings::default(),
         trunks: vec![Trunk {
@@ -384,6 +434,7 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub struct Http {
         pub listen: Option<Spanned<String>>,
+        pub auth_token_env: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -505,13 +556,44 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
     if let Some(a) = ctx.listen(&raw.http.listen, "http.listen", "127.0.0.1:3000") {
         config.http.listen = a;
     }
+    if let Some(v) = &raw.http.auth_token_env {
+        config.http.auth_token = secret_from_env(ctx, env, v, "http.auth_token_env");
+    }
 
     // [twilio]
     if let Some(v) = &raw.twilio.auth_token_env {
         config.twilio.auth_token = secret_from_env(ctx, env, v, "twilio.auth_token_env");
     }
-    config.twilio.public_url = raw.twilio.public_url.map(|v| v.into_inner());
-    config.twilio.edge = raw.twilio.edge.map(|v| v.into_inner());
+    if let Some(v) = &raw.twilio.public_url {
+        let url = v.get_ref().trim().trim_end_matches('/');
+        let host = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        match host {
+            // A path is kept: behind a proxy that strips a prefix, Twilio's URL has it.
+            Some(h) if !h.is_empty() && !h.starts_with('/') && !h.contains(['?', '#', ' ']) => {
+                config.twilio.public_url = Some(url.to_string());
+            }
+            _ => ctx.problem(
+                v.span(),
+                "twilio.public_url",
+                "expected the URL Twilio calls without /twilio/voice, e.g. \
+                 \"https://gw.example.com\" (no query)",
+            ),
+        }
+    }
+    if let Some(v) = &raw.twilio.edge {
+        let edge = v.get_ref().trim();
+        if TWILIO_EDGES.contains(&edge) {
+            config.twilio.edge = Some(edge.to_string());
+        } else {
+            ctx.problem(
+                v.span(),
+                "twilio.edge",
+                format!("unknown edge; expected one of: {}", TWILIO_EDGES.join(", ")),
+            );
+        }
+    }
 
     // [agents] before routes, so routes can be checked against them.
     for (name, agent) in &raw.agents {

@@ -1,14 +1,16 @@
 //! The `sipbridge` command: run the gateway, check a configuration file, or load-test a
 //! gateway.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use sd_notify::NotifyState;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use sipbridge::call::Gateway;
+use sipbridge::call::{Gateway, Monitor};
 use sipbridge::codec::g711::Law;
 use sipbridge::config::{self, Config};
 use sipbridge::load::LoadArgs;
@@ -152,14 +154,157 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
-        let gateway = Gateway::start(&config)
-            .await
-            .with_context(|| format!("binding SIP on {}", config.sip.listen))?;
-        wait_for_signal().await;
-        tracing::info!("stopping");
-        gateway.stop().await;
+        // Before anything binds: a SIGTERM from now on drains instead of killing.
+        let mut signals = Signals::new().context("installing signal handlers")?;
+        let gateway = Gateway::start(&config).await.with_context(|| {
+            format!(
+                "starting on SIP {} / HTTP {}",
+                config.sip.listen, config.http.listen
+            )
+        })?;
+        notify(&[NotifyState::Ready]);
+        let monitor = gateway.monitor();
+        tokio::spawn(status_line(monitor.clone()));
+        if let Some(every) = sd_notify::watchdog_enabled() {
+            tokio::spawn(watchdog(monitor, every));
+        }
+        loop {
+            match signals.next().await {
+                Sig::Stop => break,
+                Sig::Reload => reload(&gateway, path.as_deref()),
+            }
+        }
+        let draining = format!("draining: {} active calls", gateway.status().active);
+        notify(&[NotifyState::Stopping, NotifyState::Status(&draining)]);
+        let grace = gateway.shared().live().config.shutdown_grace;
+        let hurry = async {
+            // A second SIGTERM (or Ctrl-C) ends the grace at once.
+            while let Sig::Reload = signals.next().await {
+                tracing::info!("SIGHUP ignored while shutting down");
+            }
+        };
+        let cut = gateway.shutdown(grace, hurry).await;
+        tracing::info!(calls_cut = cut, "stopped");
         Ok(())
     })
+}
+
+enum Sig {
+    Stop,
+    Reload,
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Sig {
+        tokio::select! {
+            _ = self.term.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                Sig::Stop
+            }
+            _ = self.int.recv() => {
+                tracing::info!("interrupted: shutting down");
+                Sig::Stop
+            }
+            _ = self.hup.recv() => Sig::Reload,
+        }
+    }
+}
+
+/// SIGHUP: re-reads the configuration file and puts what can change without a restart in
+/// force for new calls; a file with problems is refused whole and the running one stays.
+fn reload(gateway: &Gateway, path: Option<&Path>) {
+    let Some(path) = path else {
+        tracing::info!("SIGHUP: running the embedded default, there is no file to reload");
+        return;
+    };
+    notify_reloading();
+    match config::load_file(path, &env_var) {
+        Ok(new) => {
+            let outcome = gateway.reload(new);
+            for key in &outcome.needs_restart {
+                tracing::warn!(
+                    key,
+                    "changed in the file but only takes effect on a restart; the running value stays"
+                );
+            }
+            tracing::info!(
+                file = %path.display(),
+                "configuration reloaded: trunks, routes, agents and [twilio] apply to new calls"
+            );
+        }
+        Err(e) => {
+            for problem in e.to_string().lines() {
+                tracing::error!("{problem}");
+            }
+            tracing::error!(
+                file = %path.display(),
+                "configuration reload refused; the running configuration stays in force"
+            );
+            gateway.shared().metrics.config_reload(false);
+        }
+    }
+    notify(&[NotifyState::Ready]);
+}
+
+/// Tells systemd (Type=notify) about a state change; nothing without NOTIFY_SOCKET.
+fn notify(state: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+fn notify_reloading() {
+    // systemd 253+ wants the reload stamped with the monotonic clock.
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[NotifyState::Reloading, now]),
+        Err(_) => notify(&[NotifyState::Reloading]),
+    }
+}
+
+/// STATUS= with the active calls, every few seconds, for `systemctl status`.
+async fn status_line(monitor: Monitor) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let now = (monitor.status().active, monitor.is_draining());
+        if last != Some(now) {
+            last = Some(now);
+            let text = match now {
+                (n, false) => format!("{n} active calls"),
+                (n, true) => format!("draining: {n} active calls"),
+            };
+            notify(&[NotifyState::Status(&text)]);
+        }
+    }
+}
+
+/// WATCHDOG=1 at half systemd's interval, and only while the SIP loop answers: a stuck loop
+/// stops the pings and systemd restarts the service.
+async fn watchdog(monitor: Monitor, every: Duration) {
+    let half = every / 2;
+    loop {
+        tokio::time::sleep(half).await;
+        if monitor.ping(half / 2).await {
+            notify(&[NotifyState::Watchdog]);
+        } else {
+            tracing::warn!("the SIP loop did not answer the watchdog in time");
+        }
+    }
 }
 
 /// Runs the load test and prints the summary; true when the run passed.
@@ -216,19 +361,4 @@ fn print_demo_banner(c: &Config) {
     // A closed stdout (a pipe nobody reads) must not stop the gateway.
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

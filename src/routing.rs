@@ -69,6 +69,13 @@ impl Router {
         }
     }
 
+    /// Swaps in new trunks and routes (a configuration reload). The digest secret stays, so
+    /// challenges issued before the reload are still answered correctly after it.
+    pub fn reload(&mut self, trunks: Vec<Trunk>, routes: Vec<Route>) {
+        self.trunks = trunks;
+        self.routes = routes;
+    }
+
     /// Decides what to do with a new INVITE from `src`. Every rejection is logged with its
     /// reason here, so the operator sees why a call did not get through.
     pub fn admit(&mut self, now: Instant, req: &Request, src: IpAddr) -> Admission {

@@ -33,7 +33,7 @@ async fn gateway(url: &str, extra: &str) -> Gateway {
     let (lo, hi) = rtp_range();
     let text = format!(
         "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
-         [[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
          allowed_addresses = [\"127.0.0.0/8\"]\n\
          [agents.room]\nkind = \"livekit\"\nurl = \"{url}\"\napi_key_env = \"LK_KEY\"\n\
          api_secret_env = \"LK_SECRET\"\nagent_name = \"hume-agent\"\n{extra}"

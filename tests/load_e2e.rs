@@ -136,7 +136,7 @@ async fn gateway_401() -> sipbridge::call::Gateway {
     let (lo, hi) = rtp_range();
     let text = format!(
         "[sip]\nlisten = \"127.0.0.1:0\"\nauth_challenge = \"401\"\n\
-         [media]\nrtp_ports = \"{lo}-{hi}\"\n\
+         [media]\nrtp_ports = \"{lo}-{hi}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
          [[trunks]]\nname = \"t\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
          allowed_addresses = [\"127.0.0.0/8\"]\n"
     );

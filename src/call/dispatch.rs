@@ -13,6 +13,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::call::core::ALLOW;
+use crate::config::{Route, Trunk};
+use crate::metrics::AuthFailure;
 use crate::routing::{Admission, Admitted, Router};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
 use crate::sip::transaction::{InviteServer, NonInviteServer, ServerKey, Timers};
@@ -34,6 +36,15 @@ pub enum Output {
         msg: Message,
         src: SocketAddr,
     },
+}
+
+/// Something worth counting, for the driver to add to the metrics (the core holds no lock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// A final response to a new INVITE answered here (challenges and rejections).
+    InviteResponse(u16),
+    AuthFailure(AuthFailure),
+    Malformed,
 }
 
 #[derive(Debug)]
@@ -68,6 +79,7 @@ pub struct Dispatcher {
     txs: HashMap<ServerKey, (SocketAddr, ServerTx)>,
     deadlines: BinaryHeap<Reverse<Due>>,
     out: VecDeque<Output>,
+    stats: VecDeque<Stat>,
     counters: DispatchCounters,
 }
 
@@ -83,6 +95,7 @@ impl Dispatcher {
             txs: HashMap::new(),
             deadlines: BinaryHeap::new(),
             out: VecDeque::new(),
+            stats: VecDeque::new(),
             counters: DispatchCounters::default(),
         }
     }
@@ -98,6 +111,22 @@ impl Dispatcher {
     /// Stop taking calls (503 with Retry-After) while the active ones finish.
     pub fn set_draining(&mut self, draining: bool) {
         self.draining = draining;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// A configuration reload: new trunks, routes and call limit for the INVITEs from now on.
+    /// Calls in progress are not touched.
+    pub fn reload(&mut self, trunks: Vec<Trunk>, routes: Vec<Route>, max_calls: usize) {
+        self.router.reload(trunks, routes);
+        self.max_calls = max_calls;
+    }
+
+    /// The next thing to count (drain after every input, like [`Dispatcher::poll_output`]).
+    pub fn poll_stat(&mut self) -> Option<Stat> {
+        self.stats.pop_front()
     }
 
     /// The call's media and agent stopped: it no longer counts against `max_calls`.
@@ -125,6 +154,7 @@ impl Dispatcher {
             Ok(m) => m,
             Err(e) => {
                 self.counters.malformed += 1;
+                self.stats.push_back(Stat::Malformed);
                 tracing::info!(%src, error = %e, "malformed SIP message");
                 if let Some(bytes) = crate::sip::transport::bad_request(&data, &e.to_string()) {
                     self.out.push_back(Output::Transmit { to: src, bytes });
@@ -225,6 +255,8 @@ impl Dispatcher {
                 .push(HeaderName::RetryAfter, RETRY_AFTER_SECS.to_string());
             return self.respond(now, &req, src, key, r);
         }
+        let had_credentials = req.headers.get(&HeaderName::ProxyAuthorization).is_some()
+            || req.headers.get(&HeaderName::Authorization).is_some();
         match self.router.admit(now, &req, src.ip()) {
             Admission::Accept(admitted) => {
                 let call_id = req.call_id().unwrap_or_default().to_string();
@@ -244,6 +276,14 @@ impl Dispatcher {
                 values,
             } => {
                 self.counters.challenged += 1;
+                let failure = if values.iter().any(|v| v.contains("stale=true")) {
+                    AuthFailure::StaleNonce
+                } else if had_credentials {
+                    AuthFailure::WrongCredentials
+                } else {
+                    AuthFailure::NoCredentials
+                };
+                self.stats.push_back(Stat::AuthFailure(failure));
                 let mut r =
                     Response::for_request(&req, status, Some(&crate::sip::dialog::new_tag()));
                 for v in values {
@@ -251,8 +291,17 @@ impl Dispatcher {
                 }
                 self.respond(now, &req, src, key, r);
             }
-            Admission::Reject { status, .. } => {
+            Admission::Reject { status, reason } => {
                 self.counters.rejected += 1;
+                // The router's reasons are its own words; these two prefixes are the
+                // authentication refusals (a test pins them).
+                if reason.starts_with("no trunk admits") {
+                    self.stats
+                        .push_back(Stat::AuthFailure(AuthFailure::AddressNotAllowed));
+                } else if reason.starts_with("authentication failed") {
+                    self.stats
+                        .push_back(Stat::AuthFailure(AuthFailure::WrongCredentials));
+                }
                 let r = Response::for_request(&req, status, Some(&crate::sip::dialog::new_tag()));
                 self.respond(now, &req, src, key, r);
             }
@@ -270,6 +319,9 @@ impl Dispatcher {
         resp: Response,
     ) {
         let bytes = resp.to_bytes();
+        if req.method == Method::Invite && resp.status >= 200 {
+            self.stats.push_back(Stat::InviteResponse(resp.status));
+        }
         let Some(key) = key else {
             // No RFC 3261 branch: answer once, statelessly.
             self.out.push_back(Output::Transmit { to: src, bytes });

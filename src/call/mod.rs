@@ -3,31 +3,39 @@
 
 pub mod core;
 pub mod dispatch;
+pub mod gateway;
+pub mod registry;
 pub mod task;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
 
 use crate::agent::echo::EchoAgent;
 use crate::agent::livekit::LivekitAgent;
 use crate::agent::Agent;
 use crate::config::{AgentSpec, Config};
 use crate::media::ports::PortPool;
-use crate::routing::Router;
+use crate::metrics::Metrics;
 use crate::sip::transaction::Timers;
 use crate::sip::transport::SipSocket;
-use dispatch::{Dispatcher, Output};
+pub use gateway::{Gateway, Monitor, Reload};
+use registry::Registry;
 use task::CallNotice;
 
-/// Messages queued for one call before the transport drops more (UDP retransmission covers
-/// what is dropped; a stuck call must not grow memory).
-const CALL_INBOX: usize = 32;
+/// The agents by `[agents]` key.
+pub type AgentMap = HashMap<String, Arc<dyn Agent>>;
+
+/// What a SIGHUP may change without touching live calls: a call reads it once, at setup.
+pub struct Live {
+    /// The configuration in force (settings that need a restart keep their running values).
+    pub config: Arc<Config>,
+    pub agents: Arc<AgentMap>,
+}
 
 /// What every call task shares: read-only settings and handles that need no lock on the media
 /// path.
@@ -36,7 +44,6 @@ pub struct Shared {
     pub sip_port: u16,
     pub ports: Arc<PortPool>,
     pub timers: Timers,
-    pub agents: HashMap<String, Arc<dyn Agent>>,
     pub notices: mpsc::UnboundedSender<CallNotice>,
     pub rtp_bind_ip: IpAddr,
     pub public_addr: Option<String>,
@@ -45,9 +52,34 @@ pub struct Shared {
     pub initial_media_timeout: Duration,
     /// Local address per caller address, found once: which interface reaches the caller.
     route_cache: Mutex<HashMap<IpAddr, IpAddr>>,
+    live: RwLock<Arc<Live>>,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    draining: AtomicBool,
 }
 
 impl Shared {
+    /// The reloadable configuration and agents in force now.
+    pub fn live(&self) -> Arc<Live> {
+        match self.live.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn set_live(&self, live: Live) {
+        let live = Arc::new(live);
+        match self.live.write() {
+            Ok(mut g) => *g = live,
+            Err(poisoned) => *poisoned.into_inner() = live,
+        }
+    }
+
+    /// True once shutdown began: new INVITEs get 503 and `/healthz` 503.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
     /// The local address the kernel would use to reach `peer` (a connected UDP socket sends
     /// nothing; it only asks the routing table). Used for Contact, Via and SDP when no public
     /// address is configured: right on loopback and on hosts with a public interface.
@@ -104,7 +136,7 @@ impl Shared {
     }
 }
 
-fn has_port(addr: &str) -> bool {
+pub(crate) fn has_port(addr: &str) -> bool {
     if addr.parse::<SocketAddr>().is_ok() {
         return true;
     }
@@ -125,116 +157,4 @@ pub fn build_agents(config: &Config) -> HashMap<String, Arc<dyn Agent>> {
             (name.clone(), agent)
         })
         .collect()
-}
-
-/// A running gateway's handles: where it listens, and how to stop it.
-pub struct Gateway {
-    pub sip_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Gateway {
-    /// Binds the SIP socket and starts serving calls.
-    pub async fn start(config: &Config) -> std::io::Result<Gateway> {
-        let sip = SipSocket::bind(config.sip.listen).await?;
-        let sip_addr = sip.local_addr()?;
-        let (notices_tx, notices_rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            sip: sip.clone(),
-            sip_port: sip_addr.port(),
-            ports: PortPool::new(config.media.rtp_ports.0, config.media.rtp_ports.1),
-            timers: Timers::default(),
-            agents: build_agents(config),
-            notices: notices_tx,
-            rtp_bind_ip: config.sip.listen.ip(),
-            public_addr: config.sip.public_addr.clone(),
-            public_ip: config.media.public_ip,
-            media_timeout: config.media.media_timeout,
-            initial_media_timeout: config.media.initial_media_timeout,
-            route_cache: Mutex::new(HashMap::new()),
-        });
-        let router = Router::new(
-            config.trunks.clone(),
-            config.routes.clone(),
-            &config.sip.realm,
-            config.sip.challenge,
-            Instant::now().into_std(),
-        );
-        let dispatcher = Dispatcher::new(router, Timers::default(), config.sip.max_calls);
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(serve(shared, dispatcher, notices_rx, shutdown_rx));
-        tracing::info!(%sip_addr, "SIP listening (UDP)");
-        if config.sip.public_addr.is_none()
-            && config.media.public_ip.is_none()
-            && config.sip.listen.ip().is_unspecified()
-        {
-            // Behind NAT (most cloud VMs) the interface address is private: Twilio would send
-            // its ACK and RTP to it, and the call would be silent and drop at 30 s.
-            tracing::warn!(
-                "sip.public_addr is not set: Contact and SDP carry the local interface address \
-                 that routes to each caller; behind NAT set sip.public_addr (and media.public_ip)"
-            );
-        }
-        Ok(Gateway {
-            sip_addr,
-            shutdown,
-            task,
-        })
-    }
-
-    /// Stops the SIP loop (calls in progress end with their tasks).
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
-    }
-}
-
-async fn serve(
-    shared: Arc<Shared>,
-    mut core: Dispatcher,
-    mut notices: mpsc::UnboundedReceiver<CallNotice>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut calls: HashMap<String, mpsc::Sender<(crate::sip::message::Message, SocketAddr)>> =
-        HashMap::new();
-    let mut buf = BytesMut::with_capacity(crate::sip::transport::MAX_DATAGRAM);
-    loop {
-        let deadline = core.poll_timeout().map(Instant::from_std);
-        tokio::select! {
-            r = shared.sip.recv(&mut buf) => match r {
-                Ok((data, src)) => core.handle_datagram(Instant::now().into_std(), src, data),
-                Err(e) => tracing::debug!(error = %e, "SIP receive error"),
-            },
-            Some(n) = notices.recv() => match n {
-                CallNotice::Ended(id) => core.call_ended(&id),
-                CallNotice::Finished(id) => {
-                    core.call_finished(&id);
-                    calls.remove(&id);
-                }
-            },
-            _ = async { match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            } } => core.handle_timeout(Instant::now().into_std()),
-            _ = shutdown.changed() => return,
-        }
-        while let Some(out) = core.poll_output() {
-            match out {
-                Output::Transmit { to, bytes } => shared.sip.send(to, &bytes).await,
-                Output::NewCall(new) => {
-                    let (tx, rx) = mpsc::channel(CALL_INBOX);
-                    calls.insert(new.call_id.clone(), tx);
-                    tokio::spawn(task::run(Arc::clone(&shared), new, rx));
-                }
-                Output::Route { call_id, msg, src } => {
-                    if let Some(tx) = calls.get(&call_id) {
-                        if tx.try_send((msg, src)).is_err() {
-                            tracing::debug!(%call_id, "call inbox full; message dropped");
-                        }
-                    }
-                }
-            }
-        }
-    }
 }

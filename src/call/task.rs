@@ -4,34 +4,49 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::agent::{AgentEvent, AgentOutput, AgentSession, CallInfo, CallerEvent};
+use crate::agent::{CallInfo, CallerEvent};
 use crate::call::core::{CallCore, CallEvent, Destination, EndReason, LocalContact};
 use crate::call::dispatch::NewCall;
+use crate::call::registry::{rfc3339, AgentRef, CallRecord, CallState, RtpStats, Timings};
 use crate::call::Shared;
-use crate::media::ports::PortLease;
 use crate::media::session::{MediaParams, MediaSession};
+use crate::metrics::RtpDelta;
 use crate::routing::Admitted;
 use crate::sdp::{self, LocalMedia, Negotiated, SessionDescription};
-use crate::sip::message::{HeaderName, Message};
+use crate::sip::message::{HeaderName, Message, Method};
 use crate::sip::uri::Uri;
 
 /// RTP datagrams read in one pass of a call's loop before it looks at SIP and timers again.
 const MAX_READS_PER_PASS: usize = 16;
 
-pub type SipInbox = mpsc::Receiver<(Message, SocketAddr)>;
+/// How often an answered call publishes its RTP figures (registry and metrics).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// What the gateway hands a call task.
+#[derive(Debug)]
+pub enum CallInput {
+    /// A SIP message with this call's Call-ID.
+    Sip(Message, SocketAddr),
+    /// Shutdown: end the call now (BYE if answered, 503 if still setting up).
+    Hangup,
+}
+
+pub type SipInbox = mpsc::Receiver<CallInput>;
 
 /// What a call tells the gateway about itself.
 #[derive(Debug)]
 pub enum CallNotice {
     /// Media and agent stopped: the call no longer counts as active.
     Ended(String),
+    /// Nothing of the call needs the process any more: it ended, and a BYE we sent has its
+    /// answer (the task may still absorb retransmissions until it finishes).
+    Settled(String),
     /// The task exited.
     Finished(String),
 }
@@ -52,8 +67,10 @@ pub async fn run(shared: Arc<Shared>, new: NewCall, inbox: SipInbox) {
             trunk = %new.admitted.trunk, agent = %new.admitted.agent, src = %new.source,
             "incoming call"
         );
-        let mut call = Call::start(&shared, new, inbox);
+        let mut call = Call::start(&shared, new, inbox, &sid);
         call.run(&shared, sid).await;
+        // A task that stopped without an end event (its inbox closed) must not stay listed.
+        call.close_record(&shared, "call task stopped".into(), "other");
         let _ = notices.send(CallNotice::Finished(call_id));
     }
     .instrument(span)
@@ -69,63 +86,48 @@ struct Call {
     local_ip: IpAddr,
     media: Option<ActiveMedia>,
     ended_notified: bool,
+    settled_notified: bool,
+    /// Our BYE is out and has no final response yet.
+    bye_pending: bool,
+    record_closed: bool,
+    /// When the INVITE arrived: setup time runs from here.
+    received: Instant,
+    /// How the call ends, when this side decided it (the agent hung up, media timed out,
+    /// shutdown); otherwise it follows from the end reason.
+    outcome: Option<&'static str>,
 }
 
-struct ActiveMedia {
-    socket: UdpSocket,
-    session: MediaSession,
-    _lease: PortLease,
-    agent: Box<dyn AgentSession>,
-    /// The SDP answer's `o=` version, bumped on every re-answer (RFC 3264 8).
-    sdp_version: u64,
-    sdp_session: u64,
-    media_ip: IpAddr,
-}
-
-impl ActiveMedia {
-    /// Acts on one agent output; returns a hang-up reason when the agent ended the call.
-    fn on_agent_output(
-        &mut self,
-        t: std::time::Instant,
-        out: Option<AgentOutput>,
-    ) -> Option<String> {
-        match out {
-            Some(AgentOutput::Audio(f)) => {
-                if let Some((to, pkt)) = self.session.send_frame(t, &f) {
-                    // RTP tolerates loss; a full socket buffer drops the frame, never blocks the call.
-                    let _ = self.socket.try_send_to(pkt, to);
-                }
-                None
-            }
-            Some(AgentOutput::Event(AgentEvent::Hangup { reason })) => Some(reason),
-            // Frames go out the moment their slot opens, so there is no queue on our side to
-            // drop: the agent clears its own.
-            Some(AgentOutput::Event(AgentEvent::ClearPlayout)) => None,
-            Some(AgentOutput::Event(AgentEvent::Dtmf(d))) => {
-                // The press goes out as RFC 4733 events in the next slots of the stream.
-                if self.session.send_dtmf(d) {
-                    tracing::info!(digit = %d, "DTMF to the caller");
-                } else {
-                    tracing::info!(digit = %d,
-                        "agent DTMF dropped: no telephone-event negotiated (or not a key)");
-                }
-                None
-            }
-            Some(AgentOutput::Event(AgentEvent::Transcript { role, text, .. })) => {
-                tracing::info!(?role, %text, "transcript");
-                None
-            }
-            Some(AgentOutput::Event(AgentEvent::Detail { key, value })) => {
-                tracing::info!(key, %value, "agent session detail");
-                None
-            }
-            None => Some("agent ended".into()),
-        }
-    }
-}
+mod media;
+use media::ActiveMedia;
 
 impl Call {
-    fn start(shared: &Shared, new: NewCall, inbox: SipInbox) -> Call {
+    fn start(shared: &Shared, new: NewCall, inbox: SipInbox, sid: &str) -> Call {
+        let received = Instant::now();
+        shared.registry.open(CallRecord {
+            call_id: new.call_id.clone(),
+            twilio_call_sid: (!sid.is_empty()).then(|| sid.to_string()),
+            state: CallState::Setup,
+            end_reason: None,
+            outcome: None,
+            trunk: new.admitted.trunk.clone(),
+            caller: new.admitted.caller.clone(),
+            called: new.admitted.called.clone(),
+            agent: AgentRef {
+                name: new.admitted.agent.clone(),
+                kind: None,
+            },
+            codec: None,
+            source: new.source.to_string(),
+            rtp_port: None,
+            timings: Timings {
+                received: rfc3339(SystemTime::now()),
+                ..Timings::default()
+            },
+            rtp: RtpStats::default(),
+            transcript: Vec::new(),
+            transcript_dropped: 0,
+            details: Default::default(),
+        });
         let local_ip = shared.local_ip_towards(new.source);
         let via_host_port = shared.public_host_port(local_ip);
         // Config validation makes sure sip.public_addr forms a URI; the fallback is for a local
@@ -153,6 +155,11 @@ impl Call {
             local_ip,
             media: None,
             ended_notified: false,
+            settled_notified: false,
+            bye_pending: false,
+            record_closed: false,
+            received,
+            outcome: None,
         }
     }
 
@@ -207,10 +214,18 @@ impl Call {
         tracing::info!(codec = negotiated.codec.name(), remote = ?negotiated.remote_rtp,
             port = lease.port(), "media negotiated");
 
-        let Some(agent) = shared.agents.get(&self.admitted.agent).cloned() else {
+        // Read once: a reload while this call runs does not change its agent.
+        let Some(agent) = shared.live().agents.get(&self.admitted.agent).cloned() else {
+            tracing::error!(agent = %self.admitted.agent, "agent not configured: 500");
             self.core.reject(now(), 500, None);
             return None;
         };
+        let kind = agent.kind();
+        shared.registry.update(&self.call_id, |r| {
+            r.agent.kind = Some(kind);
+            r.codec = Some(negotiated.codec.name());
+            r.rtp_port = Some(lease.port());
+        });
         let account_sid = self
             .core
             .invite()
@@ -239,24 +254,40 @@ impl Call {
                     Ok(s) => break s,
                     Err(e) => {
                         let status = policy.error_status;
-                        tracing::error!(error = %e, agent = agent.kind(), status,
+                        tracing::error!(error = %e, agent = kind, status,
                             "agent failed to start; rejecting the call");
+                        shared.metrics.agent_error(kind, "connect_failed");
+                        self.outcome = Some("agent_failed");
                         self.core.reject(now(), status, None);
                         return None;
                     }
                 },
                 msg = self.inbox.recv() => match msg {
-                    Some((m, src)) => self.core.handle_message(now(), m, src),
+                    Some(CallInput::Sip(m, src)) => self.core.handle_message(now(), m, src),
+                    Some(CallInput::Hangup) => {
+                        // Shutting down: 503 lets Twilio try elsewhere.
+                        tracing::info!("shutdown while the agent connects: 503");
+                        self.outcome = Some("shutdown");
+                        let retry = (HeaderName::RetryAfter, "5".to_string());
+                        self.core.reject(now(), 503, Some(retry));
+                    }
                     None => return None,
                 },
                 _ = sleep_until_opt(ring_at) => {
                     ring_at = policy.ring_every.map(|every| Instant::now() + every);
                     self.core.ring(now());
+                    shared.registry.update(&self.call_id, |r| {
+                        if r.state == CallState::Setup {
+                            r.state = CallState::Ringing;
+                        }
+                    });
                 }
                 _ = tokio::time::sleep_until(give_up) => {
                     let status = policy.timeout_status;
-                    tracing::error!(timeout = ?policy.timeout, agent = agent.kind(), status,
+                    tracing::error!(timeout = ?policy.timeout, agent = kind, status,
                         "agent did not connect in time; rejecting the call");
+                    shared.metrics.agent_error(kind, "connect_timeout");
+                    self.outcome = Some("agent_failed");
                     self.core.reject(now(), status, None);
                     return None;
                 }
@@ -272,8 +303,19 @@ impl Call {
             shared.media_timeout,
             shared.initial_media_timeout,
         );
+        let connected = Instant::now();
+        shared.metrics.agent_connect_time(kind, connected - started);
         self.core.answer(now(), negotiated.answer);
         self.flush(shared).await;
+        let setup = self.received.elapsed();
+        shared.metrics.invite_response(200);
+        shared.metrics.setup_time(setup);
+        shared.registry.update(&self.call_id, |r| {
+            r.state = CallState::Answered;
+            r.timings.answered = Some(rfc3339(SystemTime::now()));
+            r.timings.setup_ms = Some(setup.as_secs_f64() * 1000.0);
+            r.timings.agent_connect_ms = Some((connected - started).as_secs_f64() * 1000.0);
+        });
         let mut session = session;
         session.send_event(CallerEvent::Answered);
         Some(ActiveMedia {
@@ -285,6 +327,12 @@ impl Call {
             sdp_version: 1,
             sdp_session,
             media_ip: local.ip,
+            kind,
+            bytes_sent: 0,
+            bytes_received: 0,
+            reported: RtpDelta::default(),
+            next_report: connected + REPORT_EVERY,
+            agent_ended: false,
         })
     }
 
@@ -298,9 +346,16 @@ impl Call {
             // re-arms its readiness. Bounded so a flood cannot starve SIP.
             for _ in 0..MAX_READS_PER_PASS {
                 match m.socket.try_recv_from(&mut buf) {
-                    Ok((n, src)) => m.session.on_datagram(t, src, &buf[..n]),
+                    Ok((n, src)) => {
+                        m.bytes_received += n as u64;
+                        m.session.on_datagram(t, src, &buf[..n]);
+                    }
                     Err(_) => break,
                 }
+            }
+            let tick = Instant::from_std(t);
+            if tick >= m.next_report {
+                m.report(shared, &self.call_id, tick);
             }
             // Caller -> agent.
             while let Some(frame) = m.session.poll_caller_audio(t) {
@@ -317,19 +372,23 @@ impl Call {
                 let out =
                     std::future::poll_fn(|cx| Poll::Ready(m.agent.poll_output(cx, want))).await;
                 match out {
-                    Poll::Ready(out) => hangup = m.on_agent_output(t, out),
+                    Poll::Ready(out) => {
+                        hangup = m.on_agent_output(t, out, shared, &self.call_id);
+                    }
                     Poll::Pending => break,
                 }
             }
             if let Some((to, pkt)) = m.session.handle_timeout(t) {
-                let _ = m.socket.try_send_to(pkt, to);
+                if let Ok(n) = m.socket.try_send_to(pkt, to) {
+                    m.bytes_sent += n as u64;
+                }
             }
             if let Some(timeout) = m.session.timed_out(t) {
                 tracing::warn!(?timeout, "media timeout; hanging up");
-                self.core.hangup(t, "media timeout");
-            } else if let Some(reason) = hangup {
+                self.hang_up(t, "media timeout", "media_timeout");
+            } else if let Some((reason, outcome)) = hangup {
                 tracing::info!(%reason, "agent hung up");
-                self.core.hangup(t, &reason);
+                self.hang_up(t, &reason, outcome);
             }
             self.flush(shared).await;
             if self.drain_events(shared).await {
@@ -349,19 +408,23 @@ impl Call {
                 biased;
                 _ = socket.readable() => {}
                 msg = self.inbox.recv() => match msg {
-                    Some((msg, src)) => self.core.handle_message(now(), msg, src),
+                    Some(CallInput::Sip(msg, src)) => self.core.handle_message(now(), msg, src),
+                    Some(CallInput::Hangup) => {
+                        tracing::info!("shutdown: hanging up");
+                        self.hang_up(now(), "shutdown", "shutdown");
+                    }
                     None => return,
                 },
                 out = std::future::poll_fn(|cx| agent.poll_output(cx, want)) => agent_out = Some(out),
                 _ = tokio::time::sleep_until(wake) => {}
             }
             let hangup = match (agent_out, self.media.as_mut()) {
-                (Some(out), Some(m)) => m.on_agent_output(now(), out),
+                (Some(out), Some(m)) => m.on_agent_output(now(), out, shared, &self.call_id),
                 _ => None,
             };
-            if let Some(reason) = hangup {
+            if let Some((reason, outcome)) = hangup {
                 tracing::info!(%reason, "agent hung up");
-                self.core.hangup(now(), &reason);
+                self.hang_up(now(), &reason, outcome);
             }
             let t = now();
             if self.core.poll_timeout().is_some_and(|d| d <= t) {
@@ -372,34 +435,83 @@ impl Call {
 
     /// Handles the core's events; true when the call ended (media and agent are stopped).
     async fn drain_events(&mut self, shared: &Shared) -> bool {
-        let mut ended = false;
+        let mut ended = None;
         while let Some(ev) = self.core.poll_event() {
             match ev {
-                CallEvent::Confirmed => tracing::info!("call confirmed (ACK)"),
+                CallEvent::Confirmed => {
+                    tracing::info!("call confirmed (ACK)");
+                    shared.registry.update(&self.call_id, |r| {
+                        if r.state == CallState::Answered {
+                            r.state = CallState::Confirmed;
+                        }
+                    });
+                }
                 CallEvent::ReOffer { sdp } => self.reoffer(&sdp),
                 CallEvent::Ended { reason } => {
                     log_end(&reason);
-                    ended = true;
+                    ended = Some(reason);
                 }
             }
         }
-        if ended {
-            if let Some(mut m) = self.media.take() {
-                m.agent.send_event(CallerEvent::Hangup);
-                let c = m.session.counters();
-                let s = m.session.recv_stats();
-                tracing::info!(
-                    sent = c.packets_sent,
-                    received = c.packets_received,
-                    concealed = c.concealed,
-                    lost = s.lost(),
-                    jitter_ms = s.jitter_ms(),
-                    "media stopped"
-                );
-            }
-            self.notify_ended(shared);
+        let Some(reason) = ended else {
+            return false;
+        };
+        if let Some(mut m) = self.media.take() {
+            m.agent.send_event(CallerEvent::Hangup);
+            m.report(shared, &self.call_id, Instant::now());
+            let rtp = m.rtp_stats();
+            shared.metrics.call_jitter_ms(rtp.jitter_ms);
+            tracing::info!(
+                sent = rtp.packets_sent,
+                received = rtp.packets_received,
+                concealed = rtp.concealed,
+                lost = rtp.lost,
+                jitter_ms = rtp.jitter_ms,
+                "media stopped"
+            );
         }
-        ended
+        match reason {
+            EndReason::Rejected(code) => shared.metrics.invite_response(code),
+            EndReason::CallerCancel => shared.metrics.invite_response(487),
+            _ => {}
+        }
+        let outcome = outcome_of(&reason, self.outcome);
+        shared.metrics.call_ended(outcome);
+        self.close_record(shared, describe_end(&reason), outcome);
+        self.bye_pending = matches!(reason, EndReason::LocalBye(_) | EndReason::AckTimeout);
+        self.notify_ended(shared);
+        if !self.bye_pending {
+            self.notify_settled(shared);
+        }
+        true
+    }
+
+    /// Hangs up from our side, noting how the call ended for the metrics.
+    fn hang_up(&mut self, t: std::time::Instant, reason: &str, outcome: &'static str) {
+        self.outcome.get_or_insert(outcome);
+        self.core.hangup(t, reason);
+    }
+
+    /// Moves the call's record to the ended list (once).
+    fn close_record(&mut self, shared: &Shared, reason: String, outcome: &'static str) {
+        if self.record_closed {
+            return;
+        }
+        self.record_closed = true;
+        shared.registry.close(&self.call_id, |r| {
+            r.end_reason = Some(reason);
+            r.outcome = Some(outcome);
+            r.timings.ended = Some(rfc3339(SystemTime::now()));
+        });
+    }
+
+    fn notify_settled(&mut self, shared: &Shared) {
+        if !self.settled_notified {
+            self.settled_notified = true;
+            let _ = shared
+                .notices
+                .send(CallNotice::Settled(self.call_id.clone()));
+        }
     }
 
     fn reoffer(&mut self, sdp_bytes: &[u8]) {
@@ -456,7 +568,14 @@ impl Call {
             };
             tokio::select! {
                 msg = self.inbox.recv() => match msg {
-                    Some((m, src)) => self.core.handle_message(now(), m, src),
+                    Some(CallInput::Sip(m, src)) => {
+                        if self.bye_pending && answers_bye(&m) {
+                            self.bye_pending = false;
+                            self.notify_settled(shared);
+                        }
+                        self.core.handle_message(now(), m, src);
+                    }
+                    Some(CallInput::Hangup) => {}
                     None => break,
                 },
                 _ = tokio::time::sleep_until(Instant::from_std(deadline)) => {
@@ -500,6 +619,34 @@ fn media_params(n: &Negotiated, media_timeout: Duration, initial: Duration) -> M
         send: n.local_direction.sends(),
         media_timeout,
         initial_media_timeout: initial,
+    }
+}
+
+/// A final response to our BYE.
+fn answers_bye(m: &Message) -> bool {
+    matches!(m, Message::Response(r)
+        if r.status >= 200 && r.cseq().is_some_and(|c| c.method == Method::Bye))
+}
+
+/// The `sipbridge_calls_total` outcome: ours when we ended the call, else the end reason's.
+fn outcome_of(reason: &EndReason, ours: Option<&'static str>) -> &'static str {
+    match (reason, ours) {
+        (EndReason::LocalBye(_) | EndReason::Rejected(_), Some(o)) => o,
+        (EndReason::CallerBye, _) => "caller_hangup",
+        (EndReason::CallerCancel, _) => "cancelled",
+        (EndReason::AckTimeout, _) => "ack_timeout",
+        (EndReason::Rejected(_), None) => "rejected",
+        (EndReason::LocalBye(_), None) => "other",
+    }
+}
+
+fn describe_end(reason: &EndReason) -> String {
+    match reason {
+        EndReason::CallerBye => "caller hung up (BYE)".into(),
+        EndReason::CallerCancel => "caller cancelled before answer".into(),
+        EndReason::LocalBye(why) => format!("we hung up: {why}"),
+        EndReason::Rejected(code) => format!("rejected with {code}"),
+        EndReason::AckTimeout => "no ACK for our 200 OK".into(),
     }
 }
 

@@ -169,7 +169,10 @@ fn embedded_default_has_a_random_demo_password() {
 fn the_shipped_example_config_is_valid() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/sipbridge.example.toml");
-    let env = |k: &str| (k == "SIPBRIDGE_TRUNK_PASSWORD").then(|| "example-secret".to_string());
+    let env = |k: &str| {
+        matches!(k, "SIPBRIDGE_TRUNK_PASSWORD" | "TWILIO_AUTH_TOKEN")
+            .then(|| "example-secret".to_string())
+    };
     let c = match load_file(&path, &env) {
         Ok(c) => c,
         Err(e) => panic!("{e}"),
@@ -199,4 +202,48 @@ fn key_of_another_agent_kind_is_named_with_its_line() {
     );
     let p = problems("[agents.e]\nkind = \"echo\"\nroom_prefx = \"x-\"\n");
     assert!(p[0].message.contains("unknown field"), "{p:?}");
+}
+
+#[test]
+fn http_and_twilio_keys_are_read_and_checked() {
+    let env = |k: &str| match k {
+        "ADMIN" => Some("admin-secret".to_string()),
+        "TW" => Some("twilio-secret".to_string()),
+        _ => None,
+    };
+    let c = parse(
+        "[http]\nauth_token_env = \"ADMIN\"\n[twilio]\nauth_token_env = \"TW\"\n\
+         public_url = \"https://gw.example.com/sb/\"\nedge = \"frankfurt\"\n",
+        "t.toml",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(c.http.auth_token.as_deref(), Some("admin-secret"));
+    assert_eq!(c.twilio.auth_token.as_deref(), Some("twilio-secret"));
+    assert_eq!(
+        c.twilio.public_url.as_deref(),
+        Some("https://gw.example.com/sb")
+    );
+    assert_eq!(c.twilio.edge.as_deref(), Some("frankfurt"));
+    // Secrets never show through Debug.
+    let debug = format!("{c:?}");
+    assert!(
+        !debug.contains("admin-secret") && !debug.contains("twilio-secret"),
+        "{debug}"
+    );
+
+    let p = problems(
+        "[http]\nauth_token_env = \"UNSET_FOR_TEST\"\n[twilio]\npublic_url = \"gw.example.com\"\n\
+         edge = \"london\"\n",
+    );
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["http.auth_token_env", "twilio.public_url", "twilio.edge"],
+        "{p:?}"
+    );
+    assert_eq!(p[2].line, 5);
+    assert!(p[2].message.contains("dublin"), "{p:?}");
+    let p = problems("[twilio]\npublic_url = \"https://gw.example.com/x?y=1\"\n");
+    assert_eq!(p[0].key, "twilio.public_url");
 }

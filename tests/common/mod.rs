@@ -38,7 +38,7 @@ pub async fn gateway_with(media: &str, extra: &str) -> Gateway {
     let (lo, hi) = rtp_range();
     let text = format!(
         "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n{media}\
-         [[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
          allowed_addresses = [\"127.0.0.0/8\"]\n{extra}"
     );
     let cfg = config::parse(&text, "test.toml", &|_| None).expect("test config");

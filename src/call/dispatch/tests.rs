@@ -300,3 +300,114 @@ mod never_panics {
         }
     }
 }
+
+fn stats(d: &mut Dispatcher) -> Vec<Stat> {
+    std::iter::from_fn(|| d.poll_stat()).collect()
+}
+
+#[test]
+fn stats_count_final_invite_responses_and_auth_failures_by_reason() {
+    use crate::metrics::AuthFailure::*;
+    let mut d = dispatcher(10);
+    let t0 = Instant::now();
+    let challenge = only_response(&feed(&mut d, t0, src(), &invite("c1", "z9hG4bKa", 1, "")));
+    assert_eq!(
+        stats(&mut d),
+        [Stat::AuthFailure(NoCredentials), Stat::InviteResponse(407)]
+    );
+    let wrong = authorized(&challenge, "c1", "z9hG4bKb", "nope", 1);
+    feed(&mut d, t0, src(), &wrong);
+    assert_eq!(
+        stats(&mut d),
+        [
+            Stat::AuthFailure(WrongCredentials),
+            Stat::InviteResponse(407)
+        ]
+    );
+    let wrong = authorized(&challenge, "c1", "z9hG4bKc", "nope", 2);
+    assert_eq!(only_response(&feed(&mut d, t0, src(), &wrong)).status, 403);
+    assert_eq!(
+        stats(&mut d),
+        [
+            Stat::AuthFailure(WrongCredentials),
+            Stat::InviteResponse(403)
+        ]
+    );
+    // An admitted call: nothing counted here (its task answers it).
+    let good = authorized(&challenge, "c2", "z9hG4bKd", "pw", 1);
+    assert!(matches!(
+        feed(&mut d, t0, src(), &good).as_slice(),
+        [Output::NewCall(_)]
+    ));
+    assert!(stats(&mut d).is_empty());
+    d.set_draining(true);
+    feed(&mut d, t0, src(), &invite("c3", "z9hG4bKe", 1, ""));
+    assert_eq!(stats(&mut d), [Stat::InviteResponse(503)]);
+    d.handle_datagram(t0, src(), Bytes::from_static(b"INVITE nonsense\r\n\r\n"));
+    assert_eq!(stats(&mut d), [Stat::Malformed]);
+}
+
+#[test]
+fn a_source_no_trunk_admits_counts_as_address_not_allowed() {
+    let esip = Trunk {
+        name: "esip".into(),
+        credentials: None,
+        allowed: AddressList::parse(&["10.9.0.0/16".to_string()]).unwrap(),
+        numbers: vec![],
+    };
+    let routes = vec![Route {
+        numbers: vec![],
+        agent: "echo".into(),
+    }];
+    let router = Router::new(
+        vec![esip],
+        routes,
+        "sipbridge",
+        ChallengeKind::Proxy,
+        Instant::now(),
+    );
+    let mut d = Dispatcher::new(router, Timers::default(), 10);
+    let r = only_response(&feed(
+        &mut d,
+        Instant::now(),
+        src(),
+        &invite("c", "z9hG4bKa", 1, ""),
+    ));
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        stats(&mut d),
+        [
+            Stat::AuthFailure(crate::metrics::AuthFailure::AddressNotAllowed),
+            Stat::InviteResponse(403)
+        ]
+    );
+}
+
+#[test]
+fn a_reload_changes_passwords_but_keeps_nonces_valid() {
+    let mut d = dispatcher(10);
+    let t0 = Instant::now();
+    let challenge = only_response(&feed(&mut d, t0, src(), &invite("r1", "z9hG4bKa", 1, "")));
+    let trunk = Trunk {
+        name: "digest2".into(),
+        credentials: Some(Credentials {
+            username: "ai-voice-agent".into(),
+            password: "new-pw".into(),
+        }),
+        allowed: AddressList::parse(&[]).unwrap(),
+        numbers: vec![],
+    };
+    let routes = vec![Route {
+        numbers: vec![],
+        agent: "echo".into(),
+    }];
+    d.reload(vec![trunk], routes, 10);
+    // The nonce from before the reload, answered with the new password.
+    let retry = authorized(&challenge, "r1", "z9hG4bKb", "new-pw", 1);
+    match feed(&mut d, t0, src(), &retry).as_slice() {
+        [Output::NewCall(n)] => assert_eq!(n.admitted.trunk, "digest2"),
+        other => panic!("expected a new call, got {other:?}"),
+    }
+    let old = authorized(&challenge, "r2", "z9hG4bKc", "pw", 1);
+    assert_eq!(only_response(&feed(&mut d, t0, src(), &old)).status, 407);
+}
