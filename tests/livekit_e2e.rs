@@ -47,6 +47,27 @@ async fn gateway(url: &str, extra: &str) -> Gateway {
     Gateway::start(&cfg).await.expect("gateway start")
 }
 
+/// A GET on the gateway's admin API, as JSON.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("admin API");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("admin API answers")
+        .unwrap();
+    let start = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |i| i + 4);
+    serde_json::from_slice(&out[start..])
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
+}
+
 /// Keeps the call going (SIP and RTP) until the mock's state satisfies `cond`.
 async fn drive(
     caller: &mut Caller,
@@ -183,6 +204,23 @@ async fn a_call_rings_until_the_agent_talks_then_audio_and_dtmf_flow_both_ways()
             .any(|a| a.get("sip.callStatus").map(String::as_str) == Some("active"))
     })
     .await;
+
+    // The admin API lists the room with the call and its participants.
+    let rooms = http_get(gw.http_addr, "/livekit/rooms").await;
+    let room = &rooms["rooms"][0];
+    assert_eq!(
+        room["name"].as_str(),
+        Some(mock.state.lock().unwrap().sessions[0].room.as_str()),
+        "{rooms:#}"
+    );
+    let ids: Vec<_> = room["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .filter_map(|p| p["identity"].as_str())
+        .collect();
+    assert!(ids.contains(&"sip_+447700900123"), "{rooms:#}");
+    assert!(ids.contains(&"agent-hume"), "{rooms:#}");
 
     // DTMF: caller RFC 4733 to a sip_dtmf packet, and a sip_dtmf packet to RFC 4733.
     caller.press('5');
