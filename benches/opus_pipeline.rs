@@ -1,5 +1,7 @@
-//! The LiveKit leg's audio work per 20 ms frame: up (8 kHz -> 48 kHz, Opus encode) and down
-//! (Opus decode, 48 kHz -> 8 kHz), with the encoder settings that decide its cost.
+//! The LiveKit leg's audio work per 20 ms frame, up (phone to room) and down (room to phone),
+//! two ways: running libopus at the phone's 8 kHz (what the gateway does), and the textbook way
+//! of resampling to and from 48 kHz around a 48 kHz codec, with the encoder settings that
+//! decide the cost.
 
 use std::hint::black_box;
 
@@ -7,7 +9,8 @@ use audiopus::Bandwidth;
 use criterion::{criterion_group, criterion_main, Criterion};
 use sipbridge::agent::livekit::media::{Downlink, Uplink};
 use sipbridge::agent::AudioFrame;
-use sipbridge::codec::opus::{EncoderSettings, OpusEncoder, FRAME, MAX_PACKET};
+use sipbridge::codec::opus::{EncoderSettings, OpusDecoder, OpusEncoder, FRAME, MAX_PACKET, RATE};
+use sipbridge::codec::resample::Resampler;
 
 /// Speech-like test signal: a few harmonics with a slow vibrato, so the encoder has work.
 fn voice(rate: f64, n: usize, from: usize) -> Vec<i16> {
@@ -23,65 +26,61 @@ fn voice(rate: f64, n: usize, from: usize) -> Vec<i16> {
         .collect()
 }
 
+fn settings(complexity: u8, max_bandwidth: Bandwidth) -> EncoderSettings {
+    EncoderSettings {
+        complexity,
+        max_bandwidth,
+    }
+}
+
 fn uplink(c: &mut Criterion) {
     let frames: Vec<AudioFrame> = (0..50)
         .map(|k| AudioFrame::from_samples(8000, &voice(8000.0, 160, k * 160)))
         .collect();
-    for (name, settings) in [
-        (
-            "complexity 1, wideband",
-            EncoderSettings {
-                complexity: 1,
-                max_bandwidth: Bandwidth::Wideband,
-            },
-        ),
-        (
-            "complexity 3, wideband (default)",
-            EncoderSettings::default(),
-        ),
-        (
-            "complexity 5, wideband",
-            EncoderSettings {
-                complexity: 5,
-                max_bandwidth: Bandwidth::Wideband,
-            },
-        ),
-        (
-            "complexity 10, wideband",
-            EncoderSettings {
-                complexity: 10,
-                max_bandwidth: Bandwidth::Wideband,
-            },
-        ),
-        (
-            "complexity 3, narrowband",
-            EncoderSettings {
-                complexity: 3,
-                max_bandwidth: Bandwidth::Narrowband,
-            },
-        ),
-        (
-            "complexity 10, fullband",
-            EncoderSettings {
-                complexity: 10,
-                max_bandwidth: Bandwidth::Fullband,
-            },
-        ),
-    ] {
-        let mut up = Uplink::new(settings).unwrap();
+    for complexity in [0, 1, 3, 5, 10] {
+        let mut up = Uplink::new(settings(complexity, Bandwidth::Narrowband)).unwrap();
         let mut k = 0;
-        c.bench_function(&format!("uplink 8k->48k + opus encode, {name}"), |b| {
-            b.iter(|| {
-                k = (k + 1) % frames.len();
-                black_box(up.push(&frames[k]).unwrap().map(|p| p.len()));
-            })
-        });
+        c.bench_function(
+            &format!("up: opus encode at 8 kHz, complexity {complexity}"),
+            |b| {
+                b.iter(|| {
+                    k = (k + 1) % frames.len();
+                    black_box(up.push(&frames[k]).unwrap().map(|p| p.len()));
+                })
+            },
+        );
+    }
+    for (complexity, bw, name) in [
+        (1, Bandwidth::Narrowband, "narrowband"),
+        (3, Bandwidth::Wideband, "wideband"),
+    ] {
+        let mut rs = Resampler::new(8000, RATE).unwrap();
+        let mut enc = OpusEncoder::new(RATE, settings(complexity, bw)).unwrap();
+        let mut pcm = Vec::with_capacity(FRAME * 2);
+        let mut out = [0u8; MAX_PACKET];
+        let mut k = 0;
+        c.bench_function(
+            &format!(
+                "up: resample 8k->48k + opus encode at 48 kHz, complexity {complexity}, {name}"
+            ),
+            |b| {
+                b.iter(|| {
+                    k = (k + 1) % frames.len();
+                    rs.process(frames[k].samples(), &mut pcm);
+                    if pcm.len() >= FRAME {
+                        black_box(enc.encode(&pcm[..FRAME], &mut out).unwrap());
+                        pcm.drain(..FRAME);
+                    }
+                })
+            },
+        );
     }
 }
 
 fn downlink(c: &mut Criterion) {
-    let mut enc = OpusEncoder::new(EncoderSettings::default()).unwrap();
+    let mut enc = OpusEncoder::new(RATE, EncoderSettings::default()).unwrap();
     let mut out = [0u8; MAX_PACKET];
+    // The agent's stream: 48 kHz, as a LiveKit agent publishes it.
     let packets: Vec<Vec<u8>> = (0..50)
         .map(|k| {
             let n = enc
@@ -92,11 +91,24 @@ fn downlink(c: &mut Criterion) {
         .collect();
     let mut down = Downlink::new().unwrap();
     let mut k = 0;
-    c.bench_function("downlink opus decode + mix + 48k->8k, one track", |b| {
+    c.bench_function("down: opus decode at 8 kHz + mix, one track", |b| {
         b.iter(|| {
             k = (k + 1) % packets.len();
             down.on_packet(1, &packets[k]).unwrap();
             black_box(down.tick());
+        })
+    });
+    let mut dec = OpusDecoder::new(RATE).unwrap();
+    let mut rs = Resampler::new(RATE, 8000).unwrap();
+    let mut pcm = vec![0i16; FRAME];
+    let mut phone = Vec::with_capacity(320);
+    c.bench_function("down: opus decode at 48 kHz + resample 48k->8k", |b| {
+        b.iter(|| {
+            k = (k + 1) % packets.len();
+            let n = dec.decode(&packets[k], &mut pcm).unwrap();
+            rs.process(&pcm[..n], &mut phone);
+            black_box(phone.len());
+            phone.clear();
         })
     });
 }

@@ -33,7 +33,7 @@ async fn gateway(url: &str, extra: &str) -> Gateway {
     let (lo, hi) = rtp_range();
     let text = format!(
         "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
-         [[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
          allowed_addresses = [\"127.0.0.0/8\"]\n\
          [agents.room]\nkind = \"livekit\"\nurl = \"{url}\"\napi_key_env = \"LK_KEY\"\n\
          api_secret_env = \"LK_SECRET\"\nagent_name = \"hume-agent\"\n{extra}"
@@ -45,6 +45,27 @@ async fn gateway(url: &str, extra: &str) -> Gateway {
     };
     let cfg = config::parse(&text, "test.toml", &env).expect("test config");
     Gateway::start(&cfg).await.expect("gateway start")
+}
+
+/// A GET on the gateway's admin API, as JSON.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("admin API");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("admin API answers")
+        .unwrap();
+    let start = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |i| i + 4);
+    serde_json::from_slice(&out[start..])
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
 }
 
 /// Keeps the call going (SIP and RTP) until the mock's state satisfies `cond`.
@@ -183,6 +204,23 @@ async fn a_call_rings_until_the_agent_talks_then_audio_and_dtmf_flow_both_ways()
             .any(|a| a.get("sip.callStatus").map(String::as_str) == Some("active"))
     })
     .await;
+
+    // The admin API lists the room with the call and its participants.
+    let rooms = http_get(gw.http_addr, "/livekit/rooms").await;
+    let room = &rooms["rooms"][0];
+    assert_eq!(
+        room["name"].as_str(),
+        Some(mock.state.lock().unwrap().sessions[0].room.as_str()),
+        "{rooms:#}"
+    );
+    let ids: Vec<_> = room["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .filter_map(|p| p["identity"].as_str())
+        .collect();
+    assert!(ids.contains(&"sip_+447700900123"), "{rooms:#}");
+    assert!(ids.contains(&"agent-hume"), "{rooms:#}");
 
     // DTMF: caller RFC 4733 to a sip_dtmf packet, and a sip_dtmf packet to RFC 4733.
     caller.press('5');
@@ -370,4 +408,110 @@ async fn mock_livekit_post(
     body: &[u8],
 ) -> (u16, Vec<u8>) {
     mock_livekit::post(mock.addr, path, "application/json", token, body).await
+}
+
+/// The session's next output (events only: no playout slot is open).
+async fn next(s: &mut dyn sipbridge::agent::AgentSession) -> Option<sipbridge::agent::AgentOutput> {
+    std::future::poll_fn(|cx| s.poll_output(cx, false)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_reports_its_room_and_the_rooms_dtmf_to_the_call() {
+    use sipbridge::agent::livekit::LivekitAgent;
+    use sipbridge::agent::{Agent, AgentEvent, AgentOutput, CallInfo, CallerEvent};
+    use sipbridge::config::LivekitSpec;
+
+    let mock = MockLivekit::start(MockConfig::default()).await;
+    let agent = LivekitAgent::new(LivekitSpec {
+        url: mock.url.clone(),
+        api_key: API_KEY.into(),
+        api_secret: API_SECRET.into(),
+        room_prefix: "t-".into(),
+        agent_name: None,
+        ringing_timeout: Duration::from_secs(5),
+    });
+    let policy = agent.setup_policy();
+    assert_eq!((policy.timeout_status, policy.error_status), (480, 503));
+    assert_eq!(policy.ring_every, Some(Duration::from_secs(1)));
+    let call = CallInfo {
+        call_id: "c1@test".into(),
+        local_tag: "tag1".into(),
+        caller: "+15550002222".into(),
+        called: "+15550003333".into(),
+        trunk: "t".into(),
+        agent: "room".into(),
+        ..Default::default()
+    };
+    let mut session = tokio::time::timeout(WAIT, agent.connect(&call))
+        .await
+        .expect("connected in time")
+        .expect("session");
+    // Automatic dispatch: no CreateDispatch.
+    assert!(mock.state.lock().unwrap().dispatches.is_empty());
+
+    // Details until the agent shows up among the participants.
+    let mut agent_seen = false;
+    for _ in 0..10 {
+        let out = tokio::time::timeout(WAIT, next(&mut *session))
+            .await
+            .expect("output");
+        if let Some(AgentOutput::Event(AgentEvent::Detail { key, value })) = out {
+            assert_eq!(key, "livekit_room");
+            assert!(value["name"].as_str().unwrap().starts_with("t-"));
+            let ids: Vec<_> = value["participants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["identity"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(ids[0], "sip_+15550002222");
+            if ids.iter().any(|i| i == "agent-hume") {
+                agent_seen = true;
+                break;
+            }
+        }
+    }
+    assert!(agent_seen, "the agent never appeared in the room detail");
+
+    mock.command(
+        0,
+        Command::SendDtmf {
+            code: 11,
+            digit: "#".into(),
+        },
+    );
+    let mut digit = None;
+    for _ in 0..10 {
+        match tokio::time::timeout(WAIT, next(&mut *session))
+            .await
+            .expect("output")
+        {
+            Some(AgentOutput::Event(AgentEvent::Dtmf(d))) => {
+                digit = Some(d);
+                break;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(digit, Some('#'));
+
+    session.send_event(CallerEvent::Hangup);
+    mock.wait_for("leave and DeleteRoom", WAIT, |s| {
+        s.sessions[0].left.is_some() && !s.deleted.is_empty()
+    })
+    .await;
+    // The session ends once the driver is gone.
+    let mut ended = false;
+    for _ in 0..20 {
+        if tokio::time::timeout(WAIT, next(&mut *session))
+            .await
+            .expect("output")
+            .is_none()
+        {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended);
 }

@@ -1,6 +1,10 @@
-//! Opus for the LiveKit leg: 20 ms mono frames at 48 kHz, through the system libopus
-//! (`audiopus`). Rooms carry Opus 48 kHz; the phone side is 8 kHz, so the encoder is told what
-//! the signal really holds (narrowband speech) and spends its effort accordingly.
+//! Opus for the LiveKit leg: 20 ms mono frames, through the system libopus (`audiopus`).
+//!
+//! An Opus stream is always 48 kHz on the wire (RTP clock, SDP `opus/48000/2`), but libopus
+//! encodes from and decodes to any of 8, 12, 16, 24 or 48 kHz PCM, converting inside the codec.
+//! The phone side is 8 kHz, so the LiveKit leg runs both codecs at 8 kHz: no resampling of its
+//! own, and an encoder that only ever sees narrowband speech (docs/performance.md has the
+//! figures that decided this).
 
 use std::convert::TryFrom;
 
@@ -8,20 +12,23 @@ use audiopus::coder::{Decoder, Encoder};
 use audiopus::packet::Packet;
 use audiopus::{Application, Bandwidth, Bitrate, Channels, MutSignals, SampleRate, Signal};
 
+/// The stream's rate, and the largest PCM rate.
 pub const RATE: u32 = 48_000;
 /// Samples in one 20 ms mono frame at 48 kHz.
 pub const FRAME: usize = 960;
 /// Largest packet we produce or accept; 20 ms at Opus's top bitrate fits in 1275 bytes.
 pub const MAX_PACKET: usize = 1500;
-/// Telephone speech needs no more; Opus at this rate is transparent for an 8 kHz source.
+/// Narrowband speech is transparent well below this; the rest pays for in-band FEC.
 const BITRATE: i32 = 24_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpusError {
     #[error("opus: {0}")]
     Codec(#[from] audiopus::Error),
-    #[error("opus: frame of {0} samples; 20 ms at 48 kHz is {FRAME}")]
-    FrameSize(usize),
+    #[error("opus: frame of {got} samples; 20 ms is {want}")]
+    FrameSize { got: usize, want: usize },
+    #[error("opus: {0} Hz is not an Opus PCM rate (8, 12, 16, 24 or 48 kHz)")]
+    Rate(u32),
 }
 
 /// How hard the encoder works. Complexity trades CPU for quality at a given bitrate; on a
@@ -34,22 +41,37 @@ pub struct EncoderSettings {
 
 impl Default for EncoderSettings {
     fn default() -> Self {
+        // Complexity 1 costs under half of 3 at 8 kHz (docs/performance.md); telephone audio
+        // holds nothing above 4 kHz, so narrowband loses nothing.
         EncoderSettings {
-            complexity: 3,
-            max_bandwidth: Bandwidth::Wideband,
+            complexity: 1,
+            max_bandwidth: Bandwidth::Narrowband,
         }
     }
 }
 
+fn sample_rate(hz: u32) -> Result<SampleRate, OpusError> {
+    i32::try_from(hz)
+        .ok()
+        .and_then(|r| SampleRate::try_from(r).ok())
+        .ok_or(OpusError::Rate(hz))
+}
+
+/// Samples in 20 ms at `hz`.
+pub fn frame_len(hz: u32) -> usize {
+    hz as usize / 50
+}
+
 pub struct OpusEncoder {
     enc: Encoder,
+    frame: usize,
 }
 
 impl OpusEncoder {
-    /// VoIP mode, mono, in-band FEC on (rooms lose packets, and FEC costs little), DTX off
-    /// (the agent's voice detection expects a continuous stream).
-    pub fn new(settings: EncoderSettings) -> Result<OpusEncoder, OpusError> {
-        let mut enc = Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)?;
+    /// An encoder of `rate` Hz PCM: VoIP mode, mono, in-band FEC on (rooms lose packets, and
+    /// FEC costs little), DTX off (the agent's voice detection expects a continuous stream).
+    pub fn new(rate: u32, settings: EncoderSettings) -> Result<OpusEncoder, OpusError> {
+        let mut enc = Encoder::new(sample_rate(rate)?, Channels::Mono, Application::Voip)?;
         enc.set_bitrate(Bitrate::BitsPerSecond(BITRATE))?;
         enc.set_complexity(settings.complexity)?;
         enc.set_max_bandwidth(settings.max_bandwidth)?;
@@ -57,13 +79,19 @@ impl OpusEncoder {
         enc.set_inband_fec(true)?;
         enc.set_packet_loss_perc(5)?;
         enc.set_dtx(false)?;
-        Ok(OpusEncoder { enc })
+        Ok(OpusEncoder {
+            enc,
+            frame: frame_len(rate),
+        })
     }
 
     /// Encodes one 20 ms frame into `out`; returns the packet length.
     pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, OpusError> {
-        if pcm.len() != FRAME {
-            return Err(OpusError::FrameSize(pcm.len()));
+        if pcm.len() != self.frame {
+            return Err(OpusError::FrameSize {
+                got: pcm.len(),
+                want: self.frame,
+            });
         }
         Ok(self.enc.encode(pcm, out)?)
     }
@@ -74,14 +102,15 @@ pub struct OpusDecoder {
 }
 
 impl OpusDecoder {
-    pub fn new() -> Result<OpusDecoder, OpusError> {
+    /// A decoder to `rate` Hz PCM.
+    pub fn new(rate: u32) -> Result<OpusDecoder, OpusError> {
         Ok(OpusDecoder {
-            dec: Decoder::new(SampleRate::Hz48000, Channels::Mono)?,
+            dec: Decoder::new(sample_rate(rate)?, Channels::Mono)?,
         })
     }
 
-    /// Decodes one packet into `out` (at least [`FRAME`] samples for 20 ms packets; up to
-    /// 120 ms packets need six times that). Returns the samples written. A malformed packet is
+    /// Decodes one packet into `out` (at least 20 ms of samples at the decoder's rate; packets
+    /// of up to 120 ms need six times that). Returns the samples written. A malformed packet is
     /// an error, never a panic.
     pub fn decode(&mut self, packet: &[u8], out: &mut [i16]) -> Result<usize, OpusError> {
         let packet = Packet::try_from(packet)?;
@@ -111,8 +140,8 @@ mod tests {
 
     #[test]
     fn round_trip_keeps_a_tone() {
-        let mut enc = OpusEncoder::new(EncoderSettings::default()).unwrap();
-        let mut dec = OpusDecoder::new().unwrap();
+        let mut enc = OpusEncoder::new(RATE, EncoderSettings::default()).unwrap();
+        let mut dec = OpusDecoder::new(RATE).unwrap();
         let mut packet = [0u8; MAX_PACKET];
         let mut pcm = vec![0i16; FRAME];
         let mut decoded = Vec::new();
@@ -137,14 +166,58 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_encoded_from_8_khz_plays_at_48_khz_and_back() {
+        // What the room gets from us, and what we make of the room's 48 kHz stream.
+        let mut enc8 = OpusEncoder::new(8000, EncoderSettings::default()).unwrap();
+        let mut dec48 = OpusDecoder::new(RATE).unwrap();
+        let mut enc48 = OpusEncoder::new(RATE, EncoderSettings::default()).unwrap();
+        let mut dec8 = OpusDecoder::new(8000).unwrap();
+        let mut packet = [0u8; MAX_PACKET];
+        let (mut at48, mut at8) = (Vec::new(), Vec::new());
+        let mut buf = vec![0i16; FRAME];
+        for k in 0..50 {
+            let pcm8: Vec<i16> = (0..160)
+                .map(|i| {
+                    let t = (k * 160 + i) as f64 / 8000.0;
+                    (8000.0 * (2.0 * std::f64::consts::PI * 700.0 * t).sin()) as i16
+                })
+                .collect();
+            let n = enc8.encode(&pcm8, &mut packet).unwrap();
+            let m = dec48.decode(&packet[..n], &mut buf).unwrap();
+            at48.extend_from_slice(&buf[..m]);
+            let n = enc48
+                .encode(&tone(440.0, FRAME, k * FRAME), &mut packet)
+                .unwrap();
+            let m = dec8.decode(&packet[..n], &mut buf).unwrap();
+            assert_eq!(m, 160);
+            at8.extend_from_slice(&buf[..m]);
+        }
+        let freq = |pcm: &[i16], rate: f64| {
+            let c = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+            c as f64 / 2.0 / (pcm.len() as f64 / rate)
+        };
+        let f = freq(&at48[FRAME * 10..], 48_000.0);
+        assert!((f - 700.0).abs() < 5.0, "{f} Hz");
+        let f = freq(&at8[1600..], 8000.0);
+        assert!((f - 440.0).abs() < 5.0, "{f} Hz");
+    }
+
+    #[test]
     fn wrong_sizes_and_garbage_are_errors_not_panics() {
-        let mut enc = OpusEncoder::new(EncoderSettings::default()).unwrap();
+        let mut enc = OpusEncoder::new(RATE, EncoderSettings::default()).unwrap();
         let mut out = [0u8; MAX_PACKET];
         assert!(matches!(
             enc.encode(&[0; 480], &mut out),
-            Err(OpusError::FrameSize(480))
+            Err(OpusError::FrameSize {
+                got: 480,
+                want: 960
+            })
         ));
-        let mut dec = OpusDecoder::new().unwrap();
+        assert!(matches!(
+            OpusEncoder::new(44_100, EncoderSettings::default()),
+            Err(OpusError::Rate(44_100))
+        ));
+        let mut dec = OpusDecoder::new(RATE).unwrap();
         let mut pcm = [0i16; FRAME];
         assert!(dec.decode(&[], &mut pcm).is_err());
         // A code-3 packet claiming more frames than it holds.

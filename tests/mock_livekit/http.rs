@@ -86,7 +86,18 @@ async fn websocket(shared: Arc<Shared>, stream: TcpStream) {
         let result = if req.uri().path() != "/rtc" {
             Err(format!("path {}", req.uri().path()))
         } else {
-            let token = query.get("access_token").cloned().unwrap_or_default();
+            // The token comes as `access_token` or as a Bearer header (LiveKit's Rust SDK).
+            let header = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_string);
+            let token = query
+                .get("access_token")
+                .cloned()
+                .or(header)
+                .unwrap_or_default();
             verify(&shared.config, &token).and_then(|c| check_join_claims(&c).map(|_| c))
         };
         match result {
@@ -95,9 +106,17 @@ async fn websocket(shared: Arc<Shared>, stream: TcpStream) {
                 Ok(resp)
             }
             Err(why) => {
+                // Only the dual peer-connection signalling (`/rtc`) is mocked; a client trying
+                // the single peer-connection `/rtc/v1` first gets the 404 an older server gives,
+                // on which LiveKit's SDKs fall back to `/rtc`.
+                let status = if why.starts_with("path") {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::UNAUTHORIZED
+                };
                 refused = Some(why.clone());
                 let mut r = ErrorResponse::new(Some(why));
-                *r.status_mut() = StatusCode::UNAUTHORIZED;
+                *r.status_mut() = status;
                 Err(r)
             }
         }

@@ -352,7 +352,18 @@ pub async fn run(
                 if sub.add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>).await.is_err() {
                     break;
                 }
-                let agent = participant("PA_agent", "agent-hume", proto::participant_info::Kind::Agent);
+                // Clients pair an incoming stream with its publisher through the msid
+                // `<participant sid>|<track sid>` and this announcement of the track.
+                let mut agent =
+                    participant("PA_agent", "agent-hume", proto::participant_info::Kind::Agent);
+                agent.tracks.push(proto::TrackInfo {
+                    sid: "TR_agent".into(),
+                    r#type: proto::TrackType::Audio as i32,
+                    name: "agent-voice".into(),
+                    mime_type: "audio/opus".into(),
+                    source: proto::TrackSource::Microphone as i32,
+                    ..Default::default()
+                });
                 let _ = out.send(response(signal_response::Message::Update(proto::ParticipantUpdate {
                     participants: vec![agent],
                 })));
@@ -446,7 +457,7 @@ fn record_publisher(
         let st = Arc::clone(&st);
         Box::pin(async move {
             tokio::spawn(async move {
-                let mut dec = OpusDecoder::new().expect("decoder");
+                let mut dec = OpusDecoder::new(48_000).expect("decoder");
                 let mut pcm = vec![0i16; FRAME * 6];
                 while let Ok((p, _)) = track.read_rtp().await {
                     let Ok(n) = dec.decode(&p.payload, &mut pcm) else {
@@ -486,7 +497,7 @@ fn record_publisher(
 
 /// The agent: a tone as Opus, one packet every 20 ms, until stopped.
 async fn play_tone(track: Arc<TrackLocalStaticSample>, hz: f64, stop: Arc<AtomicBool>) {
-    let mut enc = OpusEncoder::new(EncoderSettings::default()).expect("encoder");
+    let mut enc = OpusEncoder::new(48_000, EncoderSettings::default()).expect("encoder");
     let mut packet = [0u8; MAX_PACKET];
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let mut k = 0usize;

@@ -10,6 +10,7 @@ use livekit_protocol as proto;
 use prost::Message as _;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::api::RoomApi;
@@ -116,7 +117,16 @@ impl Driver {
             self.spec.url.trim_end_matches('/'),
             env!("CARGO_PKG_VERSION"),
         );
-        let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url))
+        // Signalling messages are small (an SDP is a few KiB): the default 128 KiB buffers
+        // cost memory per call, and the read buffer was zeroed on every poll (measured: 10 %
+        // of the gateway's CPU with 20 calls).
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_message_size(Some(1 << 20))
+            .max_frame_size(Some(1 << 20));
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true);
+        let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| "livekit: /rtc connect timed out".to_string())?
             .map_err(|e| format!("livekit: /rtc connect failed: {e}"))?;

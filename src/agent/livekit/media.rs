@@ -1,36 +1,33 @@
-//! The audio between the phone (8 kHz) and the room (Opus, 48 kHz).
+//! The audio between the phone (8 kHz) and the room (Opus).
 //!
-//! Up: each 20 ms caller frame is resampled to 48 kHz and encoded as one Opus packet.
-//! Down: every subscribed track's packets are decoded into a short per-track buffer; once per
-//! 20 ms the buffers are mixed, resampled to 8 kHz and handed to the call as one frame. Buffers
-//! are bounded so that a sender whose clock runs fast cannot build up latency.
+//! libopus encodes from and decodes to 8 kHz PCM itself (the stream on the wire is 48 kHz Opus
+//! either way), so there is no resampler here: measured, running the codecs at 8 kHz costs a
+//! fraction of resampling around 48 kHz codecs (docs/performance.md, "LiveKit leg").
+//!
+//! Up: each 20 ms caller frame is one Opus packet. Down: every subscribed track's packets are
+//! decoded into a short per-track buffer; once per 20 ms the buffers are mixed into one frame
+//! for the caller. Buffers are bounded so that a sender whose clock runs fast cannot build up
+//! latency.
+
+use std::collections::VecDeque;
 
 use crate::agent::AudioFrame;
-use crate::codec::opus::{
-    EncoderSettings, OpusDecoder, OpusEncoder, OpusError, FRAME, MAX_PACKET, RATE,
-};
-use crate::codec::resample::{ResampleError, Resampler};
+use crate::codec::opus::{self, EncoderSettings, OpusDecoder, OpusEncoder, OpusError, MAX_PACKET};
 
 const PHONE_RATE: u32 = 8_000;
 const PHONE_FRAME: usize = 160;
-/// Longest Opus packet (120 ms) in samples at 48 kHz.
-const MAX_DECODED: usize = FRAME * 6;
+/// Longest Opus packet (120 ms) in samples at 8 kHz.
+const MAX_DECODED: usize = PHONE_FRAME * 6;
 /// Audio held per track beyond this is dropped, oldest first: 60 ms keeps the mix in step with
 /// the room while absorbing ordinary network jitter.
-const MAX_TRACK_BUFFER: usize = FRAME * 3;
+const MAX_TRACK_BUFFER: usize = PHONE_FRAME * 3;
 
 #[derive(Debug, thiserror::Error)]
-pub enum MediaError {
-    #[error(transparent)]
-    Opus(#[from] OpusError),
-    #[error("resampler: {0}")]
-    Resample(#[from] ResampleError),
-}
+#[error(transparent)]
+pub struct MediaError(#[from] OpusError);
 
 /// Caller audio to Opus packets.
 pub struct Uplink {
-    resampler: Resampler,
-    pcm: Vec<i16>,
     encoder: OpusEncoder,
     packet: [u8; MAX_PACKET],
 }
@@ -38,27 +35,19 @@ pub struct Uplink {
 impl Uplink {
     pub fn new(settings: EncoderSettings) -> Result<Uplink, MediaError> {
         Ok(Uplink {
-            resampler: Resampler::new(PHONE_RATE, RATE)?,
-            pcm: Vec::with_capacity(FRAME * 2),
-            encoder: OpusEncoder::new(settings)?,
+            encoder: OpusEncoder::new(PHONE_RATE, settings)?,
             packet: [0; MAX_PACKET],
         })
     }
 
-    /// One 8 kHz frame in; the Opus packet of the 20 ms it completes out (the resampler's
-    /// output is exact, so that is one packet per frame).
+    /// One 8 kHz frame in, its Opus packet out.
     pub fn push(&mut self, frame: &AudioFrame) -> Result<Option<&[u8]>, MediaError> {
-        self.resampler.process(frame.samples(), &mut self.pcm);
-        if self.pcm.len() < FRAME {
+        let pcm = frame.samples();
+        if frame.sample_rate() != PHONE_RATE || pcm.len() != opus::frame_len(PHONE_RATE) {
+            // The call only ever sends 20 ms at 8 kHz; anything else is not ours to encode.
             return Ok(None);
         }
-        let n = self.encoder.encode(&self.pcm[..FRAME], &mut self.packet)?;
-        self.pcm.drain(..FRAME);
-        // A frame of another size upstream would let this grow; keep at most one frame.
-        if self.pcm.len() > FRAME {
-            let extra = self.pcm.len() - FRAME;
-            self.pcm.drain(..extra);
-        }
+        let n = self.encoder.encode(pcm, &mut self.packet)?;
         Ok(Some(&self.packet[..n]))
     }
 }
@@ -66,17 +55,14 @@ impl Uplink {
 struct Track {
     key: u64,
     decoder: OpusDecoder,
-    buffer: std::collections::VecDeque<i16>,
+    buffer: VecDeque<i16>,
 }
 
 /// Room tracks to 8 kHz frames for the caller.
 pub struct Downlink {
     tracks: Vec<Track>,
-    decoded: Box<[i16; MAX_DECODED]>,
-    mix: Box<[i32; FRAME]>,
-    mixed: Vec<i16>,
-    resampler: Resampler,
-    phone: Vec<i16>,
+    decoded: [i16; MAX_DECODED],
+    mix: [i32; PHONE_FRAME],
     /// Packets that did not decode (counted, not fatal: one bad packet is one lost frame).
     pub decode_errors: u64,
 }
@@ -85,11 +71,8 @@ impl Downlink {
     pub fn new() -> Result<Downlink, MediaError> {
         Ok(Downlink {
             tracks: Vec::new(),
-            decoded: Box::new([0; MAX_DECODED]),
-            mix: Box::new([0; FRAME]),
-            mixed: Vec::with_capacity(FRAME),
-            resampler: Resampler::new(RATE, PHONE_RATE)?,
-            phone: Vec::with_capacity(PHONE_FRAME * 2),
+            decoded: [0; MAX_DECODED],
+            mix: [0; PHONE_FRAME],
             decode_errors: 0,
         })
     }
@@ -105,14 +88,14 @@ impl Downlink {
             None => {
                 self.tracks.push(Track {
                     key,
-                    decoder: OpusDecoder::new()?,
-                    buffer: std::collections::VecDeque::with_capacity(MAX_TRACK_BUFFER + FRAME),
+                    decoder: OpusDecoder::new(PHONE_RATE)?,
+                    buffer: VecDeque::with_capacity(MAX_TRACK_BUFFER + MAX_DECODED),
                 });
                 self.tracks.len() - 1
             }
         };
         let track = &mut self.tracks[i];
-        match track.decoder.decode(payload, &mut self.decoded[..]) {
+        match track.decoder.decode(payload, &mut self.decoded) {
             Ok(n) => {
                 track.buffer.extend(&self.decoded[..n]);
                 let excess = track.buffer.len().saturating_sub(MAX_TRACK_BUFFER);
@@ -128,35 +111,27 @@ impl Downlink {
         self.tracks.retain(|t| t.key != key);
     }
 
-    /// Called every 20 ms: mixes a frame from every track that has one and returns the 8 kHz
-    /// frame for the caller, or `None` when no track had audio (the call fills silence).
+    /// Called every 20 ms: mixes a frame from every track that has one and returns it, or
+    /// `None` when no track had audio (the call fills silence).
     pub fn tick(&mut self) -> Option<AudioFrame> {
         let mut any = false;
         self.mix.fill(0);
         for t in &mut self.tracks {
-            if t.buffer.len() < FRAME {
+            if t.buffer.len() < PHONE_FRAME {
                 continue;
             }
             any = true;
-            for (m, s) in self.mix.iter_mut().zip(t.buffer.drain(..FRAME)) {
+            for (m, s) in self.mix.iter_mut().zip(t.buffer.drain(..PHONE_FRAME)) {
                 *m += i32::from(s);
             }
         }
         if !any {
             return None;
         }
-        self.mixed.clear();
-        self.mixed.extend(
-            self.mix
-                .iter()
-                .map(|&s| s.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16),
-        );
-        self.resampler.process(&self.mixed, &mut self.phone);
-        if self.phone.len() < PHONE_FRAME {
-            return None;
+        let mut frame = AudioFrame::silence(PHONE_RATE);
+        for (o, &m) in frame.samples_mut().iter_mut().zip(self.mix.iter()) {
+            *o = m.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
         }
-        let frame = AudioFrame::from_samples(PHONE_RATE, &self.phone[..PHONE_FRAME]);
-        self.phone.drain(..PHONE_FRAME);
         Some(frame)
     }
 }
@@ -164,7 +139,7 @@ impl Downlink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::opus::OpusDecoder;
+    use crate::codec::opus::{OpusDecoder, FRAME, RATE};
 
     fn tone(freq: f64, rate: u32, n: usize, from: usize, amp: f64) -> Vec<i16> {
         (from..from + n)
@@ -181,7 +156,7 @@ mod tests {
     }
 
     fn packets(freq: f64, amp: f64, n: usize) -> Vec<Vec<u8>> {
-        let mut enc = OpusEncoder::new(EncoderSettings::default()).unwrap();
+        let mut enc = OpusEncoder::new(RATE, EncoderSettings::default()).unwrap();
         let mut out = [0u8; MAX_PACKET];
         (0..n)
             .map(|k| {
@@ -194,8 +169,14 @@ mod tests {
 
     #[test]
     fn uplink_turns_each_phone_frame_into_one_opus_packet_at_the_same_pitch() {
+        assert!(Uplink::new(EncoderSettings::default())
+            .unwrap()
+            .push(&AudioFrame::silence(16_000))
+            .unwrap()
+            .is_none());
         let mut up = Uplink::new(EncoderSettings::default()).unwrap();
-        let mut dec = OpusDecoder::new().unwrap();
+        // The room decodes at 48 kHz.
+        let mut dec = OpusDecoder::new(RATE).unwrap();
         let mut pcm48 = Vec::new();
         let mut buf = [0i16; FRAME];
         for k in 0..50 {
@@ -209,7 +190,7 @@ mod tests {
     }
 
     #[test]
-    fn downlink_mixes_tracks_and_resamples_to_the_phone() {
+    fn downlink_mixes_tracks_at_the_phone_rate() {
         let mut down = Downlink::new().unwrap();
         let a = packets(440.0, 6000.0, 50);
         let mut out = Vec::new();

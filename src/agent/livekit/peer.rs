@@ -11,7 +11,7 @@ use bytes::Bytes;
 use livekit_protocol as proto;
 use tokio::sync::mpsc;
 use tracing::Instrument;
-use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::interceptor_registry::configure_rtcp_reports;
 use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
@@ -100,7 +100,10 @@ pub fn build_api(loopback: bool, lite: bool) -> Result<webrtc::api::API, PeerErr
         },
         RTPCodecType::Audio,
     )?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    // RTCP sender and receiver reports only: NACK retransmission and transport-wide
+    // congestion feedback serve video (audio rides on Opus FEC), and each costs per-packet work
+    // and per-stream buffers in every call.
+    let registry = configure_rtcp_reports(Registry::new());
     let mut settings = SettingEngine::default();
     if loopback {
         settings.set_include_loopback_candidate(true);
