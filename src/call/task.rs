@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
+use crate::timer::sleep_until_opt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -659,13 +660,6 @@ fn log_end(reason: &EndReason) {
 
 fn now() -> std::time::Instant {
     Instant::now().into_std()
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The next hop of an in-dialog request: an IP literal as is, a name through DNS (A/AAAA; SRV

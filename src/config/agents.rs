@@ -103,6 +103,26 @@ const LIVEKIT_KEYS: &[&str] = &[
     "ringing_timeout_secs",
 ];
 
+/// A `ws://` or `wss://` URL with a host, without surrounding space or a trailing `/`; a problem
+/// naming `key` with `example` otherwise.
+fn ws_url(ctx: &mut Ctx<'_>, u: &Spanned<String>, key: &str, example: &str) -> Option<String> {
+    let text = u.get_ref().trim().trim_end_matches('/');
+    let rest = text
+        .strip_prefix("wss://")
+        .or_else(|| text.strip_prefix("ws://"))
+        .unwrap_or("");
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || text.contains(char::is_whitespace) {
+        ctx.problem(
+            u.span(),
+            key,
+            format!("expected a ws:// or wss:// URL, e.g. \"{example}\""),
+        );
+        return None;
+    }
+    Some(text.to_string())
+}
+
 /// Resolves one `[agents.NAME]` table, reporting problems to `ctx`.
 pub(super) fn resolve(
     ctx: &mut Ctx<'_>,
@@ -158,22 +178,7 @@ fn resolve_hume(
     let key = |k: &str| format!("agents.{name}.{k}");
     let problems_before = ctx.problems.len();
     let url = match &raw.url {
-        Some(u) => {
-            let s = u.get_ref().trim();
-            let rest = s
-                .strip_prefix("wss://")
-                .or_else(|| s.strip_prefix("ws://"))
-                .unwrap_or("");
-            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-            if host.is_empty() || s.contains(char::is_whitespace) {
-                ctx.problem(
-                    u.span(),
-                    &key("url"),
-                    "expected a ws:// or wss:// URL, e.g. \"wss://api.hume.ai/v0/evi/chat\"",
-                );
-            }
-            s.to_string()
-        }
+        Some(u) => ws_url(ctx, u, &key("url"), HumeSpec::DEFAULT_URL).unwrap_or_default(),
         None => HumeSpec::DEFAULT_URL.to_string(),
     };
     let api_key = match &raw.api_key_env {
@@ -274,23 +279,10 @@ fn resolve_livekit(
     required(&raw.api_key_env, "api_key_env", ctx);
     required(&raw.api_secret_env, "api_secret_env", ctx);
 
-    let url = raw.url.as_ref().and_then(|u| {
-        let text = u.get_ref().trim_end_matches('/');
-        let host = text
-            .strip_prefix("wss://")
-            .or_else(|| text.strip_prefix("ws://"));
-        match host {
-            Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Some(text.to_string()),
-            _ => {
-                ctx.problem(
-                    u.span(),
-                    &key("url"),
-                    "expected a ws:// or wss:// URL, e.g. \"wss://example.livekit.cloud\"",
-                );
-                None
-            }
-        }
-    });
+    let url = raw
+        .url
+        .as_ref()
+        .and_then(|u| ws_url(ctx, u, &key("url"), "wss://example.livekit.cloud"));
     let api_key = raw
         .api_key_env
         .as_ref()
