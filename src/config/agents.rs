@@ -35,47 +35,30 @@ pub struct RawAgent {
 impl RawAgent {
     /// The keys that are set, with their spans, for "not a key of this kind" problems.
     fn set_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
-        let mut keys = Vec::new();
-        let mut add = |name: &'static str, span: Option<std::ops::Range<usize>>| {
-            if let Some(span) = span {
-                keys.push((name, span));
-            }
-        };
-        add("url", self.url.as_ref().map(Spanned::span));
-        add("api_key_env", self.api_key_env.as_ref().map(Spanned::span));
-        add("config_id", self.config_id.as_ref().map(Spanned::span));
-        add(
-            "config_version",
-            self.config_version.as_ref().map(Spanned::span),
-        );
-        add("resume", self.resume.as_ref().map(Spanned::span));
-        add(
-            "verbose_transcription",
-            self.verbose_transcription.as_ref().map(Spanned::span),
-        );
-        add(
-            "connect_timeout_secs",
-            self.connect_timeout_secs.as_ref().map(Spanned::span),
-        );
-        add(
-            "session_limit_secs",
-            self.session_limit_secs.as_ref().map(Spanned::span),
-        );
-        add(
-            "audio_batch_ms",
-            self.audio_batch_ms.as_ref().map(Spanned::span),
-        );
-        add(
-            "api_secret_env",
-            self.api_secret_env.as_ref().map(Spanned::span),
-        );
-        add("room_prefix", self.room_prefix.as_ref().map(Spanned::span));
-        add("agent_name", self.agent_name.as_ref().map(Spanned::span));
-        add(
-            "ringing_timeout_secs",
-            self.ringing_timeout_secs.as_ref().map(Spanned::span),
-        );
-        keys
+        // Each field's name is its TOML key, so the name is taken from the field itself.
+        macro_rules! set {
+            ($($field:ident),*) => {
+                [$((stringify!($field), self.$field.as_ref().map(Spanned::span))),*]
+                    .into_iter()
+                    .filter_map(|(key, span)| Some((key, span?)))
+                    .collect()
+            };
+        }
+        set!(
+            url,
+            api_key_env,
+            config_id,
+            config_version,
+            resume,
+            verbose_transcription,
+            connect_timeout_secs,
+            session_limit_secs,
+            audio_batch_ms,
+            api_secret_env,
+            room_prefix,
+            agent_name,
+            ringing_timeout_secs
+        )
     }
 
     /// Reports every set key that is not in `allowed` for this kind.
