@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
-use crate::timer::sleep_until_opt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -22,6 +21,7 @@ use crate::routing::Admitted;
 use crate::sdp::{self, LocalMedia, Negotiated, SessionDescription};
 use crate::sip::message::{HeaderName, Message, Method};
 use crate::sip::uri::Uri;
+use crate::timer::sleep_until_opt;
 
 /// RTP datagrams read in one pass of a call's loop before it looks at SIP and timers again.
 const MAX_READS_PER_PASS: usize = 16;
@@ -380,9 +380,7 @@ impl Call {
                 }
             }
             if let Some((to, pkt)) = m.session.handle_timeout(t) {
-                if let Ok(n) = m.socket.try_send_to(pkt, to) {
-                    m.bytes_sent += n as u64;
-                }
+                media::send_rtp(&m.socket, &mut m.bytes_sent, to, pkt);
             }
             if let Some(timeout) = m.session.timed_out(t) {
                 tracing::warn!(?timeout, "media timeout; hanging up");

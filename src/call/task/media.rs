@@ -1,7 +1,7 @@
 //! The answered call's media and agent: the RTP socket and session, the agent session, and
 //! what the call publishes about them (registry snapshot, metrics deltas).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -47,10 +47,7 @@ impl ActiveMedia {
         match out {
             Some(AgentOutput::Audio(f)) => {
                 if let Some((to, pkt)) = self.session.send_frame(t, &f) {
-                    // RTP tolerates loss; a full socket buffer drops the frame, never blocks the call.
-                    if let Ok(n) = self.socket.try_send_to(pkt, to) {
-                        self.bytes_sent += n as u64;
-                    }
+                    send_rtp(&self.socket, &mut self.bytes_sent, to, pkt);
                 }
                 None
             }
@@ -140,5 +137,13 @@ impl ActiveMedia {
             ..now
         };
         shared.registry.update(call_id, |r| r.rtp = rtp);
+    }
+}
+
+/// Sends one RTP packet to the caller and counts its bytes. RTP tolerates loss: a full socket
+/// buffer drops the packet and never blocks the call.
+pub(super) fn send_rtp(socket: &UdpSocket, bytes_sent: &mut u64, to: SocketAddr, pkt: &[u8]) {
+    if let Ok(n) = socket.try_send_to(pkt, to) {
+        *bytes_sent += n as u64;
     }
 }
