@@ -22,7 +22,7 @@ use super::{token, DriverEnds};
 use crate::agent::{AgentError, AgentEvent, CallInfo, CallerEvent};
 use crate::codec::opus::EncoderSettings;
 use crate::config::LivekitSpec;
-use crate::media::dtmf;
+use crate::media::{dtmf, pacer};
 
 /// The WebSocket handshake (TCP, TLS, upgrade) must finish in this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -139,7 +139,7 @@ impl Driver {
         let mut peers: Option<Peers> = None;
         let mut uplink = Uplink::new(EncoderSettings::default()).map_err(|e| e.to_string())?;
         let mut downlink = Downlink::new().map_err(|e| e.to_string())?;
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut tick = tokio::time::interval(pacer::FRAME);
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut uplink_open = true;
 
