@@ -15,7 +15,7 @@ use crate::agent::AudioFrame;
 use crate::codec::opus::{self, EncoderSettings, OpusDecoder, OpusEncoder, OpusError, MAX_PACKET};
 
 const PHONE_RATE: u32 = 8_000;
-const PHONE_FRAME: usize = 160;
+const PHONE_FRAME: usize = opus::frame_len(PHONE_RATE);
 /// Longest Opus packet (120 ms) in samples at 8 kHz.
 const MAX_DECODED: usize = PHONE_FRAME * 6;
 /// Audio held per track beyond this is dropped, oldest first: 60 ms keeps the mix in step with
@@ -43,7 +43,7 @@ impl Uplink {
     /// One 8 kHz frame in, its Opus packet out.
     pub fn push(&mut self, frame: &AudioFrame) -> Result<Option<&[u8]>, MediaError> {
         let pcm = frame.samples();
-        if frame.sample_rate() != PHONE_RATE || pcm.len() != opus::frame_len(PHONE_RATE) {
+        if frame.sample_rate() != PHONE_RATE || pcm.len() != PHONE_FRAME {
             // The call only ever sends 20 ms at 8 kHz; anything else is not ours to encode.
             return Ok(None);
         }
