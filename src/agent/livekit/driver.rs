@@ -138,7 +138,7 @@ impl Driver {
         let (peer_tx, mut peer_rx) = tokio::sync::mpsc::channel(256);
         let mut peers: Option<Peers> = None;
         let mut uplink = Uplink::new(EncoderSettings::default()).map_err(|e| e.to_string())?;
-        let mut downlink = Downlink::new().map_err(|e| e.to_string())?;
+        let mut downlink = Downlink::new();
         let mut tick = tokio::time::interval(pacer::FRAME);
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut uplink_open = true;
