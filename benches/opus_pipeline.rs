@@ -89,7 +89,7 @@ fn downlink(c: &mut Criterion) {
             out[..n].to_vec()
         })
         .collect();
-    let mut down = Downlink::new().unwrap();
+    let mut down = Downlink::new();
     let mut k = 0;
     c.bench_function("down: opus decode at 8 kHz + mix, one track", |b| {
         b.iter(|| {

@@ -15,7 +15,7 @@ use audiopus::{Application, Bandwidth, Bitrate, Channels, MutSignals, SampleRate
 /// The stream's rate, and the largest PCM rate.
 pub const RATE: u32 = 48_000;
 /// Samples in one 20 ms mono frame at 48 kHz.
-pub const FRAME: usize = 960;
+pub const FRAME: usize = frame_len(RATE);
 /// Largest packet we produce or accept; 20 ms at Opus's top bitrate fits in 1275 bytes.
 pub const MAX_PACKET: usize = 1500;
 /// Narrowband speech is transparent well below this; the rest pays for in-band FEC.
@@ -58,7 +58,7 @@ fn sample_rate(hz: u32) -> Result<SampleRate, OpusError> {
 }
 
 /// Samples in 20 ms at `hz`.
-pub fn frame_len(hz: u32) -> usize {
+pub const fn frame_len(hz: u32) -> usize {
     hz as usize / 50
 }
 

@@ -22,7 +22,7 @@ use super::{token, DriverEnds};
 use crate::agent::{AgentError, AgentEvent, CallInfo, CallerEvent};
 use crate::codec::opus::EncoderSettings;
 use crate::config::LivekitSpec;
-use crate::media::dtmf;
+use crate::media::{dtmf, pacer};
 
 /// The WebSocket handshake (TCP, TLS, upgrade) must finish in this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -138,8 +138,8 @@ impl Driver {
         let (peer_tx, mut peer_rx) = tokio::sync::mpsc::channel(256);
         let mut peers: Option<Peers> = None;
         let mut uplink = Uplink::new(EncoderSettings::default()).map_err(|e| e.to_string())?;
-        let mut downlink = Downlink::new().map_err(|e| e.to_string())?;
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut downlink = Downlink::new();
+        let mut tick = tokio::time::interval(pacer::FRAME);
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut uplink_open = true;
 
@@ -323,7 +323,7 @@ async fn send_dtmf(p: &Peers, digit: char) {
     let Some(code) = dtmf::digit_to_event(digit) else {
         return;
     };
-    let packet = dtmf_packet(code, digit);
+    let packet = dtmf_packet(code);
     match p.send_reliable(Bytes::from(packet.encode_to_vec())).await {
         Ok(()) => tracing::info!(digit = %digit, "DTMF sent to the room"),
         Err(e) => tracing::warn!(digit = %digit, error = %e, "DTMF not sent to the room"),
@@ -331,12 +331,15 @@ async fn send_dtmf(p: &Peers, digit: char) {
 }
 
 #[allow(deprecated)] // `kind` is what servers before the per-channel reliability read.
-fn dtmf_packet(code: u8, digit: char) -> proto::DataPacket {
+fn dtmf_packet(code: u8) -> proto::DataPacket {
     proto::DataPacket {
         kind: proto::data_packet::Kind::Reliable as i32,
         value: Some(proto::data_packet::Value::SipDtmf(proto::SipDtmf {
             code: u32::from(code),
-            digit: digit.to_ascii_uppercase().to_string(),
+            // The digit is the code's canonical key (upper-case A-D), from the one table.
+            digit: dtmf::event_to_digit(code)
+                .map(String::from)
+                .unwrap_or_default(),
         })),
         ..Default::default()
     }
@@ -348,13 +351,14 @@ fn dtmf_digit(bytes: &[u8]) -> Option<char> {
     let Some(proto::data_packet::Value::SipDtmf(d)) = packet.value else {
         return None;
     };
-    // The digit string wins (it is what agents set); the code is the fallback.
+    // The digit string wins (it is what agents set); the code is the fallback. Both go through
+    // the RFC 4733 table, which also makes `a`-`d` the canonical `A`-`D`.
     d.digit
         .chars()
         .next()
-        .filter(|c| dtmf::digit_to_event(*c).is_some())
-        .map(|c| c.to_ascii_uppercase())
-        .or_else(|| u8::try_from(d.code).ok().and_then(dtmf::event_to_digit))
+        .and_then(dtmf::digit_to_event)
+        .or_else(|| u8::try_from(d.code).ok())
+        .and_then(dtmf::event_to_digit)
 }
 
 /// Whether the server is on this host (then its loopback candidates are the ones that work).
@@ -390,7 +394,7 @@ mod tests {
     #[test]
     fn dtmf_packets_round_trip_and_other_packets_are_not_digits() {
         for (code, digit) in [(5u8, '5'), (10, '*'), (11, '#'), (15, 'D')] {
-            let bytes = dtmf_packet(code, digit).encode_to_vec();
+            let bytes = dtmf_packet(code).encode_to_vec();
             assert_eq!(dtmf_digit(&bytes), Some(digit));
         }
         // Code only, lower-case digit, unknown digit with a valid code.

@@ -15,7 +15,7 @@ use crate::agent::AudioFrame;
 use crate::codec::opus::{self, EncoderSettings, OpusDecoder, OpusEncoder, OpusError, MAX_PACKET};
 
 const PHONE_RATE: u32 = 8_000;
-const PHONE_FRAME: usize = 160;
+const PHONE_FRAME: usize = opus::frame_len(PHONE_RATE);
 /// Longest Opus packet (120 ms) in samples at 8 kHz.
 const MAX_DECODED: usize = PHONE_FRAME * 6;
 /// Audio held per track beyond this is dropped, oldest first: 60 ms keeps the mix in step with
@@ -43,7 +43,7 @@ impl Uplink {
     /// One 8 kHz frame in, its Opus packet out.
     pub fn push(&mut self, frame: &AudioFrame) -> Result<Option<&[u8]>, MediaError> {
         let pcm = frame.samples();
-        if frame.sample_rate() != PHONE_RATE || pcm.len() != opus::frame_len(PHONE_RATE) {
+        if frame.sample_rate() != PHONE_RATE || pcm.len() != PHONE_FRAME {
             // The call only ever sends 20 ms at 8 kHz; anything else is not ours to encode.
             return Ok(None);
         }
@@ -67,14 +67,21 @@ pub struct Downlink {
     pub decode_errors: u64,
 }
 
+impl Default for Downlink {
+    fn default() -> Self {
+        Downlink::new()
+    }
+}
+
 impl Downlink {
-    pub fn new() -> Result<Downlink, MediaError> {
-        Ok(Downlink {
+    /// No decoder exists until a track's first packet, so making one cannot fail.
+    pub fn new() -> Downlink {
+        Downlink {
             tracks: Vec::new(),
             decoded: [0; MAX_DECODED],
             mix: [0; PHONE_FRAME],
             decode_errors: 0,
-        })
+        }
     }
 
     pub fn track_count(&self) -> usize {
@@ -191,7 +198,7 @@ mod tests {
 
     #[test]
     fn downlink_mixes_tracks_at_the_phone_rate() {
-        let mut down = Downlink::new().unwrap();
+        let mut down = Downlink::new();
         let a = packets(440.0, 6000.0, 50);
         let mut out = Vec::new();
         for p in &a {
@@ -224,7 +231,7 @@ mod tests {
 
     #[test]
     fn downlink_bounds_each_track_and_survives_garbage() {
-        let mut down = Downlink::new().unwrap();
+        let mut down = Downlink::new();
         for p in packets(440.0, 6000.0, 20) {
             down.on_packet(7, &p).unwrap();
         }

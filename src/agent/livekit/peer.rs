@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use livekit_protocol as proto;
@@ -32,10 +32,10 @@ use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSampl
 use webrtc::track::track_local::TrackLocal;
 
 use super::signal::{Target, STREAM_ID, TRACK_ID};
+use crate::media::pacer::FRAME;
 
 /// The Opus payload type browsers and LiveKit use.
 pub const OPUS_PT: u8 = 111;
-const FRAME_DURATION: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -280,7 +280,7 @@ impl Peers {
             .write_sample(&Sample {
                 data: Bytes::copy_from_slice(packet),
                 timestamp: SystemTime::now(),
-                duration: FRAME_DURATION,
+                duration: FRAME,
                 ..Default::default()
             })
             .await?;
