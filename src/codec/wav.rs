@@ -102,9 +102,7 @@ impl Pcm16Wav<'_> {
     }
 
     pub fn samples(&self) -> impl ExactSizeIterator<Item = i16> + '_ {
-        self.data
-            .chunks_exact(2)
-            .map(|s| i16::from_le_bytes([s[0], s[1]]))
+        le_samples(self.data)
     }
 
     /// Appends the samples to `out` (no allocation once `out` has grown to a chunk's size).
@@ -237,17 +235,19 @@ impl Format {
             return Err(WavError::Unsupported(format!("{}-bit {kind}", self.bits)));
         }
         Ok(match law {
-            None => WavAudio::Pcm16(
-                data.chunks_exact(2)
-                    .map(|s| i16::from_le_bytes([s[0], s[1]]))
-                    .collect(),
-            ),
+            None => WavAudio::Pcm16(le_samples(data).collect()),
             Some(law) => WavAudio::G711 {
                 law,
                 codes: data.to_vec(),
             },
         })
     }
+}
+
+/// 16-bit little-endian samples; a trailing odd byte is ignored.
+fn le_samples(data: &[u8]) -> impl ExactSizeIterator<Item = i16> + '_ {
+    data.chunks_exact(2)
+        .map(|s| i16::from_le_bytes([s[0], s[1]]))
 }
 
 fn format_name(tag: u16) -> &'static str {

@@ -148,8 +148,8 @@ pub struct EviCore {
     /// The hang_up tool ran: end at this deadline (or sooner).
     hang_up_at: Option<Instant>,
     playout: Playout,
-    batch: Vec<i16>,
-    batch_bytes: Vec<u8>,
+    /// Caller audio not yet sent, already in the wire's 16-bit little-endian layout.
+    batch: Vec<u8>,
     /// Caller frames dropped because no socket was ready for them.
     caller_frames_dropped: u64,
     /// Speech from a socket that is not the active one (a resumed socket before the switch).
@@ -160,7 +160,7 @@ pub struct EviCore {
 impl EviCore {
     /// Starts a session: the first socket is to be opened.
     pub fn new(now: Instant, cfg: CoreConfig) -> EviCore {
-        let batch = Vec::with_capacity(cfg.batch_frames.max(1) * CALLER_FRAME);
+        let batch = Vec::with_capacity(cfg.batch_frames.max(1) * CALLER_FRAME * 2);
         let mut core = EviCore {
             cfg,
             next_id: 1,
@@ -177,7 +177,6 @@ impl EviCore {
             hang_up_at: None,
             playout: Playout::new(),
             batch,
-            batch_bytes: Vec::new(),
             caller_frames_dropped: 0,
             foreign_chunks: 0,
             out: VecDeque::new(),
@@ -476,15 +475,13 @@ impl EviCore {
             self.caller_frames_dropped += 1;
             return;
         };
-        self.batch.extend_from_slice(samples);
-        if self.batch.len() < self.cfg.batch_frames.max(1) * CALLER_FRAME {
+        self.batch
+            .extend(samples.iter().flat_map(|s| s.to_le_bytes()));
+        if self.batch.len() < self.cfg.batch_frames.max(1) * CALLER_FRAME * 2 {
             return;
         }
-        self.batch_bytes.clear();
-        self.batch_bytes
-            .extend(self.batch.iter().flat_map(|s| s.to_le_bytes()));
+        let data = base64::engine::general_purpose::STANDARD.encode(&self.batch);
         self.batch.clear();
-        let data = base64::engine::general_purpose::STANDARD.encode(&self.batch_bytes);
         self.out.push_back(Output::Send {
             conn,
             msg: ClientMessage::AudioInput(AudioInput {

@@ -60,6 +60,23 @@ pub enum ChunkError {
     },
 }
 
+/// A [`ChunkError`] before it is told which chunk it was about.
+enum Fault {
+    Base64(base64::DecodeError),
+    Wav(wav::WavError),
+    Rate(crate::codec::resample::ResampleError),
+}
+
+impl Fault {
+    fn into_error(self, id: String, index: u32) -> ChunkError {
+        match self {
+            Fault::Base64(source) => ChunkError::Base64 { id, index, source },
+            Fault::Wav(source) => ChunkError::Wav { id, index, source },
+            Fault::Rate(source) => ChunkError::Rate { id, index, source },
+        }
+    }
+}
+
 struct Segment {
     id: String,
     next_index: u32,
@@ -198,11 +215,17 @@ impl Playout {
                 return;
             };
             if let Some(data) = seg.held.remove(&seg.next_index) {
-                let (id, index) = (seg.id.clone(), seg.next_index);
+                let index = seg.next_index;
                 seg.next_index += 1;
-                if let Err(e) = self.play(&id, index, &data, emit) {
+                if let Err(fault) = self.play(&data, emit) {
                     self.stats.chunks_undecodable += 1;
-                    errors(e);
+                    // The id is copied only for a chunk that failed, not for every one played.
+                    let id = self
+                        .segments
+                        .front()
+                        .map(|s| s.id.clone())
+                        .unwrap_or_default();
+                    errors(fault.into_error(id, index));
                 }
                 continue;
             }
@@ -225,36 +248,15 @@ impl Playout {
         }
     }
 
-    fn play(
-        &mut self,
-        id: &str,
-        index: u32,
-        data: &str,
-        emit: &mut dyn FnMut(AudioFrame),
-    ) -> Result<(), ChunkError> {
+    fn play(&mut self, data: &str, emit: &mut dyn FnMut(AudioFrame)) -> Result<(), Fault> {
         self.wav_bytes.clear();
         base64::engine::general_purpose::STANDARD
             .decode_vec(data, &mut self.wav_bytes)
-            .map_err(|source| ChunkError::Base64 {
-                id: id.to_string(),
-                index,
-                source,
-            })?;
-        let wav = wav::read_pcm16(&self.wav_bytes).map_err(|source| ChunkError::Wav {
-            id: id.to_string(),
-            index,
-            source,
-        })?;
+            .map_err(Fault::Base64)?;
+        let wav = wav::read_pcm16(&self.wav_bytes).map_err(Fault::Wav)?;
         if self.resampler.as_ref().map(Resampler::input_rate) != Some(wav.rate) {
             // A new rate starts a new filter: mixing histories of two rates would click.
-            self.resampler =
-                Some(
-                    Resampler::new(wav.rate, OUT_RATE).map_err(|source| ChunkError::Rate {
-                        id: id.to_string(),
-                        index,
-                        source,
-                    })?,
-                );
+            self.resampler = Some(Resampler::new(wav.rate, OUT_RATE).map_err(Fault::Rate)?);
         }
         self.pcm_in.clear();
         wav.decode_into(&mut self.pcm_in);
