@@ -9,10 +9,13 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use livekit_protocol as proto;
 use prost::Message as _;
+use std::net::IpAddr;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::MaybeTlsStream;
 
 use super::api::RoomApi;
 use super::media::{Downlink, Uplink};
@@ -131,11 +134,12 @@ impl Driver {
             .await
             .map_err(|_| "livekit: /rtc connect timed out".to_string())?
             .map_err(|e| format!("livekit: /rtc connect failed: {e}"))?;
+        // Media leaves from the interface the signalling connection uses.
+        let local_ip = signalling_local_ip(ws.get_ref())
+            .map_err(|e| format!("livekit: no local address for media: {e}"))?;
         let (mut ws_tx, mut ws_rx) = ws.split();
 
-        let loopback = is_loopback_url(&self.spec.url);
         let mut signal = Signal::new(now(), epoch_ms());
-        let (peer_tx, mut peer_rx) = tokio::sync::mpsc::channel(256);
         let mut peers: Option<Peers> = None;
         let mut uplink = Uplink::new(EncoderSettings::default()).map_err(|e| e.to_string())?;
         let mut downlink = Downlink::new();
@@ -152,9 +156,11 @@ impl Driver {
                             if let (None, Some(proto::signal_response::Message::Join(j))) =
                                 (&peers, &resp.message)
                             {
-                                let ice = peer::ice_servers(&j.ice_servers);
-                                let p = Peers::new(ice, loopback, peer_tx.clone())
-                                    .await
+                                if !j.ice_servers.is_empty() {
+                                    tracing::debug!(servers = j.ice_servers.len(),
+                                        "ICE servers offered; host candidates only are used");
+                                }
+                                let p = Peers::new(local_ip)
                                     .map_err(|e| format!("livekit: peer connection: {e}"))?;
                                 peers = Some(p);
                                 tracing::info!(room = %self.room, "joined the room");
@@ -168,15 +174,15 @@ impl Driver {
                     }
                     Some(Ok(_)) => {}
                 },
-                Some(ev) = peer_rx.recv() => {
+                ev = poll_peers(&mut peers, &mut downlink) => {
                     self.on_peer_event(ev, &mut signal, &mut downlink);
                 }
                 frame = self.ends.uplink.recv(), if uplink_open => match frame {
                     Some(f) => {
-                        if let (Some(p), true) = (&peers, signal.is_ready()) {
+                        if let (Some(p), true) = (&mut peers, signal.is_ready()) {
                             match uplink.push(&f) {
                                 Ok(Some(packet)) => {
-                                    if let Err(e) = p.write_audio(packet).await {
+                                    if let Err(e) = p.write_audio(packet) {
                                         tracing::debug!(error = %e, "Opus frame not sent");
                                     }
                                 }
@@ -193,8 +199,8 @@ impl Driver {
                 },
                 ev = self.ends.caller_events.recv() => match ev {
                     Some(CallerEvent::Dtmf(d)) => {
-                        if let Some(p) = &peers {
-                            send_dtmf(p, d).await;
+                        if let Some(p) = &mut peers {
+                            send_dtmf(p, d);
                         }
                     }
                     Some(CallerEvent::Answered) => {
@@ -223,7 +229,7 @@ impl Driver {
                     }
                     Output::Peer(action) => {
                         if let Some(p) = peers.as_mut() {
-                            if let Err(e) = run_action(p, action, &mut signal).await {
+                            if let Err(e) = run_action(p, action, &mut signal) {
                                 signal.lost(&format!("livekit: {e}"));
                             }
                         }
@@ -236,8 +242,8 @@ impl Driver {
             }
         }
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws_tx.send(Message::Close(None))).await;
-        if let Some(p) = &peers {
-            p.close().await;
+        if let Some(p) = &mut peers {
+            p.close();
         }
         Ok(())
     }
@@ -267,11 +273,6 @@ impl Driver {
         match ev {
             PeerEvent::Candidate { target, init } => signal.local_candidate(target, init),
             PeerEvent::TrackStarted { .. } => signal.audio_subscribed(),
-            PeerEvent::Audio { key, payload } => {
-                if let Err(e) = downlink.on_packet(key, &payload) {
-                    tracing::warn!(error = %e, "room audio not decoded");
-                }
-            }
             PeerEvent::TrackEnded { key } => downlink.remove_track(key),
             PeerEvent::Data(bytes) => {
                 if let Some(d) = dtmf_digit(&bytes) {
@@ -288,43 +289,43 @@ impl Driver {
     }
 }
 
-async fn run_action(
+fn run_action(
     p: &mut Peers,
     action: PeerAction,
     signal: &mut Signal,
 ) -> Result<(), peer::PeerError> {
     match action {
         PeerAction::AnswerOffer { sdp, id } => {
-            let answer = p.answer(sdp).await?;
+            let answer = p.answer(sdp)?;
             signal.answer_created(answer, id);
         }
         PeerAction::CreatePublisherOffer => {
-            let offer = p.offer().await?;
+            let offer = p.offer()?;
             signal.offer_created(offer);
         }
-        PeerAction::SetPublisherAnswer { sdp } => p.set_answer(sdp).await?,
+        PeerAction::SetPublisherAnswer { sdp } => p.set_answer(sdp)?,
         PeerAction::AddCandidate {
             target,
             candidate_init,
         } => {
             // One bad candidate is not the end of the connection.
-            if let Err(e) = p.add_candidate(target, &candidate_init).await {
+            if let Err(e) = p.add_candidate(target, &candidate_init) {
                 tracing::debug!(error = %e, "remote ICE candidate refused");
             }
         }
-        PeerAction::Close => p.close().await,
+        PeerAction::Close => p.close(),
     }
     Ok(())
 }
 
 /// The caller's key press to the room, as LiveKit's SIP service sends it: a `sip_dtmf` data
 /// packet on the reliable channel.
-async fn send_dtmf(p: &Peers, digit: char) {
+fn send_dtmf(p: &mut Peers, digit: char) {
     let Some(code) = dtmf::digit_to_event(digit) else {
         return;
     };
     let packet = dtmf_packet(code);
-    match p.send_reliable(Bytes::from(packet.encode_to_vec())).await {
+    match p.send_reliable(&packet.encode_to_vec()) {
         Ok(()) => tracing::info!(digit = %digit, "DTMF sent to the room"),
         Err(e) => tracing::warn!(digit = %digit, error = %e, "DTMF not sent to the room"),
     }
@@ -361,19 +362,30 @@ fn dtmf_digit(bytes: &[u8]) -> Option<char> {
         .and_then(dtmf::event_to_digit)
 }
 
-/// Whether the server is on this host (then its loopback candidates are the ones that work).
-fn is_loopback_url(url: &str) -> bool {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let host_port = rest.split('/').next().unwrap_or(rest);
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or(v6)
-    } else {
-        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+/// The local address of the signalling connection: the interface that reaches the server,
+/// so the one to offer as our media candidate (127.0.0.1 for a server on this host).
+fn signalling_local_ip(stream: &MaybeTlsStream<TcpStream>) -> std::io::Result<IpAddr> {
+    let tcp = match stream {
+        MaybeTlsStream::Plain(s) => s,
+        MaybeTlsStream::Rustls(s) => s.get_ref().0,
+        _ => return Err(std::io::Error::other("unknown stream kind")),
     };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    Ok(tcp.local_addr()?.ip())
+}
+
+/// The peers' next event; pending forever before they exist (the join response creates them).
+async fn poll_peers(peers: &mut Option<Peers>, downlink: &mut Downlink) -> PeerEvent {
+    let Some(p) = peers.as_mut() else {
+        return std::future::pending().await;
+    };
+    std::future::poll_fn(|cx| {
+        p.poll(cx, &mut |key, payload| {
+            if let Err(e) = downlink.on_packet(key, payload) {
+                tracing::warn!(error = %e, "room audio not decoded");
+            }
+        })
+    })
+    .await
 }
 
 fn now() -> std::time::Instant {
@@ -421,14 +433,5 @@ mod tests {
         };
         assert_eq!(dtmf_digit(&user.encode_to_vec()), None);
         assert_eq!(dtmf_digit(&[0xFF, 0xFF, 0xFF]), None);
-    }
-
-    #[test]
-    fn loopback_urls_are_recognised() {
-        assert!(is_loopback_url("ws://127.0.0.1:7880"));
-        assert!(is_loopback_url("ws://localhost:7880/"));
-        assert!(is_loopback_url("ws://[::1]:7880"));
-        assert!(!is_loopback_url("wss://example.livekit.cloud"));
-        assert!(!is_loopback_url("ws://10.0.0.1:7880"));
     }
 }
