@@ -14,7 +14,7 @@ use livekit_api::access_token::Claims;
 use livekit_protocol as proto;
 use prost::Message as _;
 use proto::{signal_request, signal_response, SignalRequest, SignalResponse};
-use sipbridge::codec::opus::{EncoderSettings, OpusDecoder, OpusEncoder, FRAME, MAX_PACKET};
+use sipbridge::codec::opus::{EncoderSettings, Mode, OpusDecoder, OpusEncoder, FRAME, MAX_PACKET};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -497,7 +497,13 @@ fn record_publisher(
 
 /// The agent: a tone as Opus, one packet every 20 ms, until stopped.
 async fn play_tone(track: Arc<TrackLocalStaticSample>, hz: f64, stop: Arc<AtomicBool>) {
-    let mut enc = OpusEncoder::new(48_000, EncoderSettings::default()).expect("encoder");
+    // Encoded as a LiveKit agent's libwebrtc does: 48 kHz, VoIP mode, full band.
+    let settings = EncoderSettings {
+        mode: Mode::Silk,
+        complexity: 9,
+        max_bandwidth: audiopus::Bandwidth::Fullband,
+    };
+    let mut enc = OpusEncoder::new(48_000, settings).expect("encoder");
     let mut packet = [0u8; MAX_PACKET];
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let mut k = 0usize;
