@@ -110,6 +110,10 @@ struct Conn {
     untrickled: Option<RTCIceCandidateInit>,
     connected: bool,
     failed: bool,
+    /// Something reached the connection since it was last drained.
+    dirty: bool,
+    /// Its next timer, as of the last drain.
+    deadline: Option<Instant>,
 }
 
 impl Conn {
@@ -145,6 +149,8 @@ impl Conn {
             untrickled: None,
             connected: false,
             failed: false,
+            dirty: true,
+            deadline: None,
         })
     }
 
@@ -197,6 +203,13 @@ impl Conn {
         }
     }
 
+    /// After an operation on the connection: send what it produced, and look at its events
+    /// and timers at the next poll.
+    fn touched(&mut self) {
+        self.flush();
+        self.dirty = true;
+    }
+
     /// Sends what the connection has to send. A full socket buffer drops the datagram, as the
     /// network would; WebRTC recovers from loss.
     fn flush(&mut self) {
@@ -220,6 +233,7 @@ pub struct Peers {
     reliable: RTCDataChannelId,
     ssrc: u32,
     seq: u16,
+    sending: bool,
     timestamp: u32,
     /// The room's tracks by their msid track id, with the key the mix knows them by.
     tracks: Vec<(String, u64)>,
@@ -283,6 +297,7 @@ impl Peers {
             reliable,
             ssrc,
             seq: rand::random(),
+            sending: false,
             timestamp: rand::random(),
             tracks: Vec::new(),
             next_key: 1,
@@ -308,7 +323,7 @@ impl Peers {
         let answer = conn.pc.create_answer(None)?;
         conn.pc.set_local_description(Instant::now(), answer)?;
         conn.remote_set();
-        conn.flush();
+        conn.touched();
         conn.local_sdp(&mut self.events)
     }
 
@@ -317,7 +332,7 @@ impl Peers {
         let conn = &mut self.publisher;
         let offer = conn.pc.create_offer(None)?;
         conn.pc.set_local_description(Instant::now(), offer)?;
-        conn.flush();
+        conn.touched();
         conn.local_sdp(&mut self.events)
     }
 
@@ -326,7 +341,7 @@ impl Peers {
         conn.pc
             .set_remote_description(Instant::now(), RTCSessionDescription::answer(sdp)?)?;
         conn.remote_set();
-        conn.flush();
+        conn.touched();
         Ok(())
     }
 
@@ -338,13 +353,17 @@ impl Peers {
             return Ok(());
         }
         conn.pc.add_remote_candidate(candidate)?;
-        conn.flush();
+        conn.touched();
         Ok(())
     }
 
     /// One 20 ms Opus packet of the caller's audio, sent before this returns. Before the
     /// publisher is connected it is dropped (there is nobody to hear it yet).
     pub fn write_audio(&mut self, payload: &[u8]) -> Result<(), PeerError> {
+        let conn = &mut self.publisher;
+        if !conn.connected {
+            return Ok(());
+        }
         let packet = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
@@ -358,14 +377,15 @@ impl Peers {
         };
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME as u32);
-        let conn = &mut self.publisher;
-        if !conn.connected {
-            return Ok(());
-        }
         if let Some(mut sender) = conn.pc.rtp_sender(self.sender) {
             sender.write_rtp(Instant::now(), packet)?;
         }
-        conn.flush();
+        if std::mem::replace(&mut self.sending, true) {
+            conn.flush();
+        } else {
+            // The first packet starts the sender report timer.
+            conn.touched();
+        }
         Ok(())
     }
 
@@ -377,7 +397,7 @@ impl Peers {
         } else {
             return Err(rtc::shared::error::Error::ErrClosedPipe.into());
         }
-        conn.flush();
+        conn.touched();
         Ok(())
     }
 
@@ -387,7 +407,7 @@ impl Peers {
             if let Err(e) = conn.pc.close() {
                 tracing::debug!(error = %e, "closing a peer connection");
             }
-            conn.flush();
+            conn.touched();
         }
     }
 
@@ -406,49 +426,52 @@ impl Peers {
             if let Some(ev) = self.events.pop_front() {
                 return Poll::Ready(ev);
             }
-            let mut progressed = false;
             for target in [Target::Publisher, Target::Subscriber] {
-                progressed |= self.read_socket(cx, target);
-                self.drain(target, audio);
+                if self.read_socket(cx, target) {
+                    self.conn(target).dirty = true;
+                }
+                // Walking a connection's handler chain is most of its cost: only when
+                // something reached it.
+                if self.conn(target).dirty {
+                    self.drain(target, audio);
+                }
             }
             if let Some(ev) = self.events.pop_front() {
                 return Poll::Ready(ev);
             }
             let now = Instant::now();
-            let deadline = [&mut self.publisher, &mut self.subscriber]
-                .into_iter()
-                .filter_map(|c| c.pc.poll_timeout())
-                .min();
-            match deadline {
-                Some(at) if at <= now => {
-                    for target in [Target::Publisher, Target::Subscriber] {
-                        let conn = self.conn(target);
-                        if conn.pc.poll_timeout().is_some_and(|t| t <= now) {
-                            if let Err(e) = conn.pc.handle_timeout(now) {
-                                tracing::debug!(?target, error = %e, "webrtc timer");
-                            }
-                        }
-                        self.drain(target, audio);
+            let mut fired = false;
+            for conn in [&mut self.publisher, &mut self.subscriber] {
+                if conn.deadline.is_some_and(|t| t <= now) {
+                    if let Err(e) = conn.pc.handle_timeout(now) {
+                        tracing::debug!(target = ?conn.target, error = %e, "webrtc timer");
                     }
-                    progressed = true;
+                    conn.dirty = true;
+                    fired = true;
                 }
-                Some(at) => {
-                    if self.timer_at != Some(at) {
-                        self.timer_at = Some(at);
-                        self.timer
-                            .as_mut()
-                            .reset(tokio::time::Instant::from_std(at));
-                    }
-                    if self.timer.as_mut().poll(cx).is_ready() {
-                        self.timer_at = None;
-                        progressed = true;
-                    }
-                }
-                None => self.timer_at = None,
             }
-            if !progressed {
+            if fired {
+                continue;
+            }
+            let Some(at) = self
+                .publisher
+                .deadline
+                .into_iter()
+                .chain(self.subscriber.deadline)
+                .min()
+            else {
+                break;
+            };
+            if self.timer_at != Some(at) {
+                self.timer_at = Some(at);
+                self.timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::from_std(at));
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
                 break;
             }
+            self.timer_at = None;
         }
         match self.events.pop_front() {
             Some(ev) => Poll::Ready(ev),
@@ -557,5 +580,7 @@ impl Peers {
         }
         // Reading may have produced answers (STUN, RTCP, SCTP acknowledgements).
         conn.flush();
+        conn.deadline = conn.pc.poll_timeout();
+        conn.dirty = false;
     }
 }
