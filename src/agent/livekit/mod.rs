@@ -18,6 +18,7 @@ pub mod media;
 pub mod peer;
 mod session;
 pub mod signal;
+mod socket;
 pub mod token;
 
 use std::sync::Arc;

@@ -38,15 +38,17 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use tokio::net::UdpSocket;
 
 use super::signal::{Target, STREAM_ID, TRACK_ID};
+use super::socket::MediaSocket;
 use crate::codec::opus::FRAME;
 
 /// The Opus payload type browsers and LiveKit use.
 pub const OPUS_PT: u8 = 111;
 /// Datagrams read per connection per poll: a burst cannot starve the caller's side.
 const MAX_READS: usize = 16;
+/// A polled socket is read at least this often even when the call takes no frame.
+const POLLED_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 /// The largest datagram we accept; WebRTC keeps packets under the path MTU.
 const MAX_DATAGRAM: usize = 2048;
 
@@ -102,7 +104,7 @@ fn opus_codec() -> RTCRtpCodec {
 struct Conn {
     target: Target,
     pc: RTCPeerConnection,
-    socket: UdpSocket,
+    socket: MediaSocket,
     local: SocketAddr,
     remote_set: bool,
     pending: Vec<RTCIceCandidateInit>,
@@ -135,9 +137,7 @@ impl Conn {
             .with_media_engine(media)
             .with_interceptor_registry(registry)
             .build(Instant::now())?;
-        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
-        std_socket.set_nonblocking(true)?;
-        let socket = UdpSocket::from_std(std_socket)?;
+        let socket = MediaSocket::bind(ip)?;
         let local = socket.local_addr()?;
         Ok(Conn {
             target,
@@ -214,10 +214,7 @@ impl Conn {
     /// network would; WebRTC recovers from loss.
     fn flush(&mut self) {
         while let Some(out) = self.pc.poll_write() {
-            match self
-                .socket
-                .try_send_to(&out.message, out.transport.peer_addr)
-            {
+            match self.socket.send_to(&out.message, out.transport.peer_addr) {
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) => tracing::debug!(target = ?self.target, error = %e, "datagram not sent"),
@@ -241,6 +238,10 @@ pub struct Peers {
     events: VecDeque<PeerEvent>,
     timer: Pin<Box<tokio::time::Sleep>>,
     timer_at: Option<Instant>,
+    /// Once the call is answered the sockets are read on its clock: when it takes a frame, and
+    /// at least this often (see [`MediaSocket`]).
+    read_due: bool,
+    last_read: Instant,
     buf: Box<[u8; MAX_DATAGRAM]>,
 }
 
@@ -304,6 +305,8 @@ impl Peers {
             events: VecDeque::new(),
             timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             timer_at: None,
+            read_due: false,
+            last_read: Instant::now(),
             buf: Box::new([0; MAX_DATAGRAM]),
         })
     }
@@ -401,6 +404,21 @@ impl Peers {
         Ok(())
     }
 
+    /// The call is answered and polls every 20 ms: the sockets leave the runtime and are read
+    /// on the call's clock from now on.
+    pub fn quiet(&mut self) {
+        for conn in [&mut self.publisher, &mut self.subscriber] {
+            if let Err(e) = conn.socket.make_polled() {
+                tracing::warn!(target = ?conn.target, error = %e, "media socket lost");
+            }
+        }
+    }
+
+    /// The call is about to take a frame: read the polled sockets at the next poll.
+    pub fn read_now(&mut self) {
+        self.read_due = true;
+    }
+
     /// Closes both connections (DTLS close alerts go out now).
     pub fn close(&mut self) {
         for conn in [&mut self.publisher, &mut self.subscriber] {
@@ -426,8 +444,14 @@ impl Peers {
             if let Some(ev) = self.events.pop_front() {
                 return Poll::Ready(ev);
             }
+            let read_polled =
+                std::mem::take(&mut self.read_due) || self.last_read.elapsed() >= POLLED_READ_EVERY;
+            if read_polled {
+                self.last_read = Instant::now();
+            }
             for target in [Target::Publisher, Target::Subscriber] {
-                if self.read_socket(cx, target) {
+                let conn = self.conn(target);
+                if (read_polled || !conn.socket.is_polled()) && self.read_socket(cx, target) {
                     self.conn(target).dirty = true;
                 }
                 // Walking a connection's handler chain is most of its cost: only when
@@ -493,9 +517,8 @@ impl Peers {
         };
         let mut read = false;
         for _ in 0..MAX_READS {
-            let mut rb = tokio::io::ReadBuf::new(&mut buf[..]);
-            match conn.socket.poll_recv_from(cx, &mut rb) {
-                Poll::Ready(Ok(peer_addr)) => {
+            match conn.socket.poll_recv(cx, &mut buf[..]) {
+                Poll::Ready(Ok((n, peer_addr))) => {
                     read = true;
                     let msg = TaggedBytesMut {
                         now: Instant::now(),
@@ -505,7 +528,7 @@ impl Peers {
                             ecn: None,
                             transport_protocol: TransportProtocol::UDP,
                         },
-                        message: BytesMut::from(rb.filled()),
+                        message: BytesMut::from(&buf[..n]),
                     };
                     if let Err(e) = conn.pc.handle_read(msg) {
                         tracing::debug!(?target, error = %e, "datagram refused");

@@ -225,11 +225,23 @@ impl AgentSession for LivekitSession {
                     Err(e) => tracing::warn!(digit = %d, error = %e, "DTMF not sent to the room"),
                 }
             }
+            CallerEvent::Answered => {
+                // From now on the call wakes every 20 ms and reads the room on that clock.
+                if let Some(p) = self.peers.as_mut() {
+                    p.quiet();
+                }
+                self.tell(Report::Caller(CallerEvent::Answered));
+            }
             other => self.tell(Report::Caller(other)),
         }
     }
 
     fn poll_output(&mut self, cx: &mut Context<'_>, want_audio: bool) -> Poll<Option<AgentOutput>> {
+        if want_audio {
+            if let Some(p) = self.peers.as_mut() {
+                p.read_now();
+            }
+        }
         self.poll_io(cx);
         if let Some(ev) = self.events.pop_front() {
             return Poll::Ready(Some(AgentOutput::Event(ev)));
