@@ -57,7 +57,10 @@ async fn a_real_libwebrtc_client_and_the_mock_hear_each_other() {
         assert_eq!(client[key], true, "{key}: {client}");
     }
     let heard = client["heard_hz"].as_f64().unwrap_or(0.0);
-    assert!((heard - 440.0).abs() <= 20.0, "client heard {heard} Hz: {client}");
+    assert!(
+        (heard - 440.0).abs() <= 20.0,
+        "client heard {heard} Hz: {client}"
+    );
 
     // The client has left; its leave and what it sent are on the mock's record.
     mock.wait_for("the client's leave", Duration::from_secs(10), |s| {
@@ -70,7 +73,11 @@ async fn a_real_libwebrtc_client_and_the_mock_hear_each_other() {
         session.claims.as_ref().map(|c| c.sub.as_str()),
         Some("sip_+15550001111")
     );
-    assert!(session.audio_packets > 50, "{} packets", session.audio_packets);
+    assert!(
+        session.audio_packets > 50,
+        "{} packets",
+        session.audio_packets
+    );
     let hz = pitch(&session.audio);
     assert!((hz - 1000.0).abs() <= 20.0, "mock heard {hz} Hz");
     assert_eq!(session.dtmf, vec![(9, "9".to_string())]);
