@@ -221,6 +221,104 @@ impl Conn {
             }
         }
     }
+
+    /// Feeds the connection what its socket holds; true when something was read.
+    fn read_socket(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> bool {
+        let target = self.target;
+        let mut read = false;
+        for _ in 0..MAX_READS {
+            match self.socket.poll_recv(cx, buf) {
+                Poll::Ready(Ok((n, peer_addr))) => {
+                    read = true;
+                    let msg = TaggedBytesMut {
+                        now: Instant::now(),
+                        transport: TransportContext {
+                            local_addr: self.local,
+                            peer_addr,
+                            ecn: None,
+                            transport_protocol: TransportProtocol::UDP,
+                        },
+                        message: BytesMut::from(&buf[..n]),
+                    };
+                    if let Err(e) = self.pc.handle_read(msg) {
+                        tracing::debug!(?target, error = %e, "datagram refused");
+                    }
+                }
+                // ICMP errors from a peer that went away surface here; ICE notices the loss.
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(?target, error = %e, "socket read");
+                }
+                Poll::Pending => break,
+            }
+        }
+        read
+    }
+
+    /// Sends what the connection has to send and turns what it read into audio and events.
+    fn drain(&mut self, room: &mut Room, audio: &mut dyn FnMut(u64, &[u8])) {
+        let target = self.target;
+        let Room {
+            tracks,
+            next_key,
+            events,
+        } = room;
+        self.flush();
+        while let Some(ev) = self.pc.poll_event() {
+            match ev {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                    tracing::debug!(?target, %state, "peer connection state");
+                    self.connected = state == RTCPeerConnectionState::Connected;
+                    if state == RTCPeerConnectionState::Failed && !self.failed {
+                        self.failed = true;
+                        events.push_back(PeerEvent::Failed { target });
+                    }
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    let key = *next_key;
+                    *next_key += 1;
+                    tracing::info!(key, id = %init.track_id, "room audio track subscribed");
+                    tracks.push((init.track_id, key));
+                    events.push_back(PeerEvent::TrackStarted { key });
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(id)) => {
+                    if let Some(i) = tracks.iter().position(|(t, _)| *t == id) {
+                        let (_, key) = tracks.swap_remove(i);
+                        events.push_back(PeerEvent::TrackEnded { key });
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            match message {
+                RTCMessage::RtpPacket(id, packet) => {
+                    if packet.payload.is_empty() {
+                        continue;
+                    }
+                    if let Some((_, key)) = tracks.iter().find(|(t, _)| *t == id) {
+                        audio(*key, &packet.payload);
+                    }
+                }
+                RTCMessage::DataChannelMessage(_, msg) => {
+                    events.push_back(PeerEvent::Data(msg.data));
+                }
+                _ => {}
+            }
+        }
+        // Reading may have produced answers (STUN, RTCP, SCTP acknowledgements).
+        self.flush();
+        self.deadline = self.pc.poll_timeout();
+        self.dirty = false;
+    }
+}
+
+/// What both connections report into.
+#[derive(Default)]
+struct Room {
+    /// The room's tracks by their msid track id, with the key the mix knows them by.
+    tracks: Vec<(String, u64)>,
+    next_key: u64,
+    events: VecDeque<PeerEvent>,
 }
 
 pub struct Peers {
@@ -232,10 +330,7 @@ pub struct Peers {
     seq: u16,
     sending: bool,
     timestamp: u32,
-    /// The room's tracks by their msid track id, with the key the mix knows them by.
-    tracks: Vec<(String, u64)>,
-    next_key: u64,
-    events: VecDeque<PeerEvent>,
+    room: Room,
     timer: Pin<Box<tokio::time::Sleep>>,
     timer_at: Option<Instant>,
     /// Once the call is answered the sockets are read on its clock: when it takes a frame, and
@@ -300,9 +395,10 @@ impl Peers {
             seq: rand::random(),
             sending: false,
             timestamp: rand::random(),
-            tracks: Vec::new(),
-            next_key: 1,
-            events: VecDeque::new(),
+            room: Room {
+                next_key: 1,
+                ..Default::default()
+            },
             timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             timer_at: None,
             read_due: false,
@@ -327,7 +423,7 @@ impl Peers {
         conn.pc.set_local_description(Instant::now(), answer)?;
         conn.remote_set();
         conn.touched();
-        conn.local_sdp(&mut self.events)
+        conn.local_sdp(&mut self.room.events)
     }
 
     /// Our offer on the publisher connection.
@@ -336,7 +432,7 @@ impl Peers {
         let offer = conn.pc.create_offer(None)?;
         conn.pc.set_local_description(Instant::now(), offer)?;
         conn.touched();
-        conn.local_sdp(&mut self.events)
+        conn.local_sdp(&mut self.room.events)
     }
 
     pub fn set_answer(&mut self, sdp: String) -> Result<(), PeerError> {
@@ -441,7 +537,7 @@ impl Peers {
         // Bounded: each pass either consumes input or returns; a timer that keeps firing at
         // once cannot spin here forever.
         for _ in 0..4 {
-            if let Some(ev) = self.events.pop_front() {
+            if let Some(ev) = self.room.events.pop_front() {
                 return Poll::Ready(ev);
             }
             let read_polled =
@@ -449,18 +545,24 @@ impl Peers {
             if read_polled {
                 self.last_read = Instant::now();
             }
-            for target in [Target::Publisher, Target::Subscriber] {
-                let conn = self.conn(target);
-                if (read_polled || !conn.socket.is_polled()) && self.read_socket(cx, target) {
-                    self.conn(target).dirty = true;
+            let Peers {
+                publisher,
+                subscriber,
+                room,
+                buf,
+                ..
+            } = self;
+            for conn in [publisher, subscriber] {
+                if (read_polled || !conn.socket.is_polled()) && conn.read_socket(cx, &mut buf[..]) {
+                    conn.dirty = true;
                 }
                 // Walking a connection's handler chain is most of its cost: only when
                 // something reached it.
-                if self.conn(target).dirty {
-                    self.drain(target, audio);
+                if conn.dirty {
+                    conn.drain(room, audio);
                 }
             }
-            if let Some(ev) = self.events.pop_front() {
+            if let Some(ev) = self.room.events.pop_front() {
                 return Poll::Ready(ev);
             }
             let now = Instant::now();
@@ -497,113 +599,9 @@ impl Peers {
             }
             self.timer_at = None;
         }
-        match self.events.pop_front() {
+        match self.room.events.pop_front() {
             Some(ev) => Poll::Ready(ev),
             None => Poll::Pending,
         }
-    }
-
-    /// Feeds the connection what its socket holds; true when something was read.
-    fn read_socket(&mut self, cx: &mut Context<'_>, target: Target) -> bool {
-        let Peers {
-            publisher,
-            subscriber,
-            buf,
-            ..
-        } = self;
-        let conn = match target {
-            Target::Publisher => publisher,
-            Target::Subscriber => subscriber,
-        };
-        let mut read = false;
-        for _ in 0..MAX_READS {
-            match conn.socket.poll_recv(cx, &mut buf[..]) {
-                Poll::Ready(Ok((n, peer_addr))) => {
-                    read = true;
-                    let msg = TaggedBytesMut {
-                        now: Instant::now(),
-                        transport: TransportContext {
-                            local_addr: conn.local,
-                            peer_addr,
-                            ecn: None,
-                            transport_protocol: TransportProtocol::UDP,
-                        },
-                        message: BytesMut::from(&buf[..n]),
-                    };
-                    if let Err(e) = conn.pc.handle_read(msg) {
-                        tracing::debug!(?target, error = %e, "datagram refused");
-                    }
-                }
-                // ICMP errors from a peer that went away surface here; ICE notices the loss.
-                Poll::Ready(Err(e)) => {
-                    tracing::debug!(?target, error = %e, "socket read");
-                }
-                Poll::Pending => break,
-            }
-        }
-        read
-    }
-
-    /// Sends what `target` has to send and turns what it read into audio and events.
-    fn drain(&mut self, target: Target, audio: &mut dyn FnMut(u64, &[u8])) {
-        let Peers {
-            publisher,
-            subscriber,
-            tracks,
-            next_key,
-            events,
-            ..
-        } = self;
-        let conn = match target {
-            Target::Publisher => publisher,
-            Target::Subscriber => subscriber,
-        };
-        conn.flush();
-        while let Some(ev) = conn.pc.poll_event() {
-            match ev {
-                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
-                    tracing::debug!(?target, %state, "peer connection state");
-                    conn.connected = state == RTCPeerConnectionState::Connected;
-                    if state == RTCPeerConnectionState::Failed && !conn.failed {
-                        conn.failed = true;
-                        events.push_back(PeerEvent::Failed { target });
-                    }
-                }
-                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
-                    let key = *next_key;
-                    *next_key += 1;
-                    tracing::info!(key, id = %init.track_id, "room audio track subscribed");
-                    tracks.push((init.track_id, key));
-                    events.push_back(PeerEvent::TrackStarted { key });
-                }
-                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(id)) => {
-                    if let Some(i) = tracks.iter().position(|(t, _)| *t == id) {
-                        let (_, key) = tracks.swap_remove(i);
-                        events.push_back(PeerEvent::TrackEnded { key });
-                    }
-                }
-                _ => {}
-            }
-        }
-        while let Some(TaggedRTCMessage { message, .. }) = conn.pc.poll_read() {
-            match message {
-                RTCMessage::RtpPacket(id, packet) => {
-                    if packet.payload.is_empty() {
-                        continue;
-                    }
-                    if let Some((_, key)) = tracks.iter().find(|(t, _)| *t == id) {
-                        audio(*key, &packet.payload);
-                    }
-                }
-                RTCMessage::DataChannelMessage(_, msg) => {
-                    events.push_back(PeerEvent::Data(msg.data));
-                }
-                _ => {}
-            }
-        }
-        // Reading may have produced answers (STUN, RTCP, SCTP acknowledgements).
-        conn.flush();
-        conn.deadline = conn.pc.poll_timeout();
-        conn.dirty = false;
     }
 }
