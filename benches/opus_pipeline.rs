@@ -9,7 +9,9 @@ use audiopus::Bandwidth;
 use criterion::{criterion_group, criterion_main, Criterion};
 use sipbridge::agent::livekit::media::{Downlink, Uplink};
 use sipbridge::agent::AudioFrame;
-use sipbridge::codec::opus::{EncoderSettings, OpusDecoder, OpusEncoder, FRAME, MAX_PACKET, RATE};
+use sipbridge::codec::opus::{
+    EncoderSettings, Mode, OpusDecoder, OpusEncoder, FRAME, MAX_PACKET, RATE,
+};
 use sipbridge::codec::resample::Resampler;
 
 /// Speech-like test signal: a few harmonics with a slow vibrato, so the encoder has work.
@@ -26,8 +28,9 @@ fn voice(rate: f64, n: usize, from: usize) -> Vec<i16> {
         .collect()
 }
 
-fn settings(complexity: u8, max_bandwidth: Bandwidth) -> EncoderSettings {
+fn settings(mode: Mode, complexity: u8, max_bandwidth: Bandwidth) -> EncoderSettings {
     EncoderSettings {
+        mode,
         complexity,
         max_bandwidth,
     }
@@ -37,11 +40,19 @@ fn uplink(c: &mut Criterion) {
     let frames: Vec<AudioFrame> = (0..50)
         .map(|k| AudioFrame::from_samples(8000, &voice(8000.0, 160, k * 160)))
         .collect();
-    for complexity in [0, 1, 3, 5, 10] {
-        let mut up = Uplink::new(settings(complexity, Bandwidth::Narrowband)).unwrap();
+    for (mode, complexity) in [
+        (Mode::Celt, 0),
+        (Mode::Celt, 1),
+        (Mode::Celt, 5),
+        (Mode::Silk, 0),
+        (Mode::Silk, 1),
+        (Mode::Silk, 3),
+        (Mode::Silk, 10),
+    ] {
+        let mut up = Uplink::new(settings(mode, complexity, Bandwidth::Narrowband)).unwrap();
         let mut k = 0;
         c.bench_function(
-            &format!("up: opus encode at 8 kHz, complexity {complexity}"),
+            &format!("up: opus encode at 8 kHz, {mode:?}, complexity {complexity}"),
             |b| {
                 b.iter(|| {
                     k = (k + 1) % frames.len();
@@ -55,7 +66,7 @@ fn uplink(c: &mut Criterion) {
         (3, Bandwidth::Wideband, "wideband"),
     ] {
         let mut rs = Resampler::new(8000, RATE).unwrap();
-        let mut enc = OpusEncoder::new(RATE, settings(complexity, bw)).unwrap();
+        let mut enc = OpusEncoder::new(RATE, settings(Mode::Silk, complexity, bw)).unwrap();
         let mut pcm = Vec::with_capacity(FRAME * 2);
         let mut out = [0u8; MAX_PACKET];
         let mut k = 0;
@@ -78,9 +89,10 @@ fn uplink(c: &mut Criterion) {
 }
 
 fn downlink(c: &mut Criterion) {
-    let mut enc = OpusEncoder::new(RATE, EncoderSettings::default()).unwrap();
+    // The agent's stream as a LiveKit agent's libwebrtc publishes it: 48 kHz, VoIP mode
+    // (SILK or hybrid for speech), full band, high complexity.
+    let mut enc = OpusEncoder::new(RATE, settings(Mode::Silk, 9, Bandwidth::Fullband)).unwrap();
     let mut out = [0u8; MAX_PACKET];
-    // The agent's stream: 48 kHz, as a LiveKit agent publishes it.
     let packets: Vec<Vec<u8>> = (0..50)
         .map(|k| {
             let n = enc

@@ -18,8 +18,9 @@ pub const RATE: u32 = 48_000;
 pub const FRAME: usize = frame_len(RATE);
 /// Largest packet we produce or accept; 20 ms at Opus's top bitrate fits in 1275 bytes.
 pub const MAX_PACKET: usize = 1500;
-/// Narrowband speech is transparent well below this; the rest pays for in-band FEC.
-const BITRATE: i32 = 24_000;
+/// CELT holds a narrowband voice at 17 dB waveform SNR at 24 kb/s and 20 dB at 32 kb/s
+/// (measured with the voice of `benches/opus_pipeline.rs`); the bitrate barely moves its CPU.
+const BITRATE: i32 = 32_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpusError {
@@ -31,20 +32,31 @@ pub enum OpusError {
     Rate(u32),
 }
 
-/// How hard the encoder works. Complexity trades CPU for quality at a given bitrate; on a
-/// narrowband source the top settings buy little (docs/performance.md has the figures).
+/// Which of Opus's two codecs encodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// CELT only (libopus's restricted low-delay application): a transform codec, 2.5 ms
+    /// look-ahead, no in-band FEC.
+    Celt,
+    /// SILK for speech (the VoIP application), with in-band FEC: 6.5 ms look-ahead.
+    Silk,
+}
+
+/// How the encoder works. On a narrowband source CELT costs a third of SILK at the same
+/// bitrate, and higher complexity buys little (docs/performance.md has the figures).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EncoderSettings {
+    pub mode: Mode,
     pub complexity: u8,
     pub max_bandwidth: Bandwidth,
 }
 
 impl Default for EncoderSettings {
     fn default() -> Self {
-        // Complexity 1 costs under half of 3 at 8 kHz (docs/performance.md); telephone audio
-        // holds nothing above 4 kHz, so narrowband loses nothing.
+        // Telephone audio holds nothing above 4 kHz, so narrowband loses nothing.
         EncoderSettings {
-            complexity: 1,
+            mode: Mode::Celt,
+            complexity: 0,
             max_bandwidth: Bandwidth::Narrowband,
         }
     }
@@ -68,16 +80,22 @@ pub struct OpusEncoder {
 }
 
 impl OpusEncoder {
-    /// An encoder of `rate` Hz PCM: VoIP mode, mono, in-band FEC on (rooms lose packets, and
-    /// FEC costs little), DTX off (the agent's voice detection expects a continuous stream).
+    /// An encoder of `rate` Hz PCM, mono, DTX off (the agent's voice detection expects a
+    /// continuous stream). SILK gets in-band FEC, which CELT does not have.
     pub fn new(rate: u32, settings: EncoderSettings) -> Result<OpusEncoder, OpusError> {
-        let mut enc = Encoder::new(sample_rate(rate)?, Channels::Mono, Application::Voip)?;
+        let application = match settings.mode {
+            Mode::Celt => Application::LowDelay,
+            Mode::Silk => Application::Voip,
+        };
+        let mut enc = Encoder::new(sample_rate(rate)?, Channels::Mono, application)?;
         enc.set_bitrate(Bitrate::BitsPerSecond(BITRATE))?;
         enc.set_complexity(settings.complexity)?;
         enc.set_max_bandwidth(settings.max_bandwidth)?;
         enc.set_signal(Signal::Voice)?;
-        enc.set_inband_fec(true)?;
-        enc.set_packet_loss_perc(5)?;
+        if settings.mode == Mode::Silk {
+            enc.set_inband_fec(true)?;
+            enc.set_packet_loss_perc(5)?;
+        }
         enc.set_dtx(false)?;
         Ok(OpusEncoder {
             enc,
@@ -148,7 +166,7 @@ mod tests {
         let input = tone(440.0, FRAME * 50, 0);
         for frame in input.chunks(FRAME) {
             let n = enc.encode(frame, &mut packet).unwrap();
-            assert!(n > 0 && n < 200, "24 kb/s is 60 bytes a frame, got {n}");
+            assert!(n > 0 && n < 200, "32 kb/s is 80 bytes a frame, got {n}");
             let m = dec.decode(&packet[..n], &mut pcm).unwrap();
             assert_eq!(m, FRAME);
             decoded.extend_from_slice(&pcm);

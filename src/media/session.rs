@@ -211,9 +211,16 @@ impl MediaSession {
         true
     }
 
-    /// True when a frame offered now would be sent now.
+    /// True when a frame offered now would be sent now. Closed while a key press for the
+    /// caller takes the slots, so the agent's audio waits in its queue instead of being lost.
     pub fn slot_open(&self, now: Instant) -> bool {
-        self.pacer.slot_open(now)
+        self.pacer.slot_open(now) && !self.dtmf_busy()
+    }
+
+    /// A key press for the caller is queued or being sent.
+    fn dtmf_busy(&self) -> bool {
+        self.params.telephone_event_pt.is_some()
+            && (self.dtmf_out.is_some() || !self.dtmf_queue.is_empty())
     }
 
     /// Encodes and returns the next RTP packet for an 8 kHz agent frame, if sending (not on
@@ -316,7 +323,8 @@ impl MediaSession {
     /// The earliest instant something is due: a slot, a jitter-buffer gap deadline, or a
     /// media timeout. `frame_waiting` says whether the driver holds an agent frame for a slot.
     pub fn poll_timeout(&self, frame_waiting: bool) -> Instant {
-        let mut t = self.pacer.next_wakeup(frame_waiting);
+        // A waiting frame cannot go while DTMF holds the slots: wake for the deadline only.
+        let mut t = self.pacer.next_wakeup(frame_waiting && !self.dtmf_busy());
         if let Some(j) = self.jitter.poll_timeout() {
             t = t.min(j);
         }

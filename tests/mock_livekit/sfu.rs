@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use livekit_api::access_token::Claims;
 use livekit_protocol as proto;
 use prost::Message as _;
 use proto::{signal_request, signal_response, SignalRequest, SignalResponse};
-use sipbridge::codec::opus::{EncoderSettings, OpusDecoder, OpusEncoder, FRAME, MAX_PACKET};
+use sipbridge::codec::opus::{EncoderSettings, Mode, OpusDecoder, OpusEncoder, FRAME, MAX_PACKET};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -495,29 +495,53 @@ fn record_publisher(
     }));
 }
 
+/// One second of a tone as Opus packets, encoded as a LiveKit agent's libwebrtc does (48 kHz,
+/// VoIP mode, full band). Made once per pitch and shared by every room: the mock plays into
+/// many rooms at once in capacity runs, and encoding for each would saturate its core. A
+/// second holds whole periods of 440 and 1000 Hz, so the loop joins without a jump.
+fn tone_packets(hz: f64) -> Arc<Vec<Bytes>> {
+    static CACHE: std::sync::OnceLock<Mutex<HashMap<u64, Arc<Vec<Bytes>>>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap();
+    let packets = cache.entry(hz.to_bits()).or_insert_with(|| {
+        let settings = EncoderSettings {
+            mode: Mode::Silk,
+            complexity: 9,
+            max_bandwidth: audiopus::Bandwidth::Fullband,
+        };
+        let mut enc = OpusEncoder::new(48_000, settings).expect("encoder");
+        let mut packet = [0u8; MAX_PACKET];
+        let packets = (0..50)
+            .map(|k| {
+                let pcm: Vec<i16> = (0..FRAME)
+                    .map(|i| {
+                        let t = (k * FRAME + i) as f64 / 48_000.0;
+                        (6000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+                    })
+                    .collect();
+                let n = enc.encode(&pcm, &mut packet).expect("encode");
+                Bytes::copy_from_slice(&packet[..n])
+            })
+            .collect();
+        Arc::new(packets)
+    });
+    Arc::clone(packets)
+}
+
 /// The agent: a tone as Opus, one packet every 20 ms, until stopped.
 async fn play_tone(track: Arc<TrackLocalStaticSample>, hz: f64, stop: Arc<AtomicBool>) {
-    let mut enc = OpusEncoder::new(48_000, EncoderSettings::default()).expect("encoder");
-    let mut packet = [0u8; MAX_PACKET];
+    let packets = tone_packets(hz);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let mut k = 0usize;
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
-        let pcm: Vec<i16> = (0..FRAME)
-            .map(|i| {
-                let t = (k * FRAME + i) as f64 / 48_000.0;
-                (6000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
-            })
-            .collect();
-        k += 1;
-        let Ok(n) = enc.encode(&pcm, &mut packet) else {
-            return;
-        };
         let sample = Sample {
-            data: Bytes::copy_from_slice(&packet[..n]),
+            data: packets[k % packets.len()].clone(),
             duration: Duration::from_millis(20),
             ..Default::default()
         };
+        k += 1;
         if track.write_sample(&sample).await.is_err() {
             return;
         }

@@ -1,28 +1,29 @@
-//! One call's LiveKit session: the task that owns the `/rtc` WebSocket, the peer connections
-//! and the codecs. It feeds the sans-IO [`Signal`] core and carries out what it asks.
+//! One call's LiveKit signalling: the task that owns the `/rtc` WebSocket and the Twirp calls.
+//! It feeds the sans-IO [`Signal`] core and carries out what it asks; what concerns media goes
+//! to the call's side ([`super::session`]), which owns the peer connections.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::timer::sleep_until_opt;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use livekit_protocol as proto;
 use prost::Message as _;
-use tokio::sync::oneshot;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::MaybeTlsStream;
 
 use super::api::RoomApi;
-use super::media::{Downlink, Uplink};
-use super::peer::{self, PeerEvent, Peers};
-use super::signal::{Output, PeerAction, SessionEvent, Signal};
-use super::{token, DriverEnds};
+use super::session::{Control, Report};
+use super::signal::{Output, SessionEvent, Signal};
+use super::token;
 use crate::agent::{AgentError, AgentEvent, CallInfo, CallerEvent};
-use crate::codec::opus::EncoderSettings;
 use crate::config::LivekitSpec;
-use crate::media::{dtmf, pacer};
+use crate::timer::sleep_until_opt;
 
 /// The WebSocket handshake (TCP, TLS, upgrade) must finish in this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,10 +37,12 @@ pub(crate) struct Driver {
     spec: Arc<LivekitSpec>,
     call: CallInfo,
     room: String,
-    ends: DriverEnds,
+    media: UnboundedSender<Control>,
+    reports: UnboundedReceiver<Report>,
     api: RoomApi,
     created: bool,
-    ready: Option<oneshot::Sender<Result<(), AgentError>>>,
+    /// The call has not been told yet whether it can be answered.
+    answering: bool,
 }
 
 impl Driver {
@@ -47,22 +50,23 @@ impl Driver {
         spec: Arc<LivekitSpec>,
         call: CallInfo,
         room: String,
-        ends: DriverEnds,
+        media: UnboundedSender<Control>,
+        reports: UnboundedReceiver<Report>,
     ) -> Driver {
         let api = RoomApi::new(&spec.url, &spec.api_key, &spec.api_secret);
         Driver {
             spec,
             call,
             room,
-            ends,
+            media,
+            reports,
             api,
             created: false,
-            ready: None,
+            answering: true,
         }
     }
 
-    pub(crate) async fn run(mut self, ready: oneshot::Sender<Result<(), AgentError>>) {
-        self.ready = Some(ready);
+    pub(crate) async fn run(mut self) {
         if let Err(reason) = self.session().await {
             tracing::warn!(room = %self.room, %reason, "LiveKit session failed");
             self.hang_up(reason, true);
@@ -79,19 +83,21 @@ impl Driver {
     /// The session ended for `reason`: before the answer the call is rejected (a server that
     /// cannot be reached is `unreachable`, 503), after it the call hangs up.
     fn hang_up(&mut self, reason: String, unreachable: bool) {
-        match self.ready.take() {
-            Some(ready) => {
-                let e = if unreachable {
-                    AgentError::Unreachable(reason)
-                } else {
-                    AgentError::Refused(reason)
-                };
-                let _ = ready.send(Err(e));
-            }
-            None => {
-                let _ = self.ends.agent_events.send(AgentEvent::Hangup { reason });
-            }
-        }
+        let control = if std::mem::take(&mut self.answering) {
+            Control::Failed(if unreachable {
+                AgentError::Unreachable(reason)
+            } else {
+                AgentError::Refused(reason)
+            })
+        } else {
+            Control::Agent(AgentEvent::Hangup { reason })
+        };
+        self.tell(control);
+    }
+
+    fn tell(&self, control: Control) {
+        // The call's side gone means the call is over; `reports` closing says so.
+        let _ = self.media.send(control);
     }
 
     async fn session(&mut self) -> Result<(), String> {
@@ -131,32 +137,28 @@ impl Driver {
             .await
             .map_err(|_| "livekit: /rtc connect timed out".to_string())?
             .map_err(|e| format!("livekit: /rtc connect failed: {e}"))?;
+        // Media leaves from the interface the signalling connection uses.
+        let local_ip = signalling_local_ip(ws.get_ref())
+            .map_err(|e| format!("livekit: no local address for media: {e}"))?;
         let (mut ws_tx, mut ws_rx) = ws.split();
 
-        let loopback = is_loopback_url(&self.spec.url);
         let mut signal = Signal::new(now(), epoch_ms());
-        let (peer_tx, mut peer_rx) = tokio::sync::mpsc::channel(256);
-        let mut peers: Option<Peers> = None;
-        let mut uplink = Uplink::new(EncoderSettings::default()).map_err(|e| e.to_string())?;
-        let mut downlink = Downlink::new();
-        let mut tick = tokio::time::interval(pacer::FRAME);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut uplink_open = true;
-
+        let mut joined = false;
         loop {
             let deadline = signal.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 msg = ws_rx.next() => match msg {
                     Some(Ok(Message::Binary(b))) => match proto::SignalResponse::decode(b) {
                         Ok(resp) => {
-                            if let (None, Some(proto::signal_response::Message::Join(j))) =
-                                (&peers, &resp.message)
+                            if let (false, Some(proto::signal_response::Message::Join(j))) =
+                                (joined, &resp.message)
                             {
-                                let ice = peer::ice_servers(&j.ice_servers);
-                                let p = Peers::new(ice, loopback, peer_tx.clone())
-                                    .await
-                                    .map_err(|e| format!("livekit: peer connection: {e}"))?;
-                                peers = Some(p);
+                                joined = true;
+                                if !j.ice_servers.is_empty() {
+                                    tracing::debug!(servers = j.ice_servers.len(),
+                                        "ICE servers offered; host candidates only are used");
+                                }
+                                self.tell(Control::Join { local_ip });
                                 tracing::info!(room = %self.room, "joined the room");
                             }
                             signal.handle_response(now(), resp);
@@ -168,48 +170,19 @@ impl Driver {
                     }
                     Some(Ok(_)) => {}
                 },
-                Some(ev) = peer_rx.recv() => {
-                    self.on_peer_event(ev, &mut signal, &mut downlink);
-                }
-                frame = self.ends.uplink.recv(), if uplink_open => match frame {
-                    Some(f) => {
-                        if let (Some(p), true) = (&peers, signal.is_ready()) {
-                            match uplink.push(&f) {
-                                Ok(Some(packet)) => {
-                                    if let Err(e) = p.write_audio(packet).await {
-                                        tracing::debug!(error = %e, "Opus frame not sent");
-                                    }
-                                }
-                                Ok(None) => {}
-                                Err(e) => tracing::warn!(error = %e, "caller audio not encoded"),
-                            }
-                        }
-                    }
-                    // The session was dropped: the call is over.
-                    None => {
-                        uplink_open = false;
-                        signal.hangup();
-                    }
-                },
-                ev = self.ends.caller_events.recv() => match ev {
-                    Some(CallerEvent::Dtmf(d)) => {
-                        if let Some(p) = &peers {
-                            send_dtmf(p, d).await;
-                        }
-                    }
-                    Some(CallerEvent::Answered) => {
+                report = self.reports.recv() => match report {
+                    Some(Report::Candidate { target, init }) => signal.local_candidate(target, init),
+                    Some(Report::Offer(sdp)) => signal.offer_created(sdp),
+                    Some(Report::Answer { sdp, id }) => signal.answer_created(sdp, id),
+                    Some(Report::AudioSubscribed) => signal.audio_subscribed(),
+                    Some(Report::Lost(reason)) => signal.lost(&reason),
+                    Some(Report::Caller(CallerEvent::Answered)) => {
                         tracing::info!(room = %self.room, "call answered; sip.callStatus active");
                         signal.answered();
                     }
-                    Some(CallerEvent::Hangup) | None => signal.hangup(),
+                    // The call's side was dropped: the call is over.
+                    Some(Report::Caller(_)) | None => signal.hangup(),
                 },
-                _ = tick.tick() => {
-                    if let Some(f) = downlink.tick() {
-                        // Full means the call is not taking frames (not answered yet, or
-                        // stalled); the session keeps its own bounded queue of the newest.
-                        let _ = self.ends.playout.try_send(f);
-                    }
-                }
                 _ = sleep_until_opt(deadline) => signal.handle_timeout(now()),
             }
 
@@ -221,13 +194,7 @@ impl Driver {
                             signal.lost("livekit: signalling connection lost");
                         }
                     }
-                    Output::Peer(action) => {
-                        if let Some(p) = peers.as_mut() {
-                            if let Err(e) = run_action(p, action, &mut signal).await {
-                                signal.lost(&format!("livekit: {e}"));
-                            }
-                        }
-                    }
+                    Output::Peer(action) => self.tell(Control::Peer(action)),
                     Output::Event(ev) => self.on_session_event(ev, &signal),
                 }
             }
@@ -236,24 +203,21 @@ impl Driver {
             }
         }
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws_tx.send(Message::Close(None))).await;
-        if let Some(p) = &peers {
-            p.close().await;
-        }
         Ok(())
     }
 
     fn on_session_event(&mut self, ev: SessionEvent, signal: &Signal) {
         match ev {
             SessionEvent::Joined | SessionEvent::ParticipantsChanged => {
-                let _ = self.ends.agent_events.send(AgentEvent::Detail {
+                self.tell(Control::Agent(AgentEvent::Detail {
                     key: "livekit_room",
                     value: signal.room_detail(),
-                });
+                }));
             }
             SessionEvent::Ready => {
                 tracing::info!(room = %self.room, "agent audio subscribed; answering");
-                if let Some(ready) = self.ready.take() {
-                    let _ = ready.send(Ok(()));
+                if std::mem::take(&mut self.answering) {
+                    self.tell(Control::Ready);
                 }
             }
             SessionEvent::Hangup { reason } => {
@@ -262,118 +226,17 @@ impl Driver {
             }
         }
     }
-
-    fn on_peer_event(&mut self, ev: PeerEvent, signal: &mut Signal, downlink: &mut Downlink) {
-        match ev {
-            PeerEvent::Candidate { target, init } => signal.local_candidate(target, init),
-            PeerEvent::TrackStarted { .. } => signal.audio_subscribed(),
-            PeerEvent::Audio { key, payload } => {
-                if let Err(e) = downlink.on_packet(key, &payload) {
-                    tracing::warn!(error = %e, "room audio not decoded");
-                }
-            }
-            PeerEvent::TrackEnded { key } => downlink.remove_track(key),
-            PeerEvent::Data(bytes) => {
-                if let Some(d) = dtmf_digit(&bytes) {
-                    tracing::info!(digit = %d, "DTMF from the room");
-                    let _ = self.ends.agent_events.send(AgentEvent::Dtmf(d));
-                }
-            }
-            PeerEvent::Failed { target } => {
-                signal.lost(&format!(
-                    "livekit: media connection failed ({target:?} peer connection)"
-                ));
-            }
-        }
-    }
 }
 
-async fn run_action(
-    p: &mut Peers,
-    action: PeerAction,
-    signal: &mut Signal,
-) -> Result<(), peer::PeerError> {
-    match action {
-        PeerAction::AnswerOffer { sdp, id } => {
-            let answer = p.answer(sdp).await?;
-            signal.answer_created(answer, id);
-        }
-        PeerAction::CreatePublisherOffer => {
-            let offer = p.offer().await?;
-            signal.offer_created(offer);
-        }
-        PeerAction::SetPublisherAnswer { sdp } => p.set_answer(sdp).await?,
-        PeerAction::AddCandidate {
-            target,
-            candidate_init,
-        } => {
-            // One bad candidate is not the end of the connection.
-            if let Err(e) = p.add_candidate(target, &candidate_init).await {
-                tracing::debug!(error = %e, "remote ICE candidate refused");
-            }
-        }
-        PeerAction::Close => p.close().await,
-    }
-    Ok(())
-}
-
-/// The caller's key press to the room, as LiveKit's SIP service sends it: a `sip_dtmf` data
-/// packet on the reliable channel.
-async fn send_dtmf(p: &Peers, digit: char) {
-    let Some(code) = dtmf::digit_to_event(digit) else {
-        return;
+/// The local address of the signalling connection: the interface that reaches the server,
+/// so the one to offer as our media candidate (127.0.0.1 for a server on this host).
+fn signalling_local_ip(stream: &MaybeTlsStream<TcpStream>) -> std::io::Result<IpAddr> {
+    let tcp = match stream {
+        MaybeTlsStream::Plain(s) => s,
+        MaybeTlsStream::Rustls(s) => s.get_ref().0,
+        _ => return Err(std::io::Error::other("unknown stream kind")),
     };
-    let packet = dtmf_packet(code);
-    match p.send_reliable(Bytes::from(packet.encode_to_vec())).await {
-        Ok(()) => tracing::info!(digit = %digit, "DTMF sent to the room"),
-        Err(e) => tracing::warn!(digit = %digit, error = %e, "DTMF not sent to the room"),
-    }
-}
-
-#[allow(deprecated)] // `kind` is what servers before the per-channel reliability read.
-fn dtmf_packet(code: u8) -> proto::DataPacket {
-    proto::DataPacket {
-        kind: proto::data_packet::Kind::Reliable as i32,
-        value: Some(proto::data_packet::Value::SipDtmf(proto::SipDtmf {
-            code: u32::from(code),
-            // The digit is the code's canonical key (upper-case A-D), from the one table.
-            digit: dtmf::event_to_digit(code)
-                .map(String::from)
-                .unwrap_or_default(),
-        })),
-        ..Default::default()
-    }
-}
-
-/// The digit of a `sip_dtmf` data packet from the room; `None` for any other packet.
-fn dtmf_digit(bytes: &[u8]) -> Option<char> {
-    let packet = proto::DataPacket::decode(bytes).ok()?;
-    let Some(proto::data_packet::Value::SipDtmf(d)) = packet.value else {
-        return None;
-    };
-    // The digit string wins (it is what agents set); the code is the fallback. Both go through
-    // the RFC 4733 table, which also makes `a`-`d` the canonical `A`-`D`.
-    d.digit
-        .chars()
-        .next()
-        .and_then(dtmf::digit_to_event)
-        .or_else(|| u8::try_from(d.code).ok())
-        .and_then(dtmf::event_to_digit)
-}
-
-/// Whether the server is on this host (then its loopback candidates are the ones that work).
-fn is_loopback_url(url: &str) -> bool {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let host_port = rest.split('/').next().unwrap_or(rest);
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or(v6)
-    } else {
-        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    Ok(tcp.local_addr()?.ip())
 }
 
 fn now() -> std::time::Instant {
@@ -385,50 +248,4 @@ fn epoch_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dtmf_packets_round_trip_and_other_packets_are_not_digits() {
-        for (code, digit) in [(5u8, '5'), (10, '*'), (11, '#'), (15, 'D')] {
-            let bytes = dtmf_packet(code).encode_to_vec();
-            assert_eq!(dtmf_digit(&bytes), Some(digit));
-        }
-        // Code only, lower-case digit, unknown digit with a valid code.
-        let p = |code: u32, digit: &str| {
-            proto::DataPacket {
-                value: Some(proto::data_packet::Value::SipDtmf(proto::SipDtmf {
-                    code,
-                    digit: digit.into(),
-                })),
-                ..Default::default()
-            }
-            .encode_to_vec()
-        };
-        assert_eq!(dtmf_digit(&p(11, "")), Some('#'));
-        assert_eq!(dtmf_digit(&p(0, "a")), Some('A'));
-        assert_eq!(dtmf_digit(&p(3, "x")), Some('3'));
-        assert_eq!(dtmf_digit(&p(99, "")), None);
-        let user = proto::DataPacket {
-            value: Some(proto::data_packet::Value::User(proto::UserPacket {
-                payload: b"hi".to_vec(),
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
-        assert_eq!(dtmf_digit(&user.encode_to_vec()), None);
-        assert_eq!(dtmf_digit(&[0xFF, 0xFF, 0xFF]), None);
-    }
-
-    #[test]
-    fn loopback_urls_are_recognised() {
-        assert!(is_loopback_url("ws://127.0.0.1:7880"));
-        assert!(is_loopback_url("ws://localhost:7880/"));
-        assert!(is_loopback_url("ws://[::1]:7880"));
-        assert!(!is_loopback_url("wss://example.livekit.cloud"));
-        assert!(!is_loopback_url("ws://10.0.0.1:7880"));
-    }
 }

@@ -113,6 +113,11 @@ impl Downlink {
         Ok(())
     }
 
+    /// Whether a track holds a whole frame, so [`Downlink::tick`] has something to mix.
+    pub fn ready(&self) -> bool {
+        self.tracks.iter().any(|t| t.buffer.len() >= PHONE_FRAME)
+    }
+
     /// The track ended (unsubscribed, or its participant left).
     pub fn remove_track(&mut self, key: u64) {
         self.tracks.retain(|t| t.key != key);

@@ -6,37 +6,30 @@
 //! as Opus and plays the room's audio to the caller. The call rings until the agent's audio is
 //! subscribed and is answered then.
 //!
-//! One driver task per call ([`driver`]) owns the WebSocket, the peer connections and the
-//! codecs; the [`LivekitSession`] the call polls only holds channels and the playout queue, so
-//! nothing it does can block the call.
+//! The media runs in the call's own task: the [`LivekitSession`] the call polls owns the peer
+//! connections, their sockets and the codecs (webrtc-rs's sans-IO core), so a frame goes from
+//! the caller's RTP socket to the room's in one wake-up. One driver task per call ([`driver`])
+//! owns the `/rtc` WebSocket and the Twirp calls, and exchanges the rare signalling messages
+//! with the session over two channels.
 
 pub mod api;
 mod driver;
 pub mod media;
 pub mod peer;
+mod session;
 pub mod signal;
+mod socket;
 pub mod token;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::{
-    Agent, AgentError, AgentEvent, AgentOutput, AgentSession, AudioFrame, CallInfo, CallerEvent,
-    ConnectFuture, SetupPolicy,
-};
+use super::{Agent, AgentSession, CallInfo, ConnectFuture, SetupPolicy};
 use crate::config::LivekitSpec;
-
-/// Caller frames queued towards the driver; beyond this they are dropped (the driver is stuck,
-/// and the call must not be).
-const UPLINK_QUEUE: usize = 16;
-/// Room frames queued for the caller: beyond 200 ms the oldest go, so latency stays put when
-/// the call's send clock runs slower than the room's.
-const PLAYOUT_QUEUE: usize = 10;
+pub use session::LivekitSession;
 
 pub struct LivekitAgent {
     spec: Arc<LivekitSpec>,
@@ -52,19 +45,27 @@ impl LivekitAgent {
 }
 
 impl Agent for LivekitAgent {
+    /// The returned future is the session itself being set up: polled by the call while it
+    /// rings, it runs ICE and DTLS on the call's task and resolves once the agent's audio is
+    /// subscribed. Dropping it (the caller gave up) ends the driver, which leaves the room.
     fn connect(&self, call: &CallInfo) -> ConnectFuture {
-        let (session, ends) = LivekitSession::new();
-        let (ready_tx, ready_rx) = oneshot::channel();
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (report_tx, report_rx) = mpsc::unbounded_channel();
+        let session = LivekitSession::new(control_rx, report_tx);
         let room = token::room_name(&self.spec.room_prefix);
         tracing::info!(%room, "joining LiveKit room");
-        let driver = driver::Driver::new(Arc::clone(&self.spec), call.clone(), room, ends);
-        tokio::spawn(driver.run(ready_tx).instrument(tracing::Span::current()));
+        let driver = driver::Driver::new(
+            Arc::clone(&self.spec),
+            call.clone(),
+            room,
+            control_tx,
+            report_rx,
+        );
+        tokio::spawn(driver.run().instrument(tracing::Span::current()));
         Box::pin(async move {
-            match ready_rx.await {
-                Ok(Ok(())) => Ok(Box::new(session) as Box<dyn AgentSession>),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(AgentError::Unreachable("livekit: session ended".into())),
-            }
+            let mut session = session?;
+            std::future::poll_fn(|cx| session.poll_setup(cx)).await?;
+            Ok(Box::new(session) as Box<dyn AgentSession>)
         })
     }
 
@@ -95,175 +96,4 @@ fn install_crypto_provider() {
         // Err means a provider is installed already (by the binary or a test): that one serves.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-}
-
-/// The driver's ends of a session's channels.
-pub(crate) struct DriverEnds {
-    pub uplink: mpsc::Receiver<AudioFrame>,
-    pub caller_events: mpsc::UnboundedReceiver<CallerEvent>,
-    pub playout: mpsc::Sender<AudioFrame>,
-    pub agent_events: mpsc::UnboundedSender<AgentEvent>,
-}
-
-/// What the call polls. Dropping it (the call ended, or gave up ringing) closes the channels,
-/// which the driver takes as a hang-up.
-pub struct LivekitSession {
-    uplink: mpsc::Sender<AudioFrame>,
-    caller_events: mpsc::UnboundedSender<CallerEvent>,
-    playout_rx: mpsc::Receiver<AudioFrame>,
-    events_rx: mpsc::UnboundedReceiver<AgentEvent>,
-    queue: VecDeque<AudioFrame>,
-    dropped_uplink: u64,
-    closed: bool,
-}
-
-impl LivekitSession {
-    pub(crate) fn new() -> (LivekitSession, DriverEnds) {
-        let (uplink, uplink_rx) = mpsc::channel(UPLINK_QUEUE);
-        let (caller_events, caller_events_rx) = mpsc::unbounded_channel();
-        let (playout, playout_rx) = mpsc::channel(PLAYOUT_QUEUE);
-        let (agent_events, events_rx) = mpsc::unbounded_channel();
-        (
-            LivekitSession {
-                uplink,
-                caller_events,
-                playout_rx,
-                events_rx,
-                queue: VecDeque::with_capacity(PLAYOUT_QUEUE),
-                dropped_uplink: 0,
-                closed: false,
-            },
-            DriverEnds {
-                uplink: uplink_rx,
-                caller_events: caller_events_rx,
-                playout,
-                agent_events,
-            },
-        )
-    }
-}
-
-impl AgentSession for LivekitSession {
-    fn send_audio(&mut self, frame: &AudioFrame) {
-        if self.uplink.try_send(frame.clone()).is_err() {
-            self.dropped_uplink += 1;
-            if self.dropped_uplink.is_power_of_two() {
-                tracing::warn!(
-                    dropped = self.dropped_uplink,
-                    "livekit uplink full; caller audio dropped"
-                );
-            }
-        }
-    }
-
-    fn send_event(&mut self, event: CallerEvent) {
-        let _ = self.caller_events.send(event);
-    }
-
-    fn poll_output(&mut self, cx: &mut Context<'_>, want_audio: bool) -> Poll<Option<AgentOutput>> {
-        let events_done = match self.events_rx.poll_recv(cx) {
-            Poll::Ready(Some(e)) => return Poll::Ready(Some(AgentOutput::Event(e))),
-            Poll::Ready(None) => true,
-            Poll::Pending => false,
-        };
-        if !self.closed {
-            loop {
-                match self.playout_rx.poll_recv(cx) {
-                    Poll::Ready(Some(f)) => {
-                        if self.queue.len() == PLAYOUT_QUEUE {
-                            self.queue.pop_front();
-                        }
-                        self.queue.push_back(f);
-                    }
-                    Poll::Ready(None) => {
-                        self.closed = true;
-                        break;
-                    }
-                    Poll::Pending => break,
-                }
-            }
-        }
-        if want_audio {
-            if let Some(f) = self.queue.pop_front() {
-                return Poll::Ready(Some(AgentOutput::Audio(f)));
-            }
-        }
-        if events_done && self.closed && self.queue.is_empty() {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
-    }
-
-    fn audio_queued(&self) -> bool {
-        !self.queue.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::task::Waker;
-
-    fn poll(s: &mut LivekitSession, want: bool) -> Poll<Option<AgentOutput>> {
-        s.poll_output(&mut Context::from_waker(Waker::noop()), want)
-    }
-
-    #[test]
-    fn playout_queue_is_bounded_and_events_come_first() {
-        let (mut s, ends) = LivekitSession::new();
-        for i in 0..PLAYOUT_QUEUE as i16 {
-            ends.playout
-                .try_send(AudioFrame::from_samples(8000, &[i; 160]))
-                .unwrap();
-        }
-        assert!(poll(&mut s, false).is_pending());
-        assert!(s.audio_queued());
-        for i in 0..5i16 {
-            ends.playout
-                .try_send(AudioFrame::from_samples(8000, &[100 + i; 160]))
-                .unwrap();
-        }
-        ends.agent_events.send(AgentEvent::Dtmf('7')).unwrap();
-        assert!(matches!(
-            poll(&mut s, true),
-            Poll::Ready(Some(AgentOutput::Event(AgentEvent::Dtmf('7'))))
-        ));
-        // The five oldest frames were dropped to keep 200 ms.
-        match poll(&mut s, true) {
-            Poll::Ready(Some(AgentOutput::Audio(f))) => assert_eq!(f.samples()[0], 5),
-            other => panic!("expected audio, got {other:?}"),
-        }
-        drop(ends);
-        let mut frames = 0;
-        while let Poll::Ready(Some(AgentOutput::Audio(_))) = poll(&mut s, true) {
-            frames += 1;
-        }
-        assert_eq!(frames, PLAYOUT_QUEUE - 1);
-        assert!(matches!(poll(&mut s, true), Poll::Ready(None)));
-    }
-
-    #[test]
-    fn uplink_never_blocks_and_dropping_the_session_closes_the_driver_side() {
-        let (mut s, mut ends) = LivekitSession::new();
-        for _ in 0..UPLINK_QUEUE + 5 {
-            s.send_audio(&AudioFrame::silence(8000));
-        }
-        assert_eq!(s.dropped_uplink, 5);
-        s.send_event(CallerEvent::Answered);
-        assert_eq!(
-            ends.caller_events.try_recv().unwrap(),
-            CallerEvent::Answered
-        );
-        drop(s);
-        let mut n = 0;
-        while ends.uplink.try_recv().is_ok() {
-            n += 1;
-        }
-        assert_eq!(n, UPLINK_QUEUE);
-        assert!(ends.uplink.try_recv().is_err());
-        assert!(matches!(
-            ends.caller_events.try_recv(),
-            Err(mpsc::error::TryRecvError::Disconnected)
-        ));
-    }
 }

@@ -235,6 +235,33 @@ fn dtmf_to_the_caller_is_rfc4733_events_in_the_stream() {
 }
 
 #[test]
+fn agent_audio_waits_while_a_key_press_takes_the_slots() {
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, params());
+    let frame = AudioFrame::from_samples(8000, &[1000; 160]);
+    assert!(s.send_dtmf('7'));
+    // Eight slots of events: the agent's frame is not taken, and its wake-up is the deadline.
+    let mut events = 0;
+    for k in 1..=8u64 {
+        let t = t0 + Duration::from_millis(20 * k);
+        assert!(!s.slot_open(t - Duration::from_millis(10)), "slot {k}");
+        assert_eq!(s.poll_timeout(true), t);
+        let (_, pkt) = s.handle_timeout(t).expect("an event packet");
+        let (h, _) = rtp::parse(pkt).unwrap();
+        assert_eq!(h.payload_type, 101);
+        events += 1;
+    }
+    assert_eq!(events, 8);
+    // Then the held frame goes out in the next slot, as audio.
+    let t = t0 + Duration::from_millis(170);
+    assert!(s.slot_open(t));
+    let (_, pkt) = s.send_frame(t, &frame).expect("the agent's frame");
+    let (h, p) = rtp::parse(pkt).unwrap();
+    assert_eq!(h.payload_type, 0);
+    assert!(p.iter().any(|&b| b != 0xFF), "not silence");
+}
+
+#[test]
 fn dtmf_without_telephone_event_is_refused() {
     let t0 = Instant::now();
     let mut p = params();
