@@ -89,7 +89,7 @@ pub enum PeerEvent {
 
 /// The codec we publish and accept: `opus/48000/2` (LiveKit refuses an Opus track declared
 /// with one channel).
-fn opus_codec() -> RTCRtpCodec {
+pub fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48_000,
@@ -97,6 +97,28 @@ fn opus_codec() -> RTCRtpCodec {
         sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
         rtcp_feedback: vec![],
     }
+}
+
+/// A peer connection as the gateway makes them: Opus only, RTCP sender and receiver reports.
+/// Public for `benches/livekit_rtc.rs`, which joins two in memory.
+pub fn peer_connection() -> Result<RTCPeerConnection, PeerError> {
+    let mut media = MediaEngine::default();
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: opus_codec(),
+            payload_type: OPUS_PT,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    // RTCP sender and receiver reports only: NACK retransmission and transport-wide
+    // congestion feedback serve video (audio rides on Opus's own concealment), and each
+    // costs per-packet work and per-stream buffers in every call.
+    let registry = configure_rtcp_reports(Registry::new());
+    Ok(RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .build(Instant::now())?)
 }
 
 /// Remote candidates that arrived before the connection had a remote description (trickle
@@ -120,23 +142,7 @@ struct Conn {
 
 impl Conn {
     fn new(target: Target, ip: IpAddr) -> Result<Conn, PeerError> {
-        let mut media = MediaEngine::default();
-        media.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: opus_codec(),
-                payload_type: OPUS_PT,
-            },
-            RtpCodecKind::Audio,
-        )?;
-        // RTCP sender and receiver reports only: NACK retransmission and transport-wide
-        // congestion feedback serve video (audio rides on Opus's own concealment), and each
-        // costs per-packet work and per-stream buffers in every call.
-        let registry = configure_rtcp_reports(Registry::new());
-        let pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(media)
-            .with_interceptor_registry(registry)
-            .build(Instant::now())?;
+        let pc = peer_connection()?;
         let socket = MediaSocket::bind(ip)?;
         let local = socket.local_addr()?;
         Ok(Conn {
