@@ -301,9 +301,131 @@ fn dtmf_digit(bytes: &[u8]) -> Option<char> {
         .or_else(|| u8::try_from(d.code).ok())
         .and_then(dtmf::event_to_digit)
 }
+
 #[cfg(test)]
 mod tests {
+    use super::super::signal::{STREAM_ID, TRACK_ID};
     use super::*;
+    use std::task::Waker;
+    use tokio::sync::mpsc;
+
+    fn session() -> (
+        LivekitSession,
+        mpsc::UnboundedSender<Control>,
+        mpsc::UnboundedReceiver<Report>,
+    ) {
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (report_tx, report_rx) = mpsc::unbounded_channel();
+        let s = LivekitSession::new(control_rx, report_tx).unwrap();
+        (s, control_tx, report_rx)
+    }
+
+    fn cx() -> Context<'static> {
+        Context::from_waker(Waker::noop())
+    }
+
+    #[test]
+    fn setup_resolves_with_what_the_driver_says_and_fails_when_it_is_gone() {
+        let (mut s, control, _reports) = session();
+        assert!(s.poll_setup(&mut cx()).is_pending());
+        control.send(Control::Ready).unwrap();
+        assert!(matches!(s.poll_setup(&mut cx()), Poll::Ready(Ok(()))));
+
+        let (mut s, control, _reports) = session();
+        control
+            .send(Control::Failed(AgentError::Refused("no agent".into())))
+            .unwrap();
+        assert!(matches!(
+            s.poll_setup(&mut cx()),
+            Poll::Ready(Err(AgentError::Refused(r))) if r == "no agent"
+        ));
+
+        let (mut s, control, _reports) = session();
+        drop(control);
+        assert!(matches!(
+            s.poll_setup(&mut cx()),
+            Poll::Ready(Err(AgentError::Unreachable(_)))
+        ));
+    }
+
+    #[test]
+    fn driver_events_come_out_first_then_the_end_and_caller_events_go_to_the_driver() {
+        let (mut s, control, mut reports) = session();
+        control
+            .send(Control::Agent(AgentEvent::Hangup {
+                reason: "room deleted".into(),
+            }))
+            .unwrap();
+        // No room audio yet: nothing for a slot, and no frame waiting.
+        assert!(!s.audio_queued());
+        match s.poll_output(&mut cx(), true) {
+            Poll::Ready(Some(AgentOutput::Event(AgentEvent::Hangup { reason }))) => {
+                assert_eq!(reason, "room deleted");
+            }
+            other => panic!("expected the hang-up, got {other:?}"),
+        }
+        assert!(s.poll_output(&mut cx(), true).is_pending());
+
+        s.send_event(CallerEvent::Answered);
+        s.send_event(CallerEvent::Dtmf('5')); // not joined: logged, never a panic
+        s.send_audio(&AudioFrame::silence(8000)); // likewise
+        assert_eq!(
+            reports.try_recv().unwrap(),
+            Report::Caller(CallerEvent::Answered)
+        );
+        assert!(reports.try_recv().is_err());
+
+        drop(control);
+        assert!(matches!(s.poll_output(&mut cx(), false), Poll::Ready(None)));
+        // Dropping the session is how the driver learns the call is over.
+        drop(s);
+        assert!(matches!(
+            reports.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
+
+    #[tokio::test]
+    async fn joining_opens_the_peers_and_our_offer_carries_the_opus_track_and_a_candidate() {
+        let (mut s, control, mut reports) = session();
+        control
+            .send(Control::Join {
+                local_ip: "127.0.0.1".parse().unwrap(),
+            })
+            .unwrap();
+        control
+            .send(Control::Peer(PeerAction::CreatePublisherOffer))
+            .unwrap();
+        assert!(s.poll_output(&mut cx(), false).is_pending());
+        let offer = match reports.try_recv().unwrap() {
+            Report::Offer(sdp) => sdp,
+            other => panic!("expected our offer, got {other:?}"),
+        };
+        assert!(offer.contains("opus/48000/2"), "{offer}");
+        assert!(
+            offer.contains(&format!("msid:{STREAM_ID} {TRACK_ID}")),
+            "{offer}"
+        );
+        assert!(offer.contains("m=application"), "data channels: {offer}");
+        match reports.try_recv().unwrap() {
+            Report::Candidate { target, init } => {
+                assert_eq!(target, Target::Publisher);
+                let init: serde_json::Value = serde_json::from_str(&init).unwrap();
+                let candidate = init["candidate"].as_str().unwrap();
+                assert!(candidate.contains("127.0.0.1") && candidate.contains("host"));
+                assert_eq!(init["sdpMid"], "0");
+            }
+            other => panic!("expected our candidate, got {other:?}"),
+        }
+        // A broken answer from the server ends the media, with a reason.
+        control
+            .send(Control::Peer(PeerAction::SetPublisherAnswer {
+                sdp: "not sdp".into(),
+            }))
+            .unwrap();
+        assert!(s.poll_output(&mut cx(), false).is_pending());
+        assert!(matches!(reports.try_recv().unwrap(), Report::Lost(_)));
+    }
 
     #[test]
     fn dtmf_packets_round_trip_and_other_packets_are_not_digits() {
