@@ -303,15 +303,10 @@ fn resolve_livekit(
         Some(n) => Some(n.get_ref().clone()),
         None => None,
     };
-    let ringing_timeout = match &raw.ringing_timeout_secs {
-        Some(t) if *t.get_ref() == 0 => {
-            ctx.problem(t.span(), &key("ringing_timeout_secs"), "must be at least 1");
-            Duration::from_secs(30)
-        }
-        Some(t) => Duration::from_secs(*t.get_ref()),
-        // Twilio's <Dial> gives up after 30 s by default: ringing longer helps nobody.
-        None => Duration::from_secs(30),
-    };
+    // Twilio's <Dial> gives up after 30 s by default: ringing longer helps nobody.
+    let ringing_timeout = ctx
+        .positive_secs(&raw.ringing_timeout_secs, &key("ringing_timeout_secs"))
+        .unwrap_or(Duration::from_secs(30));
     Some(LivekitSpec {
         url: url?,
         api_key: api_key?,
