@@ -60,6 +60,5 @@ fn zero_crossing_hz(pcm: &[i16]) -> f64 {
     if tail.len() < 4800 {
         return 0.0;
     }
-    let c = tail.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-    c as f64 / 2.0 / (tail.len() as f64 / 48_000.0)
+    sipbridge::load::signal::zero_crossing_hz(tail, 48_000.0)
 }

@@ -15,9 +15,10 @@ use base64::Engine;
 
 use common::{rtp_range, PASSWORD, USER};
 use fake_evi::{step, Act, Dir, FakeEvi, When, API_KEY, EMOTIONS, GROUP_ID};
-use hume_uac::{pitch, place_call, rms, CallPlan, CallResult};
+use hume_uac::{place_call, CallPlan, CallResult};
 use sipbridge::call::Gateway;
 use sipbridge::config;
+use sipbridge::load::signal::{rms, zero_crossing_hz};
 use sipbridge::load::uac::ByeOutcome;
 
 const KEY_ENV: &str = "SIPBRIDGE_TEST_HUME_KEY";
@@ -212,7 +213,7 @@ async fn answers_after_chat_metadata_and_the_caller_hears_the_tone_at_its_pitch(
                 .map(|b| i16::from_le_bytes([b[0], b[1]])),
         );
     }
-    let p = pitch(&up[1600..], 8000.0);
+    let p = zero_crossing_hz(&up[1600..], 8000.0);
     assert!((p - 440.0).abs() < 10.0, "caller pitch at EVI: {p}");
 
     // The caller hears 2 s of the 1 kHz tone, resampled 48 -> 8 kHz, at its level.
@@ -226,7 +227,7 @@ async fn answers_after_chat_metadata_and_the_caller_hears_the_tone_at_its_pitch(
         .iter()
         .flat_map(|r| r.pcm.iter().copied())
         .collect();
-    let p = pitch(&pcm, 8000.0);
+    let p = zero_crossing_hz(&pcm, 8000.0);
     assert!((p - 1000.0).abs() < 20.0, "pitch heard: {p}");
     let level = rms(&pcm);
     let expected = fake_evi::SPEECH_AMPLITUDE / 2f64.sqrt();
@@ -349,7 +350,7 @@ async fn barge_in_stops_the_reply_within_a_frame_and_late_chunks_are_dropped() {
         "{} samples of the next reply",
         after.len()
     );
-    let p = pitch(&after, 8000.0);
+    let p = zero_crossing_hz(&after, 8000.0);
     assert!((p - 600.0).abs() < 20.0, "pitch after barge-in: {p}");
     gw.stop().await;
 }
@@ -491,7 +492,7 @@ async fn a_dropped_socket_reconnects_once_with_the_chat_group() {
         .filter(|r| r.at > resumed)
         .flat_map(|r| r.pcm.iter().copied())
         .collect();
-    let p = pitch(&pcm, 8000.0);
+    let p = zero_crossing_hz(&pcm, 8000.0);
     assert!((p - 600.0).abs() < 20.0, "the resumed chat is heard: {p}");
     gw.stop().await;
 }

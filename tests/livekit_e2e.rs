@@ -8,11 +8,12 @@ mod mock_livekit;
 
 use std::time::Duration;
 
-use caller::{frequency, rms, Caller, CALLER_TONE_HZ};
+use caller::{Caller, CALLER_TONE_HZ};
 use livekit_protocol as proto;
 use mock_livekit::{Command, MockConfig, MockLivekit, API_KEY, API_SECRET};
 use sipbridge::call::Gateway;
 use sipbridge::config;
+use sipbridge::load::signal::{rms, zero_crossing_hz};
 use sipbridge::load::uac::{ByeOutcome, Outcome};
 
 const USER: &str = "ai-voice-agent";
@@ -188,12 +189,12 @@ async fn a_call_rings_until_the_agent_talks_then_audio_and_dtmf_flow_both_ways()
         rms(&caller.heard)
     );
     let heard = loud_run(&caller.heard, 160, 1000.0);
-    let f = frequency(heard, 8000.0);
+    let f = zero_crossing_hz(heard, 8000.0);
     assert!((f - 440.0).abs() <= 20.0, "caller hears {f} Hz");
     let got = mock.state.lock().unwrap().sessions[0].audio.clone();
     let loud = loud_run(&got, 960, 1000.0);
     assert!(loud.len() >= 48_000 / 2, "{} loud samples", loud.len());
-    let f = frequency(loud, 48_000.0);
+    let f = zero_crossing_hz(loud, 48_000.0);
     assert!((f - CALLER_TONE_HZ).abs() <= 20.0, "room hears {f} Hz");
 
     // sip.callStatus went active once answered.

@@ -11,13 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mock_livekit::{MockConfig, MockLivekit, API_KEY, API_SECRET};
-
-/// Pitch of the last second of 48 kHz audio, by zero crossings.
-fn pitch(pcm: &[i16]) -> f64 {
-    let tail = &pcm[pcm.len().saturating_sub(48_000)..];
-    let crossings = tail.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-    crossings as f64 / 2.0 / (tail.len().max(1) as f64 / 48_000.0)
-}
+use sipbridge::load::signal::zero_crossing_hz;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_libwebrtc_client_and_the_mock_hear_each_other() {
@@ -78,7 +72,9 @@ async fn a_real_libwebrtc_client_and_the_mock_hear_each_other() {
         "{} packets",
         session.audio_packets
     );
-    let hz = pitch(&session.audio);
+    // The last second of what the client sent, at 48 kHz.
+    let tail = &session.audio[session.audio.len().saturating_sub(48_000)..];
+    let hz = zero_crossing_hz(tail, 48_000.0);
     assert!((hz - 1000.0).abs() <= 20.0, "mock heard {hz} Hz");
     assert_eq!(session.dtmf, vec![(9, "9".to_string())]);
     drop(state);

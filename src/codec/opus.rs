@@ -146,6 +146,7 @@ impl OpusDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::signal::{rms, zero_crossing_hz};
 
     fn tone(freq: f64, n: usize, offset: usize) -> Vec<i16> {
         (0..n)
@@ -173,13 +174,9 @@ mod tests {
         }
         // A perceptual codec keeps pitch and loudness, not the waveform: compare those.
         let tail = &decoded[FRAME * 10..];
-        let rms = |s: &[i16]| {
-            (s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.len() as f64).sqrt()
-        };
         let ratio = rms(tail) / rms(&input[FRAME * 10..]);
         assert!((0.7..1.4).contains(&ratio), "level ratio {ratio:.2}");
-        let crossings = tail.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-        let freq = crossings as f64 / 2.0 / (tail.len() as f64 / f64::from(RATE));
+        let freq = zero_crossing_hz(tail, f64::from(RATE));
         assert!((freq - 440.0).abs() < 5.0, "{freq} Hz");
     }
 
@@ -210,13 +207,9 @@ mod tests {
             assert_eq!(m, 160);
             at8.extend_from_slice(&buf[..m]);
         }
-        let freq = |pcm: &[i16], rate: f64| {
-            let c = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-            c as f64 / 2.0 / (pcm.len() as f64 / rate)
-        };
-        let f = freq(&at48[FRAME * 10..], 48_000.0);
+        let f = zero_crossing_hz(&at48[FRAME * 10..], 48_000.0);
         assert!((f - 700.0).abs() < 5.0, "{f} Hz");
-        let f = freq(&at8[1600..], 8000.0);
+        let f = zero_crossing_hz(&at8[1600..], 8000.0);
         assert!((f - 440.0).abs() < 5.0, "{f} Hz");
     }
 

@@ -241,15 +241,24 @@ impl Voice {
     }
 }
 
+/// Root-mean-square level of `pcm`, in sample units.
+pub fn rms(pcm: &[i16]) -> f64 {
+    let sum: f64 = pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    (sum / pcm.len().max(1) as f64).sqrt()
+}
+
+/// The frequency of a clean tone in `pcm` (sampled at `rate` Hz), from its zero crossings. The
+/// checks of every audio path (codecs, resampler, agents, load runs) hear pitch with it.
+pub fn zero_crossing_hz(pcm: &[i16], rate: f64) -> f64 {
+    let crossings = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    crossings as f64 / 2.0 * rate / pcm.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::g711::Law;
     use std::collections::HashSet;
-
-    fn rms(s: &[i16]) -> f64 {
-        (s.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / s.len().max(1) as f64).sqrt()
-    }
 
     #[test]
     fn builtin_signal_is_speech_level_with_pauses_and_loud_parts() {

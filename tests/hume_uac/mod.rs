@@ -40,7 +40,7 @@ pub struct Rx {
 
 impl Rx {
     pub fn rms(&self) -> f64 {
-        rms(&self.pcm)
+        sipbridge::load::signal::rms(&self.pcm)
     }
 }
 
@@ -70,17 +70,6 @@ impl CallResult {
     pub fn pcm(&self) -> Vec<i16> {
         self.rx.iter().flat_map(|r| r.pcm.iter().copied()).collect()
     }
-}
-
-pub fn rms(pcm: &[i16]) -> f64 {
-    let sum: f64 = pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    (sum / pcm.len().max(1) as f64).sqrt()
-}
-
-/// Frequency from rising zero crossings (a pure tone's pitch, well above any noise).
-pub fn pitch(pcm: &[i16], rate: f64) -> f64 {
-    let rising = pcm.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
-    rising as f64 * rate / pcm.len().max(1) as f64
 }
 
 /// Places the call and runs it to the end (or `max_wait`).

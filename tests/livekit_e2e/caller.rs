@@ -239,13 +239,3 @@ impl Caller {
         let _ = self.rtp.send_to(&out[..len], p.remote).await;
     }
 }
-
-/// Frequency of a clean tone by zero crossings.
-pub fn frequency(pcm: &[i16], rate: f64) -> f64 {
-    let crossings = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-    crossings as f64 / 2.0 / (pcm.len() as f64 / rate)
-}
-
-pub fn rms(pcm: &[i16]) -> f64 {
-    (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len().max(1) as f64).sqrt()
-}

@@ -1,5 +1,6 @@
 use super::*;
 use crate::codec::wav::write_pcm16;
+use crate::load::signal::{rms, zero_crossing_hz as pitch};
 
 /// `n` samples of a `hz` tone at `rate`, amplitude 8000, starting at sample `start`.
 pub(crate) fn tone(rate: u32, hz: f64, start: usize, n: usize) -> Vec<i16> {
@@ -51,17 +52,6 @@ impl Sink {
             .flat_map(|f| f.samples().to_vec())
             .collect()
     }
-}
-
-/// Frequency from the count of rising zero crossings.
-fn pitch(samples: &[i16], rate: f64) -> f64 {
-    let rising = samples.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
-    rising as f64 * rate / samples.len() as f64
-}
-
-fn rms(samples: &[i16]) -> f64 {
-    let sum: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    (sum / samples.len().max(1) as f64).sqrt()
 }
 
 #[test]

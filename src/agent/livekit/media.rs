@@ -152,6 +152,7 @@ impl Downlink {
 mod tests {
     use super::*;
     use crate::codec::opus::{OpusDecoder, FRAME, RATE};
+    use crate::load::signal::{rms, zero_crossing_hz};
 
     fn tone(freq: f64, rate: u32, n: usize, from: usize, amp: f64) -> Vec<i16> {
         (from..from + n)
@@ -159,12 +160,6 @@ mod tests {
                 (amp * (2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64).sin()) as i16
             })
             .collect()
-    }
-
-    /// Zero crossings per second: the frequency of a clean tone.
-    fn frequency(pcm: &[i16], rate: u32) -> f64 {
-        let crossings = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-        crossings as f64 / 2.0 / (pcm.len() as f64 / rate as f64)
     }
 
     fn packets(freq: f64, amp: f64, n: usize) -> Vec<Vec<u8>> {
@@ -197,7 +192,7 @@ mod tests {
             let n = dec.decode(&pkt, &mut buf).unwrap();
             pcm48.extend_from_slice(&buf[..n]);
         }
-        let f = frequency(&pcm48[FRAME * 10..], RATE);
+        let f = zero_crossing_hz(&pcm48[FRAME * 10..], f64::from(RATE));
         assert!((f - 1000.0).abs() < 15.0, "{f} Hz");
     }
 
@@ -214,13 +209,10 @@ mod tests {
             }
         }
         assert!(out.len() >= 160 * 48, "{}", out.len());
-        let f = frequency(&out[160 * 5..], 8000);
+        let f = zero_crossing_hz(&out[160 * 5..], 8000.0);
         assert!((f - 440.0).abs() < 10.0, "{f} Hz");
         // Two tracks: both are heard (a mix is louder than either alone), one frame per tick.
         let b = packets(440.0, 6000.0, 20);
-        let rms = |s: &[i16]| {
-            (s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.len() as f64).sqrt()
-        };
         let single = rms(&out[160 * 10..]);
         let mut both = Vec::new();
         for (pa, pb) in a.iter().zip(&b) {
