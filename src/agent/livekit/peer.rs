@@ -47,8 +47,12 @@ use crate::codec::opus::FRAME;
 pub const OPUS_PT: u8 = 111;
 /// Datagrams read per connection per poll: a burst cannot starve the caller's side.
 const MAX_READS: usize = 16;
-/// A polled socket is read at least this often even when the call takes no frame.
-const POLLED_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+/// Once the call is answered (see [`MediaSocket`]), the subscriber's socket, which carries the
+/// room's audio, is read when the call takes a frame and at least this often...
+const SUBSCRIBER_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+/// ...and the publisher's, which brings back only RTCP, STUN and SCTP acknowledgements, on the
+/// call's 20 ms clock.
+const PUBLISHER_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 /// The largest datagram we accept; WebRTC keeps packets under the path MTU.
 const MAX_DATAGRAM: usize = 2048;
 
@@ -134,6 +138,8 @@ struct Conn {
     untrickled: Option<RTCIceCandidateInit>,
     connected: bool,
     failed: bool,
+    /// When a polled socket was last read.
+    last_read: Instant,
     /// Something reached the connection since it was last drained.
     dirty: bool,
     /// Its next timer, as of the last drain.
@@ -155,6 +161,7 @@ impl Conn {
             untrickled: None,
             connected: false,
             failed: false,
+            last_read: Instant::now(),
             dirty: true,
             deadline: None,
         })
@@ -214,6 +221,23 @@ impl Conn {
     fn touched(&mut self) {
         self.flush();
         self.dirty = true;
+    }
+
+    /// Whether to read the socket now. A registered socket always: finding it empty costs no
+    /// syscall. A polled one on the call's clock ([`SUBSCRIBER_READ_EVERY`]).
+    fn read_due(&mut self, now: Instant, frame_due: bool) -> bool {
+        if !self.socket.is_polled() {
+            return true;
+        }
+        let (every, frame_due) = match self.target {
+            Target::Subscriber => (SUBSCRIBER_READ_EVERY, frame_due),
+            Target::Publisher => (PUBLISHER_READ_EVERY, false),
+        };
+        let due = frame_due || now.saturating_duration_since(self.last_read) >= every;
+        if due {
+            self.last_read = now;
+        }
+        due
     }
 
     /// Sends what the connection has to send. A full socket buffer drops the datagram, as the
@@ -339,10 +363,8 @@ pub struct Peers {
     room: Room,
     timer: Pin<Box<tokio::time::Sleep>>,
     timer_at: Option<Instant>,
-    /// Once the call is answered the sockets are read on its clock: when it takes a frame, and
-    /// at least this often (see [`MediaSocket`]).
-    read_due: bool,
-    last_read: Instant,
+    /// The call is about to take a frame: the room's audio is read at the next poll.
+    frame_due: bool,
     buf: Box<[u8; MAX_DATAGRAM]>,
 }
 
@@ -407,8 +429,7 @@ impl Peers {
             },
             timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             timer_at: None,
-            read_due: false,
-            last_read: Instant::now(),
+            frame_due: false,
             buf: Box::new([0; MAX_DATAGRAM]),
         })
     }
@@ -516,9 +537,9 @@ impl Peers {
         }
     }
 
-    /// The call is about to take a frame: read the polled sockets at the next poll.
+    /// The call is about to take a frame: read the room's audio at the next poll.
     pub fn read_now(&mut self) {
-        self.read_due = true;
+        self.frame_due = true;
     }
 
     /// Closes both connections (DTLS close alerts go out now).
@@ -546,11 +567,8 @@ impl Peers {
             if let Some(ev) = self.room.events.pop_front() {
                 return Poll::Ready(ev);
             }
-            let read_polled =
-                std::mem::take(&mut self.read_due) || self.last_read.elapsed() >= POLLED_READ_EVERY;
-            if read_polled {
-                self.last_read = Instant::now();
-            }
+            let now = Instant::now();
+            let frame_due = std::mem::take(&mut self.frame_due);
             let Peers {
                 publisher,
                 subscriber,
@@ -559,7 +577,7 @@ impl Peers {
                 ..
             } = self;
             for conn in [publisher, subscriber] {
-                if (read_polled || !conn.socket.is_polled()) && conn.read_socket(cx, &mut buf[..]) {
+                if conn.read_due(now, frame_due) && conn.read_socket(cx, &mut buf[..]) {
                     conn.dirty = true;
                 }
                 // Walking a connection's handler chain is most of its cost: only when
@@ -571,7 +589,6 @@ impl Peers {
             if let Some(ev) = self.room.events.pop_front() {
                 return Poll::Ready(ev);
             }
-            let now = Instant::now();
             let mut fired = false;
             for conn in [&mut self.publisher, &mut self.subscriber] {
                 if conn.deadline.is_some_and(|t| t <= now) {
