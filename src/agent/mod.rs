@@ -196,6 +196,18 @@ impl Default for SetupPolicy {
 pub type ConnectFuture =
     Pin<Box<dyn Future<Output = Result<Box<dyn AgentSession>, AgentError>> + Send>>;
 
+/// The agents' `wss://` and `https://` go through rustls, built here with `ring` only (no
+/// aws-lc C build) and so without a default crypto provider: the first TLS connection would
+/// panic. Each agent kind that speaks TLS installs it when it is built, which covers the
+/// binary, the library and the tests.
+pub(crate) fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means a provider is installed already (by the binary or a test): that one serves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// A configured agent: starts one session per call. Connecting may take time (a WebSocket), so
 /// the call rings meanwhile and answers once the session is ready.
 pub trait Agent: Send + Sync {

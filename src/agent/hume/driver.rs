@@ -436,7 +436,7 @@ mod tests {
 
     #[tokio::test]
     async fn wss_speaks_tls_with_the_ring_provider_and_fails_cleanly_on_a_non_tls_peer() {
-        super::super::install_crypto_provider();
+        crate::agent::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let peer = tokio::spawn(async move {

@@ -17,7 +17,7 @@ pub mod playout;
 pub mod protocol;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::{mpsc, oneshot};
@@ -55,21 +55,11 @@ pub struct HumeAgent {
 
 impl HumeAgent {
     pub fn new(spec: HumeSpec) -> HumeAgent {
-        install_crypto_provider();
+        super::install_crypto_provider();
         HumeAgent {
             spec: Arc::new(spec),
         }
     }
-}
-
-/// rustls needs a process-wide crypto provider; this build carries only `ring`. Installing
-/// here (the first time an agent is built) covers the binary, the library and the tests.
-fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Fails only if something else installed one first, which serves as well.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 impl Agent for HumeAgent {

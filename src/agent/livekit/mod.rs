@@ -37,7 +37,7 @@ pub struct LivekitAgent {
 
 impl LivekitAgent {
     pub fn new(spec: LivekitSpec) -> LivekitAgent {
-        install_crypto_provider();
+        super::install_crypto_provider();
         LivekitAgent {
             spec: Arc::new(spec),
         }
@@ -85,15 +85,4 @@ impl Agent for LivekitAgent {
             error_status: 503,
         }
     }
-}
-
-/// `wss://` and `https://` to LiveKit go through rustls, which is built here without a default
-/// crypto provider (ring is chosen to avoid aws-lc's C build): without one installed, the
-/// first TLS connection would panic.
-fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Err means a provider is installed already (by the binary or a test): that one serves.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }

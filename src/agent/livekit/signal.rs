@@ -173,10 +173,6 @@ impl Signal {
         &self.room_name
     }
 
-    pub fn room_sid(&self) -> &str {
-        &self.room_sid
-    }
-
     /// Round-trip time of the last ping, in milliseconds.
     pub fn rtt_ms(&self) -> i64 {
         self.rtt_ms
