@@ -21,7 +21,7 @@ use crate::routing::Admitted;
 use crate::sdp::{self, LocalMedia, Negotiated, SessionDescription};
 use crate::sip::message::{HeaderName, Message, Method};
 use crate::sip::uri::Uri;
-use crate::timer::sleep_until_opt;
+use crate::timer::{now, sleep_until_opt};
 
 /// RTP datagrams read in one pass of a call's loop before it looks at SIP and timers again.
 const MAX_READS_PER_PASS: usize = 16;
@@ -654,10 +654,6 @@ fn log_end(reason: &EndReason) {
         EndReason::Rejected(code) => tracing::info!(code, "call rejected"),
         other => tracing::info!(reason = ?other, "call ended"),
     }
-}
-
-fn now() -> std::time::Instant {
-    Instant::now().into_std()
 }
 
 /// The next hop of an in-dialog request: an IP literal as is, a name through DNS (A/AAAA; SRV

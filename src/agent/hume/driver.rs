@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::timer::sleep_until_opt;
+use crate::timer::{now, sleep_until_opt};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -77,7 +77,7 @@ impl Driver {
             batch_frames: (spec.audio_batch_ms / 20).clamp(1, 5) as usize,
         };
         Driver {
-            core: EviCore::new(Instant::now().into_std(), cfg),
+            core: EviCore::new(now(), cfg),
             spec,
             audio_rx: ch.audio_rx,
             events_rx: ch.events_rx,
@@ -98,7 +98,7 @@ impl Driver {
                 break;
             }
             let wake = self.next_wake().await;
-            let now = Instant::now().into_std();
+            let now = now();
             match wake {
                 Wake::Caller(Some(CallerEvent::Hangup)) | Wake::Caller(None) => {
                     self.caller_gone = true;
@@ -257,7 +257,7 @@ impl Driver {
                     Err(_) => format!("write stalled for {} s", SEND_TIMEOUT.as_secs()),
                 };
                 self.sockets.swap_remove(pos);
-                let now = Instant::now().into_std();
+                let now = now();
                 self.core
                     .on_closed(now, conn, SocketClose::Dropped { error });
             }

@@ -23,7 +23,7 @@ use super::signal::{Output, SessionEvent, Signal};
 use super::token;
 use crate::agent::{AgentError, AgentEvent, CallInfo, CallerEvent};
 use crate::config::LivekitSpec;
-use crate::timer::sleep_until_opt;
+use crate::timer::{now, sleep_until_opt};
 
 /// The WebSocket handshake (TCP, TLS, upgrade) must finish in this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -237,10 +237,6 @@ fn signalling_local_ip(stream: &MaybeTlsStream<TcpStream>) -> std::io::Result<Ip
         _ => return Err(std::io::Error::other("unknown stream kind")),
     };
     Ok(tcp.local_addr()?.ip())
-}
-
-fn now() -> std::time::Instant {
-    Instant::now().into_std()
 }
 
 fn epoch_ms() -> i64 {
