@@ -260,3 +260,20 @@ async fn a_caller_that_sends_no_rtp_gets_bye_at_the_media_timeout() {
     assert!(out.status.success(), "{}", explain(&out));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_then_resume_a_second_later_is_answered_200() {
+    let gw = gateway("").await;
+    let sink = EchoSink::start(Law::Mu).await;
+    let out = Sipp::new(gw.sip_addr, &fixture("uac_hold_resume.xml"))
+        .arg("-au", USER)
+        .arg("-ap", PASSWORD)
+        .arg("-m", 1)
+        .key("rtp_port", sink.port)
+        .key("codecs", "0 101")
+        .run()
+        .await;
+    sink.finish();
+    assert!(out.status.success(), "{}", explain(&out));
+    gw.stop().await;
+}

@@ -69,6 +69,24 @@ pub struct LocalContact {
     pub contact: Uri,
 }
 
+/// One re-INVITE from the caller: its request (for building the answer) and transaction.
+struct ReInvite {
+    req: Request,
+    branch: String,
+    cseq: u32,
+    tx: InviteServer,
+}
+
+impl ReInvite {
+    fn is_pending(&self) -> bool {
+        self.tx.final_status().is_none()
+    }
+}
+
+/// Answered re-INVITEs kept for their retransmissions at most; a caller sending more within
+/// timer L (32 s) loses only the absorption of the oldest one's stray retransmissions.
+const MAX_LINGERING_REINVITES: usize = 8;
+
 pub struct CallCore {
     state: State,
     timers: Timers,
@@ -82,8 +100,10 @@ pub struct CallCore {
     local_tag: String,
     ist: InviteServer,
     dialog: Option<Dialog>,
-    /// A re-INVITE in progress: its request (for building the answer) and transaction.
-    reinvite: Option<(Request, InviteServer)>,
+    /// The caller's re-INVITEs whose transactions still run: at most one without a final
+    /// response (the one being negotiated), the others answered and lingering (RFC 6026
+    /// Accepted, timer L) only to absorb retransmissions and take their ACK.
+    reinvites: VecDeque<ReInvite>,
     /// Server transactions for in-dialog non-INVITE requests and CANCEL, by branch, so that
     /// their retransmissions get the same answer.
     nist: HashMap<String, (SocketAddr, NonInviteServer)>,
@@ -117,7 +137,7 @@ impl CallCore {
             local,
             local_tag: new_tag(),
             dialog: None,
-            reinvite: None,
+            reinvites: VecDeque::new(),
             nist: HashMap::new(),
             bye: None,
             bye_hop: None,
@@ -147,7 +167,7 @@ impl CallCore {
     pub fn is_finished(&self) -> bool {
         self.state == State::Ended
             && self.ist.is_terminated()
-            && self.reinvite.is_none()
+            && self.reinvites.is_empty()
             && self.nist.is_empty()
             && self.bye.is_none()
     }
@@ -157,7 +177,7 @@ impl CallCore {
         if self.state != State::Proceeding {
             return;
         }
-        let r = Response::for_request(&self.invite, 180, Some(&self.local_tag));
+        let r = self.dialog_response(180);
         self.ist.respond(now, 180, r.to_bytes());
         self.drain_ist(now);
     }
@@ -175,11 +195,23 @@ impl CallCore {
                 return;
             }
         }
-        let mut r = Response::for_request(&self.invite, 200, Some(&self.local_tag));
+        let mut r = self.dialog_response(200);
         self.add_answer_headers(&mut r, sdp);
         self.ist.respond(now, 200, r.to_bytes());
         self.state = State::Answered;
         self.drain_ist(now);
+    }
+
+    /// A response to the INVITE that establishes the dialog (a 1xx with our To tag, the 2xx):
+    /// RFC 3261 §12.1.1 has every Record-Route of the request copied into it, in order and
+    /// verbatim, so a caller behind a record-routing proxy (Kamailio, Twilio's edge) sends its
+    /// ACK, BYE and re-INVITEs back through that proxy rather than straight to our Contact.
+    fn dialog_response(&self, status: u16) -> Response {
+        let mut r = Response::for_request(&self.invite, status, Some(&self.local_tag));
+        for rr in self.invite.headers.get_all_values(&HeaderName::RecordRoute) {
+            r.headers.push(HeaderName::RecordRoute, rr);
+        }
+        r
     }
 
     /// Rejects the INVITE with a final error (486, 488, 503...), optionally with extra headers.
@@ -230,27 +262,30 @@ impl CallCore {
     /// Answers the re-INVITE reported by [`CallEvent::ReOffer`]: 200 with `sdp`, or an error
     /// code (488 when the new offer has no codec we can keep).
     pub fn answer_reinvite(&mut self, now: Instant, result: Result<String, u16>) {
-        let Some((req, mut tx)) = self.reinvite.take() else {
+        let tag = self.local_tag.clone();
+        let Some(re) = self.reinvites.iter_mut().find(|r| r.is_pending()) else {
             return;
         };
         match result {
             Ok(sdp) => {
-                let mut r = Response::for_request(&req, 200, Some(&self.local_tag));
-                self.add_answer_headers(&mut r, sdp);
-                tx.respond(now, 200, r.to_bytes());
+                let mut r = Response::for_request(&re.req, 200, Some(&tag));
+                Self::push_answer_headers(&self.local.contact, &mut r, sdp);
+                re.tx.respond(now, 200, r.to_bytes());
             }
             Err(code) => {
-                let r = Response::for_request(&req, code, Some(&self.local_tag));
-                tx.respond(now, code, r.to_bytes());
+                let r = Response::for_request(&re.req, code, Some(&tag));
+                re.tx.respond(now, code, r.to_bytes());
             }
         }
-        self.reinvite = Some((req, tx));
-        self.drain_reinvite();
+        self.drain_reinvites();
     }
 
     fn add_answer_headers(&self, r: &mut Response, sdp: String) {
-        r.headers
-            .push(HeaderName::Contact, format!("<{}>", self.local.contact));
+        Self::push_answer_headers(&self.local.contact, r, sdp);
+    }
+
+    fn push_answer_headers(contact: &Uri, r: &mut Response, sdp: String) {
+        r.headers.push(HeaderName::Contact, format!("<{contact}>"));
         r.headers.push(HeaderName::Allow, ALLOW);
         r.headers.push(HeaderName::ContentType, "application/sdp");
         r.body = Bytes::from(sdp);
@@ -287,9 +322,15 @@ impl CallCore {
                 self.confirmed = true;
                 self.events.push_back(CallEvent::Confirmed);
             }
-        } else if let Some((_, tx)) = self.reinvite.as_mut() {
-            tx.ack_received(now);
-            self.drain_reinvite();
+        } else if let Some(re) = self
+            .reinvites
+            .iter_mut()
+            .find(|r| Some(r.cseq) == cseq || r.branch == branch)
+        {
+            // The ACK of a 2xx is its own transaction (a new branch); its CSeq number is the
+            // re-INVITE's, which is what tells the re-INVITEs apart.
+            re.tx.ack_received(now);
+            self.drain_reinvites();
         }
     }
 
@@ -314,10 +355,10 @@ impl CallCore {
             self.drain_nist();
             return;
         }
-        if let Some((r, tx)) = self.reinvite.as_mut() {
-            if req.method == Method::Invite && r.headers.top_branch() == Some(branch.as_str()) {
-                tx.on_request_retransmit(now);
-                self.drain_reinvite();
+        if req.method == Method::Invite {
+            if let Some(re) = self.reinvites.iter_mut().find(|r| r.branch == branch) {
+                re.tx.on_request_retransmit(now);
+                self.drain_reinvites();
                 return;
             }
         }
@@ -337,9 +378,16 @@ impl CallCore {
             }
             Method::Options => self.respond_non_invite(now, &req, branch, 200, src),
             Method::Invite if self.state == State::Answered => {
-                if self.reinvite.is_some() {
-                    // RFC 3261 14.2: a second offer while one is pending.
-                    self.respond_stateless(&req, 491, src);
+                if self.reinvites.iter().any(ReInvite::is_pending) {
+                    // RFC 3261 14.2: the caller's earlier re-INVITE has no final response yet.
+                    // (491 is for glare with a re-INVITE of ours, and we never send one.) An
+                    // answered one lingering in Accepted for timer L is no obstacle.
+                    let mut r = Response::for_request(&req, 500, Some(&self.local_tag));
+                    r.headers.push(
+                        HeaderName::RetryAfter,
+                        rand::random_range(0..=10u32).to_string(),
+                    );
+                    self.out.push_back((Destination::Addr(src), r.to_bytes()));
                     return;
                 }
                 dialog.refresh_target(&req);
@@ -347,11 +395,21 @@ impl CallCore {
                 let trying = Response::for_request(&req, 100, None);
                 tx.respond(now, 100, trying.to_bytes());
                 let sdp = req.body.clone();
-                self.reinvite = Some((req, tx));
-                self.drain_reinvite();
+                let cseq = req.cseq().map_or(0, |c| c.seq);
+                if self.reinvites.len() >= MAX_LINGERING_REINVITES {
+                    self.reinvites.pop_front();
+                }
+                self.reinvites.push_back(ReInvite {
+                    req,
+                    branch,
+                    cseq,
+                    tx,
+                });
+                self.drain_reinvites();
                 self.events.push_back(CallEvent::ReOffer { sdp });
             }
-            Method::Invite => self.respond_stateless(&req, 491, src),
+            // After our BYE the dialog is going away: no new session description.
+            Method::Invite => self.respond_stateless(&req, 481, src),
             _ => self.respond_non_invite(now, &req, branch, 405, src),
         }
     }
@@ -398,10 +456,10 @@ impl CallCore {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ist.handle_timeout(now);
         self.drain_ist(now);
-        if let Some((_, tx)) = self.reinvite.as_mut() {
-            tx.handle_timeout(now);
+        for re in self.reinvites.iter_mut() {
+            re.tx.handle_timeout(now);
         }
-        self.drain_reinvite();
+        self.drain_reinvites();
         for (_, tx) in self.nist.values_mut() {
             tx.handle_timeout(now);
         }
@@ -419,7 +477,9 @@ impl CallCore {
                 t = Some(t.map_or(d, |t| t.min(d)));
             }
         };
-        consider(self.reinvite.as_ref().and_then(|(_, tx)| tx.poll_timeout()));
+        for re in &self.reinvites {
+            consider(re.tx.poll_timeout());
+        }
         for (_, tx) in self.nist.values() {
             consider(tx.poll_timeout());
         }
@@ -442,12 +502,10 @@ impl CallCore {
         }
         // A re-INVITE still waiting for its answer will never get one now: 487 it (RFC 3261
         // 15.1.2), so the caller's transaction ends and ours can finish.
-        if let Some((req, tx)) = self.reinvite.as_mut() {
-            if tx.final_status().is_none() {
-                let r = Response::for_request(req, 487, Some(&self.local_tag));
-                tx.respond(now, 487, r.to_bytes());
-                self.drain_reinvite();
-            }
+        if let Some(re) = self.reinvites.iter_mut().find(|r| r.is_pending()) {
+            let r = Response::for_request(&re.req, 487, Some(&self.local_tag));
+            re.tx.respond(now, 487, r.to_bytes());
+            self.drain_reinvites();
         }
     }
 
@@ -467,17 +525,14 @@ impl CallCore {
         }
     }
 
-    fn drain_reinvite(&mut self) {
-        let Some((_, tx)) = self.reinvite.as_mut() else {
-            return;
-        };
-        while let Some(b) = tx.poll_transmit() {
-            self.out.push_back((Destination::Addr(self.source), b));
+    fn drain_reinvites(&mut self) {
+        for re in self.reinvites.iter_mut() {
+            while let Some(b) = re.tx.poll_transmit() {
+                self.out.push_back((Destination::Addr(self.source), b));
+            }
+            while re.tx.poll_event().is_some() {}
         }
-        while tx.poll_event().is_some() {}
-        if tx.is_terminated() {
-            self.reinvite = None;
-        }
+        self.reinvites.retain(|r| !r.tx.is_terminated());
     }
 
     fn drain_nist(&mut self) {

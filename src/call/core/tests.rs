@@ -108,6 +108,49 @@ fn ok_is_retransmitted_until_ack_with_contact_and_sdp() {
     assert!(advance_to(&mut core, t0 + Duration::from_secs(20)).is_empty());
 }
 
+/// RFC 3261 §12.1.1: every Record-Route of the INVITE, in order and with all its parameters,
+/// goes into the responses that establish the dialog (the 180 with our tag and the 200).
+#[test]
+fn record_route_is_copied_into_the_180_and_the_200() {
+    let t0 = Instant::now();
+    let extra = "Record-Route: <sip:10.0.0.1:5070;lr;did=a.b>, <sip:10.0.0.2;lr;r2=on>\r\n\
+                 Record-Route: <sip:[2001:db8::1]:5080;transport=udp;lr>\r\n";
+    let mut core = CallCore::new(
+        t0,
+        Timers::default(),
+        invite("c1", "z9hG4bKinv", 7, extra),
+        src(),
+        local(),
+    );
+    let trying = parse_response(&sent(&mut core)[0].1);
+    assert_eq!(trying.record_routes(), vec![], "a 100 establishes nothing");
+    let want = vec![
+        "<sip:54.171.127.192:5060;lr;ftag=f1>",
+        "<sip:10.0.0.1:5070;lr;did=a.b>",
+        "<sip:10.0.0.2;lr;r2=on>",
+        "<sip:[2001:db8::1]:5080;transport=udp;lr>",
+    ];
+    let values = |r: &Response| -> Vec<String> {
+        r.headers
+            .get_all(&HeaderName::RecordRoute)
+            .map(str::to_string)
+            .collect()
+    };
+    core.ring(t0);
+    let ringing = parse_response(&sent(&mut core)[0].1);
+    assert_eq!(ringing.status, 180);
+    assert_eq!(values(&ringing), want);
+    core.answer(t0, "v=0\r\n".into());
+    let ok = parse_response(&sent(&mut core)[0].1);
+    assert_eq!(ok.status, 200);
+    assert_eq!(values(&ok), want);
+    // The dialog's own route set, for our BYE, is the same list in the same order.
+    core.hangup(t0, "test");
+    let bye = parse_request(&sent(&mut core)[0].1);
+    let routes: Vec<&str> = bye.headers.get_all(&HeaderName::Route).collect();
+    assert_eq!(routes, want);
+}
+
 #[test]
 fn lost_ack_hangs_up_through_the_record_route() {
     let t0 = Instant::now();
@@ -262,6 +305,94 @@ fn reinvite_reports_the_offer_and_sends_the_answer() {
     assert_eq!((ok.status, ok.cseq().unwrap().seq), (200, 8));
     assert!(std::str::from_utf8(&ok.body).unwrap().contains("recvonly"));
     assert!(core.is_answered());
+}
+
+/// Hold, then resume a second later: the first re-INVITE was answered and ACKed, so its
+/// transaction lingering in RFC 6026's Accepted state (timer L) is no reason to refuse the
+/// second one.
+#[test]
+fn resume_after_hold_is_accepted_while_the_hold_transaction_lingers() {
+    let t0 = Instant::now();
+    let mut core = answered(t0);
+    core.handle_message(t0, ack(&core, 7), src());
+    events(&mut core);
+    let tag = core.local_tag().to_string();
+    let hold = TWILIO_SDP.replace("a=sendrecv", "a=sendonly");
+    let re = request("INVITE", "c1", "z9hG4bKhold", 8, Some(&tag), "", &hold);
+    core.handle_message(t0, Message::Request(re), src());
+    assert!(matches!(events(&mut core)[..], [CallEvent::ReOffer { .. }]));
+    core.answer_reinvite(t0, Ok("v=0\r\na=recvonly\r\n".into()));
+    assert_eq!(statuses(&sent(&mut core)), vec![100, 200]);
+    let t1 = t0 + Duration::from_millis(100);
+    core.handle_message(t1, ack(&core, 8), src());
+    assert!(advance_to(&mut core, t1 + Duration::from_millis(900)).is_empty());
+
+    let t2 = t0 + Duration::from_secs(1);
+    let resume = request(
+        "INVITE",
+        "c1",
+        "z9hG4bKresume",
+        9,
+        Some(&tag),
+        "",
+        TWILIO_SDP,
+    );
+    core.handle_message(t2, Message::Request(resume), src());
+    assert_eq!(statuses(&sent(&mut core)), vec![100]);
+    assert!(matches!(events(&mut core)[..], [CallEvent::ReOffer { .. }]));
+    core.answer_reinvite(t2, Ok("v=0\r\na=sendrecv\r\n".into()));
+    let ok = parse_response(&sent(&mut core)[0].1);
+    assert_eq!((ok.status, ok.cseq().unwrap().seq), (200, 9));
+    assert!(std::str::from_utf8(&ok.body).unwrap().contains("sendrecv"));
+
+    // The hold's INVITE arriving late again is absorbed (it was ACKed); the resume's 200 is
+    // retransmitted until its own ACK, which the hold's ACK is not.
+    let late = request("INVITE", "c1", "z9hG4bKhold", 8, Some(&tag), "", &hold);
+    core.handle_message(t2, Message::Request(late), src());
+    assert!(sent(&mut core).is_empty());
+    core.handle_message(t2, ack(&core, 8), src());
+    let retx = advance_to(&mut core, t2 + Duration::from_millis(600));
+    assert_eq!(
+        statuses(&retx.into_iter().map(|(_, d, b)| (d, b)).collect::<Vec<_>>()),
+        vec![200]
+    );
+    core.handle_message(t2 + Duration::from_millis(700), ack(&core, 9), src());
+    assert!(advance_to(&mut core, t2 + Duration::from_secs(10)).is_empty());
+    assert!(core.is_answered());
+}
+
+/// RFC 3261 §14.2: a second re-INVITE while the first has no final response gets 500 with a
+/// Retry-After of 0-10 s (491 is only for glare with a re-INVITE of ours).
+#[test]
+fn reinvite_while_one_is_unanswered_gets_500_with_retry_after() {
+    let t0 = Instant::now();
+    let mut core = answered(t0);
+    core.handle_message(t0, ack(&core, 7), src());
+    let tag = core.local_tag().to_string();
+    let first = request("INVITE", "c1", "z9hG4bKre1", 8, Some(&tag), "", TWILIO_SDP);
+    core.handle_message(t0, Message::Request(first), src());
+    sent(&mut core);
+    events(&mut core);
+    let second = request("INVITE", "c1", "z9hG4bKre2", 9, Some(&tag), "", TWILIO_SDP);
+    core.handle_message(t0, Message::Request(second), src());
+    let out = sent(&mut core);
+    let r = parse_response(&out[0].1);
+    assert_eq!((r.status, r.cseq().unwrap().seq), (500, 9));
+    let after: u32 = r
+        .headers
+        .get(&HeaderName::RetryAfter)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(after <= 10);
+    assert!(
+        events(&mut core).is_empty(),
+        "no second offer reaches the task"
+    );
+    // The first is still the one being answered.
+    core.answer_reinvite(t0, Ok("v=0\r\n".into()));
+    let ok = parse_response(&sent(&mut core)[0].1);
+    assert_eq!((ok.status, ok.cseq().unwrap().seq), (200, 8));
 }
 
 #[test]
