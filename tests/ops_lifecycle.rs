@@ -64,6 +64,15 @@ async fn sigterm_refuses_new_calls_with_503_while_the_running_call_completes() {
             .any(|l| l.to_ascii_lowercase().starts_with("retry-after:")),
         "{answer}"
     );
+    // ...and a balancer's OPTIONS probe hears the same, so it sends new calls elsewhere...
+    let probe = raw_request(gw.sip, "OPTIONS", "drain-probe").await;
+    assert!(probe.starts_with("SIP/2.0 503"), "{probe}");
+    assert!(
+        probe
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("retry-after:")),
+        "{probe}"
+    );
     // ...while the first one runs to its end: answered, held, hung up by the caller.
     let report = call.await.unwrap();
     assert!(report.passed(), "{}", report.table());

@@ -208,6 +208,13 @@ impl Dispatcher {
         match req.method {
             Method::Ack => {} // For nothing we know: absorbed (never answered).
             Method::Invite if !has_to_tag => self.new_invite(now, req, src, key),
+            Method::Options if !has_to_tag && self.draining => {
+                // A balancer probing with OPTIONS takes this node out of its set.
+                let mut r = Response::for_request(&req, 503, None);
+                r.headers
+                    .push(HeaderName::RetryAfter, RETRY_AFTER_SECS.to_string());
+                self.respond(now, &req, src, key, r);
+            }
             Method::Options if !has_to_tag => {
                 let mut r = Response::for_request(&req, 200, None);
                 r.headers.push(HeaderName::Allow, ALLOW);

@@ -336,16 +336,21 @@ pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
 /// Sends one INVITE without credentials from a fresh socket and returns the final response's
 /// text (provisional ones skipped).
 pub async fn raw_invite(target: SocketAddr, tag: &str) -> String {
+    raw_request(target, "INVITE", tag).await
+}
+
+/// An out-of-dialog request with no body (INVITE, OPTIONS...) and its final answer.
+pub async fn raw_request(target: SocketAddr, method: &str, tag: &str) -> String {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = sock.local_addr().unwrap();
     let msg = format!(
-        "INVITE sip:+447846855904@{target} SIP/2.0\r\n\
+        "{method} sip:+447846855904@{target} SIP/2.0\r\n\
          Via: SIP/2.0/UDP {local};branch=z9hG4bK-ops-{tag};rport\r\n\
          Max-Forwards: 70\r\n\
          From: <sip:+15551230000@sip.twilio.com>;tag={tag}\r\n\
          To: <sip:+447846855904@{target}>\r\n\
          Call-ID: ops-{tag}@127.0.0.1\r\n\
-         CSeq: 1 INVITE\r\n\
+         CSeq: 1 {method}\r\n\
          Contact: <sip:+15551230000@{local}>\r\n\
          Content-Length: 0\r\n\r\n"
     );

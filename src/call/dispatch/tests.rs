@@ -180,6 +180,39 @@ fn full_or_draining_gateway_answers_503_with_retry_after() {
     );
 }
 
+/// A load balancer (Kamailio's dispatcher) judges a node alive by its answer to OPTIONS: a
+/// draining node says 503 so no new call is sent its way, while the calls it still carries
+/// keep their in-dialog requests.
+#[test]
+fn a_draining_gateway_answers_options_503_but_serves_its_calls() {
+    let mut d = dispatcher(10);
+    let esip: SocketAddr = "10.9.1.1:5060".parse().unwrap();
+    let t0 = Instant::now();
+    feed(&mut d, t0, esip, &invite("a", "z9hG4bKa", 1, ""));
+    let probe = request("OPTIONS", "probe", "z9hG4bKp1", 1, None, "", "");
+    assert_eq!(only_response(&feed(&mut d, t0, esip, &probe)).status, 200);
+
+    d.set_draining(true);
+    let probe = request("OPTIONS", "probe", "z9hG4bKp2", 2, None, "", "");
+    let r = only_response(&feed(&mut d, t0, esip, &probe));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.headers.get(&HeaderName::RetryAfter), Some("5"));
+    let in_dialog = request("OPTIONS", "a", "z9hG4bKka", 2, Some("ours"), "", "");
+    assert!(matches!(
+        feed(&mut d, t0, esip, &in_dialog).as_slice(),
+        [Output::Route { call_id, .. }] if call_id == "a"
+    ));
+    let bye = request("BYE", "a", "z9hG4bKbye", 3, Some("ours"), "", "");
+    assert!(matches!(
+        feed(&mut d, t0, esip, &bye).as_slice(),
+        [Output::Route { call_id, .. }] if call_id == "a"
+    ));
+
+    d.set_draining(false);
+    let probe = request("OPTIONS", "probe", "z9hG4bKp3", 3, None, "", "");
+    assert_eq!(only_response(&feed(&mut d, t0, esip, &probe)).status, 200);
+}
+
 #[test]
 fn out_of_dialog_requests() {
     let mut d = dispatcher(10);
