@@ -33,7 +33,10 @@ pub enum Admission {
 pub struct Admitted {
     pub trunk: String,
     pub agent: String,
+    /// The caller's number (or name), as presented in From.
     pub caller: String,
+    /// The dialled number as presented (`+447846855904`), never the normalised matching key:
+    /// agents, `/calls`, transcripts and webhooks show what the caller dialled.
     pub called: String,
 }
 
@@ -79,12 +82,15 @@ impl Router {
     /// Decides what to do with a new INVITE from `src`. Every rejection is logged with its
     /// reason here, so the operator sees why a call did not get through.
     pub fn admit(&mut self, now: Instant, req: &Request, src: IpAddr) -> Admission {
+        // The numbers as the caller presented them are what the agent sees; the normalised
+        // form only matches trunks and routes.
         let called = called_number(req);
         let caller = caller_number(req);
+        let called_key = normalize_number(&called);
         let candidates: Vec<usize> = (0..self.trunks.len())
             .filter(|&i| {
                 let t = &self.trunks[i];
-                t.allowed.allows(src) && (t.numbers.is_empty() || t.numbers.contains(&called))
+                t.allowed.allows(src) && (t.numbers.is_empty() || t.numbers.contains(&called_key))
             })
             .collect();
         if candidates.is_empty() {
@@ -106,7 +112,7 @@ impl Router {
                 Err(a) => return a,
             },
         };
-        let Some(agent) = self.route(&called) else {
+        let Some(agent) = self.route(&called_key) else {
             let reason = format!("no route for called number {called:?}");
             tracing::warn!(%src, %trunk, "INVITE rejected: {reason}");
             return Admission::Reject {
@@ -220,12 +226,13 @@ impl Router {
     }
 }
 
-/// The dialled number: the Request-URI's user part (Twilio puts the E.164 number there, and so
-/// does the gateway's own TwiML), else the To header's.
+/// The dialled number as presented (`+447846855904`): the Request-URI's user part (Twilio puts
+/// the E.164 number there, and so does the gateway's own TwiML), else the To header's.
+/// [`normalize_number`] of it is what trunks and routes match.
 pub fn called_number(req: &Request) -> String {
     let from_uri = Uri::parse(&req.uri).ok().and_then(|u| u.user);
     let user = from_uri.or_else(|| req.to().and_then(|t| t.uri.user));
-    user.map(|u| normalize_number(&unescape_user(&u)))
+    user.map(|u| unescape_user(&u).trim().to_string())
         .unwrap_or_default()
 }
 

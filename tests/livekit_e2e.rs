@@ -157,7 +157,10 @@ async fn a_call_rings_until_the_agent_talks_then_audio_and_dtmf_flow_both_ways()
         );
         let a = &claims.attributes;
         assert_eq!(a["sip.phoneNumber"], "+447700900123");
-        assert!(a["sip.trunkPhoneNumber"].ends_with("447846855904"));
+        assert_eq!(
+            a["sip.trunkPhoneNumber"], "+447846855904",
+            "E.164 with its +"
+        );
         assert_eq!(a["sip.trunkID"], "twilio");
         assert!(a["sip.twilio.callSid"].starts_with("CA"));
         assert_eq!(a["sip.twilio.accountSid"], "ACtest");

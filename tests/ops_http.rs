@@ -53,7 +53,7 @@ async fn a_live_call_is_listed_and_the_metrics_move() {
     assert_eq!(c["agent"]["name"], "echo");
     assert_eq!(c["agent"]["kind"], "echo");
     assert_eq!(c["codec"], "PCMU");
-    assert_eq!(c["called"], "447846855904", "{c:#}");
+    assert_eq!(c["called"], "+447846855904", "as dialled: {c:#}");
     assert!(c["twilio_call_sid"].as_str().unwrap().starts_with("CA"));
     assert!(c["source"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(c["timings"]["setup_ms"].as_f64().unwrap() > 0.0);

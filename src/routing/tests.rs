@@ -60,7 +60,20 @@ fn trunk_numbers_and_routes_match_normalised_numbers() {
                 (a.agent.as_str(), a.caller.as_str()),
                 ("room", "+447700900123")
             );
+            assert_eq!(a.called, "+447846855904", "the number as presented");
         }
+        other => panic!("{other:?}"),
+    }
+    // Escaped as some edges send it: unescaped for the agent, normalised for matching.
+    let text = String::from_utf8(req.to_bytes().to_vec())
+        .unwrap()
+        .replacen("sip:+447846855904@gw", "sip:%2B447846855904@gw", 1);
+    let escaped = crate::sip::testing::parse_request(text.as_bytes());
+    match r.admit(Instant::now(), &escaped, ip) {
+        Admission::Accept(a) => assert_eq!(
+            (a.agent.as_str(), a.called.as_str()),
+            ("room", "+447846855904")
+        ),
         other => panic!("{other:?}"),
     }
     assert_eq!(r.route("441234").as_deref(), Some("echo"), "default route");

@@ -118,7 +118,11 @@ fn challenge_then_authorized_invite_starts_a_call() {
             assert_eq!(n.call_id, "call-1");
             assert_eq!(n.admitted.trunk, "digest");
             assert_eq!(n.admitted.agent, "echo");
-            assert_eq!(n.admitted.called, "447846855904");
+            assert_eq!(
+                n.admitted.called, "+447846855904",
+                "as the caller presented it"
+            );
+            assert_eq!(n.admitted.caller, "+447700900123");
         }
         other => panic!("expected a new call, got {other:?}"),
     }
