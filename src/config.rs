@@ -41,7 +41,24 @@ pub struct SipSettings {
     pub realm: String,
     pub max_calls: usize,
     pub challenge: ChallengeKind,
+    /// The digest nonce secret every node behind one balancer shares (`nonce_secret_env`), so
+    /// a challenge issued by one node verifies on another; `None`: a random one per process.
+    pub nonce_secret: Option<NonceSecret>,
 }
+
+/// A shared digest nonce secret; its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NonceSecret(pub String);
+
+impl fmt::Debug for NonceSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NonceSecret(<redacted>)")
+    }
+}
+
+/// The shortest `sip.nonce_secret_env` value accepted: 32 characters (`openssl rand -hex 32`
+/// gives 64), so the HMAC key is never guessable.
+pub const MIN_NONCE_SECRET_LEN: usize = 32;
 
 #[derive(Clone, Debug)]
 pub struct MediaSettings {
@@ -325,6 +342,7 @@ pub fn embedded_default() -> Config {
             realm: "sipbridge".into(),
             max_calls: 2000,
             challenge: ChallengeKind::Proxy,
+            nonce_secret: None,
         },
         media: MediaSettings {
             rtp_ports: (10000, 20000),
@@ -464,6 +482,7 @@ mod raw {
         pub max_calls: Option<Spanned<i64>>,
         /// `"proxy"` (407, the default) or `"www"` (401).
         pub auth_challenge: Option<Spanned<String>>,
+        pub nonce_secret_env: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -568,6 +587,25 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
                 "sip.auth_challenge",
                 "expected \"proxy\" (407) or \"www\" (401)",
             ),
+        }
+    }
+
+    if let Some(v) = &raw.sip.nonce_secret_env {
+        let key = "sip.nonce_secret_env";
+        match secret_from_env(ctx, env, v, key) {
+            Some(s) if s.trim().len() >= MIN_NONCE_SECRET_LEN => {
+                config.sip.nonce_secret = Some(NonceSecret(s.trim().to_string()));
+            }
+            Some(_) => ctx.problem(
+                v.span(),
+                key,
+                format!(
+                    "environment variable {} holds fewer than {MIN_NONCE_SECRET_LEN} \
+                     characters; use e.g. `openssl rand -hex 32`",
+                    v.get_ref()
+                ),
+            ),
+            None => {}
         }
     }
 

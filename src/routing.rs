@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::config::{normalize_number, Route, Trunk};
-use crate::sip::auth::{AuthError, ChallengeKind, DigestConfig, DigestServer};
+use crate::sip::auth::{AuthError, ChallengeKind, DigestConfig, DigestServer, NonceClock};
 use crate::sip::message::{HeaderName, Request};
 use crate::sip::uri::{unescape_user, Uri};
 
@@ -50,12 +50,15 @@ pub struct Router {
 }
 
 impl Router {
+    /// `nonce_key`: the digest nonce key ([`crate::sip::auth::nonce_key`]), shared by the
+    /// nodes of a cluster or random; `clock`: the wall-clock time nonces carry.
     pub fn new(
         trunks: Vec<Trunk>,
         routes: Vec<Route>,
         realm: &str,
         kind: ChallengeKind,
-        epoch: Instant,
+        nonce_key: [u8; 32],
+        clock: NonceClock,
     ) -> Router {
         let cfg = DigestConfig {
             realm: realm.to_string(),
@@ -65,7 +68,8 @@ impl Router {
         Router {
             trunks,
             routes,
-            digest: DigestServer::new(cfg, rand::random(), epoch),
+            // A random node id keeps this process's nonces apart from its peers'.
+            digest: DigestServer::new(cfg, nonce_key, rand::random(), clock),
             kind,
             failures: HashMap::new(),
             failure_order: VecDeque::new(),
@@ -167,9 +171,10 @@ impl Router {
                     .unwrap_or_default();
                 Ok(name)
             }
-            // The password was right but the nonce is old or already used: a fresh nonce with
-            // stale=true lets the client retry without asking its user again.
-            Err(e @ (AuthError::StaleNonce | AuthError::Replay)) => {
+            // The password was right but the nonce is old, already used, or another node's
+            // (a balancer sent the retry elsewhere): a fresh nonce with stale=true lets the
+            // client retry without asking its user again.
+            Err(e @ (AuthError::StaleNonce | AuthError::Replay | AuthError::ForeignNonce)) => {
                 tracing::info!(%src, "{e}; challenging again with stale=true");
                 Err(self.challenge(now, true))
             }

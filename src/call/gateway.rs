@@ -21,6 +21,7 @@ use crate::config::{Config, Route, Trunk};
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
 use crate::routing::Router;
+use crate::sip::auth::{nonce_key, NonceClock};
 use crate::sip::transaction::Timers;
 use crate::sip::transport::SipSocket;
 
@@ -151,7 +152,8 @@ impl Gateway {
             config.routes.clone(),
             &config.sip.realm,
             config.sip.challenge,
-            Instant::now().into_std(),
+            nonce_key(config.sip.nonce_secret.as_ref().map(|s| s.0.as_str())),
+            NonceClock::system(Instant::now().into_std()),
         );
         let dispatcher = Dispatcher::new(router, Timers::default(), config.sip.max_calls);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -340,6 +342,10 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     );
     check(old.sip.realm != new.sip.realm, "sip.realm");
     check(old.sip.challenge != new.sip.challenge, "sip.auth_challenge");
+    check(
+        old.sip.nonce_secret != new.sip.nonce_secret,
+        "sip.nonce_secret_env",
+    );
     check(
         old.media.rtp_ports != new.media.rtp_ports,
         "media.rtp_ports",

@@ -246,3 +246,30 @@ fn http_and_twilio_keys_are_read_and_checked() {
     let p = problems("[twilio]\npublic_url = \"https://gw.example.com/x?y=1\"\n");
     assert_eq!(p[0].key, "twilio.public_url");
 }
+
+#[test]
+fn nonce_secret_comes_from_the_environment_and_is_long_enough() {
+    const LONG: &str = "0123456789abcdef0123456789abcdef";
+    let env = |k: &str| match k {
+        "NONCE" => Some(LONG.to_string()),
+        "SHORT" => Some("too-short".to_string()),
+        _ => None,
+    };
+    let c = parse("[sip]\nnonce_secret_env = \"NONCE\"\n", "t.toml", &env).unwrap();
+    assert_eq!(c.sip.nonce_secret, Some(NonceSecret(LONG.into())));
+    assert!(!format!("{c:?}").contains(LONG), "the secret never shows");
+    assert_eq!(parse_ok("").sip.nonce_secret, None, "random per process");
+
+    for (var, says) in [("SHORT", "fewer than 32"), ("UNSET", "is not set")] {
+        let text = format!("[sip]\nrealm = \"r\"\nnonce_secret_env = \"{var}\"\n");
+        let e = parse(&text, "t.toml", &env).unwrap_err();
+        let p = &e.problems[0];
+        assert_eq!(
+            (p.key.as_str(), p.line),
+            ("sip.nonce_secret_env", 3),
+            "{p:?}"
+        );
+        assert!(p.message.contains(says), "{p:?}");
+        assert!(!p.message.contains("too-short"), "{p:?}");
+    }
+}

@@ -23,8 +23,22 @@ fn route(numbers: &[&str], agent: &str) -> Route {
     }
 }
 
+fn test_clock() -> NonceClock {
+    NonceClock {
+        epoch: Instant::now(),
+        unix_ms_at_epoch: 1_800_000_000_000,
+    }
+}
+
 fn router(trunks: Vec<Trunk>, routes: Vec<Route>) -> Router {
-    Router::new(trunks, routes, "r", ChallengeKind::Proxy, Instant::now())
+    Router::new(
+        trunks,
+        routes,
+        "r",
+        ChallengeKind::Proxy,
+        [7; 32],
+        test_clock(),
+    )
 }
 
 #[test]
@@ -111,7 +125,8 @@ fn www_challenge_option_uses_401() {
         vec![route(&[], "echo")],
         "realm",
         ChallengeKind::Www,
-        Instant::now(),
+        [7; 32],
+        test_clock(),
     );
     let req = invite("c", "z9hG4bK1", 1, "");
     match r.admit(Instant::now(), &req, "10.0.0.1".parse().unwrap()) {

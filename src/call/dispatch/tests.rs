@@ -3,7 +3,7 @@ use std::time::Duration;
 use super::*;
 use crate::config::{Credentials, Route, Trunk};
 use crate::sip::acl::AddressList;
-use crate::sip::auth::{respond, Challenge, ChallengeKind};
+use crate::sip::auth::{respond, Challenge, ChallengeKind, NonceClock};
 use crate::sip::testing::{invite, parse_response, request};
 
 const TWILIO: &str = "54.171.127.192:5060";
@@ -13,6 +13,11 @@ fn src() -> SocketAddr {
 }
 
 fn dispatcher(max_calls: usize) -> Dispatcher {
+    dispatcher_keyed(max_calls, [7; 32])
+}
+
+/// A node whose digest nonces are keyed with `nonce_key` (shared by the nodes of a cluster).
+fn dispatcher_keyed(max_calls: usize, nonce_key: [u8; 32]) -> Dispatcher {
     let trunks = vec![
         Trunk {
             name: "digest".into(),
@@ -39,7 +44,8 @@ fn dispatcher(max_calls: usize) -> Dispatcher {
         routes,
         "sipbridge",
         ChallengeKind::Proxy,
-        Instant::now(),
+        nonce_key,
+        NonceClock::system(Instant::now()),
     );
     Dispatcher::new(router, Timers::default(), max_calls)
 }
@@ -401,7 +407,8 @@ fn a_source_no_trunk_admits_counts_as_address_not_allowed() {
         routes,
         "sipbridge",
         ChallengeKind::Proxy,
-        Instant::now(),
+        [7; 32],
+        NonceClock::system(Instant::now()),
     );
     let mut d = Dispatcher::new(router, Timers::default(), 10);
     let r = only_response(&feed(
@@ -447,4 +454,46 @@ fn a_reload_changes_passwords_but_keeps_nonces_valid() {
     }
     let old = authorized(&challenge, "r2", "z9hG4bKc", "pw", 1);
     assert_eq!(only_response(&feed(&mut d, t0, src(), &old)).status, 407);
+}
+
+/// Behind a round-robin balancer the retried INVITE reaches another node. With the shared
+/// secret that node admits it; without, the right password earns a stale challenge (and the
+/// metric says stale, not wrong password), never a 403.
+#[test]
+fn a_challenge_from_another_node_verifies_with_the_shared_secret_and_is_stale_without() {
+    let t0 = Instant::now();
+    let mut a = dispatcher_keyed(10, [1; 32]);
+    let mut b = dispatcher_keyed(10, [1; 32]);
+    let challenge = only_response(&feed(&mut a, t0, src(), &invite("x1", "z9hG4bKa", 1, "")));
+    let retry = authorized(&challenge, "x1", "z9hG4bKb", "pw", 1);
+    assert!(matches!(
+        feed(&mut b, t0, src(), &retry).as_slice(),
+        [Output::NewCall(n)] if n.call_id == "x1"
+    ));
+
+    let mut lone = dispatcher_keyed(10, [2; 32]);
+    for branch in ["z9hG4bKc", "z9hG4bKd"] {
+        let retry = authorized(&challenge, "x2", branch, "pw", 1);
+        let r = only_response(&feed(&mut lone, t0, src(), &retry));
+        assert_eq!(r.status, 407, "a fresh challenge, however often");
+        let value = r.headers.get(&HeaderName::ProxyAuthenticate).unwrap();
+        assert!(value.contains("stale=true"), "{value}");
+        assert_eq!(
+            stats(&mut lone),
+            vec![
+                Stat::AuthFailure(AuthFailure::StaleNonce),
+                Stat::InviteResponse(407)
+            ]
+        );
+    }
+    // The wrong password over that foreign nonce is still a wrong password.
+    let guess = authorized(&challenge, "x3", "z9hG4bKe", "guess", 1);
+    assert_eq!(
+        only_response(&feed(&mut lone, t0, src(), &guess)).status,
+        407
+    );
+    assert_eq!(
+        stats(&mut lone)[0],
+        Stat::AuthFailure(AuthFailure::WrongCredentials)
+    );
 }

@@ -8,7 +8,9 @@ use bytes::Bytes;
 
 use super::*;
 use crate::sdp::{self, LocalMedia, SessionDescription};
-use crate::sip::auth::{Algorithm, AuthError, ChallengeKind, DigestConfig, DigestServer};
+use crate::sip::auth::{
+    Algorithm, AuthError, ChallengeKind, DigestConfig, DigestServer, NonceClock,
+};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
 
 const USER: &str = "ai-voice-agent";
@@ -109,7 +111,7 @@ fn server(kind: ChallengeKind, alg: Algorithm, qop: bool) -> DigestServer {
         kind,
         ..DigestConfig::default()
     };
-    DigestServer::new(cfg, [7; 32], Instant::now())
+    DigestServer::new(cfg, [7; 32], 1, NonceClock::system(Instant::now()))
 }
 
 fn challenge(invite: &Request, digest: &DigestServer, now: Instant, stale: bool) -> Message {

@@ -23,7 +23,7 @@ use md5::{Digest, Md5};
 use sha2::Sha256;
 
 pub use client::{respond, Challenge};
-pub use server::{DigestConfig, DigestServer, Verified, MAX_TRACKED_NONCES};
+pub use server::{nonce_key, DigestConfig, DigestServer, NonceClock, Verified, MAX_TRACKED_NONCES};
 
 /// A digest hash algorithm. The `-sess` variants are not supported: they exist so a server can
 /// precompute HA1 with a third party, which a SIP gateway holding the password does not need.
@@ -118,10 +118,14 @@ pub enum AuthError {
     /// The credentials name a user the lookup does not know.
     #[error("unknown user {0:?}")]
     UnknownUser(String),
-    /// The nonce (or the opaque) was not issued by this server, or by this run of it: answer
-    /// with a fresh challenge.
-    #[error("nonce not issued by this server")]
+    /// The nonce has a shape no sipbridge node issues: answer with a fresh challenge.
+    #[error("malformed nonce")]
     BadNonce,
+    /// The password was right but the nonce (or the opaque) was issued under another secret:
+    /// by another node that does not share `sip.nonce_secret_env`, or before a restart. A
+    /// stale challenge (`stale=true`), not a wrong password.
+    #[error("nonce issued by another node or an earlier run")]
+    ForeignNonce,
     /// The password was right but the nonce has expired: answer with a fresh challenge that
     /// carries `stale=true`, so the client retries without asking its user again.
     #[error("nonce expired")]

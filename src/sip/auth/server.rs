@@ -1,11 +1,11 @@
 //! The server half: stateless HMAC nonces, response verification, nonce-count replay tracking.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::params::{self, push_quoted, DigestParams};
@@ -20,7 +20,7 @@ pub const MAX_TRACKED_NONCES: usize = 100_000;
 
 /// Bytes of the HMAC tag kept in a nonce: 128 bits, beyond guessing.
 const TAG_LEN: usize = 16;
-/// Issue time (8) + sequence (8) + tag.
+/// Issue time (8) + node (4) + sequence (4) + tag.
 const NONCE_LEN: usize = 16 + TAG_LEN;
 /// `seen` value for a nonce answered without `qop`: no later use is acceptable.
 const USED_WITHOUT_QOP: u64 = u64::MAX;
@@ -62,25 +62,67 @@ pub struct Verified {
     pub username: String,
 }
 
-/// Identifies one issued nonce: (issue time in ms since the epoch, sequence number). Ordered by
-/// issue time, so the oldest entries are the first in the map.
+/// Identifies one issued nonce: (issue time in Unix ms, node << 32 | sequence number). Ordered
+/// by issue time, so the oldest entries are the first in the map.
 type NonceId = (u64, u64);
+
+/// The wall clock as the digest core sees it: the Unix time at `epoch`. Nonces carry their
+/// wall-clock issue time so that nodes sharing a secret agree on a nonce's age; the core itself
+/// is only ever given `Instant`s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NonceClock {
+    pub epoch: Instant,
+    /// Milliseconds since 1970 at `epoch`.
+    pub unix_ms_at_epoch: u64,
+}
+
+impl NonceClock {
+    /// `epoch` paired with the system clock now: for the driver, once at start.
+    pub fn system(epoch: Instant) -> NonceClock {
+        let since = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        NonceClock {
+            epoch,
+            unix_ms_at_epoch: millis(since),
+        }
+    }
+}
+
+/// The HMAC key for nonces: derived from a secret the nodes of a cluster share
+/// (`sip.nonce_secret_env`), or 32 random bytes for a node of its own.
+pub fn nonce_key(shared: Option<&str>) -> [u8; 32] {
+    match shared {
+        Some(s) => {
+            let mut h = Sha256::new();
+            h.update(b"sipbridge digest nonce key v1\0");
+            h.update(s.as_bytes());
+            h.finalize().into()
+        }
+        None => rand::random(),
+    }
+}
 
 /// Issues challenges and verifies credentials for one realm.
 ///
-/// Nonces are stateless: `hex(issue_ms || seq || HMAC-SHA256(secret, issue_ms || seq || realm)[..16])`.
-/// The sequence number makes nonces issued in the same millisecond distinct, so two callers
-/// never share a nonce-count space. Only nonces that have been *used with the right password*
-/// are remembered (for nonce-count replay), so a flood of unauthenticated requests costs no
-/// memory. A restart changes the secret, which invalidates every outstanding nonce (clients get
-/// [`AuthError::BadNonce`] and a fresh challenge).
+/// Nonces are stateless: `hex(unix_ms || node || seq || HMAC-SHA256(secret, unix_ms || node ||
+/// seq || realm)[..16])`. The wall-clock time lets every node sharing the secret judge a
+/// nonce's age; the node id (random per process) and the sequence number keep nonces issued in
+/// the same millisecond distinct across nodes and callers, so no two callers share a
+/// nonce-count space. Only nonces that have been *used with the right password* are remembered
+/// (for nonce-count replay), so a flood of unauthenticated requests costs no memory; that
+/// memory is per node, so a request replayed to *another* node of a cluster is caught only by
+/// the nonce's age. A nonce of another secret (a node without the shared one, or a run before
+/// a restart) answered with the right password is [`AuthError::ForeignNonce`]: a stale
+/// challenge, never a wrong password.
 pub struct DigestServer {
     cfg: DigestConfig,
     mac: HmacSha256,
-    epoch: Instant,
+    clock: NonceClock,
+    node: u32,
     opaque: String,
     // Atomic only because `challenges` takes `&self`; the core is still single-owner.
-    next_seq: AtomicU64,
+    next_seq: AtomicU32,
     /// Highest nonce-count accepted per used nonce.
     pub(super) seen: BTreeMap<NonceId, u64>,
     /// Every nonce at or below this id that is not in `seen` was evicted while still fresh: it
@@ -90,9 +132,10 @@ pub struct DigestServer {
 }
 
 impl DigestServer {
-    /// `secret`: the random key for the HMAC nonces (the caller generates 32 random bytes);
-    /// `epoch`: the `Instant` nonce times are measured from.
-    pub fn new(mut cfg: DigestConfig, secret: [u8; 32], epoch: Instant) -> Self {
+    /// `secret`: the key for the HMAC nonces ([`nonce_key`]); `node`: this process's id in
+    /// the nonces (random, so two nodes sharing the secret never issue the same nonce);
+    /// `clock`: how the `Instant`s given later map to wall-clock time.
+    pub fn new(mut cfg: DigestConfig, secret: [u8; 32], node: u32, clock: NonceClock) -> Self {
         if cfg.algorithms.is_empty() {
             cfg.algorithms.push(Algorithm::Md5);
         }
@@ -114,9 +157,10 @@ impl DigestServer {
         DigestServer {
             cfg,
             mac,
-            epoch,
+            clock,
+            node,
             opaque,
-            next_seq: AtomicU64::new(0),
+            next_seq: AtomicU32::new(0),
             seen: BTreeMap::new(),
             evicted_up_to: None,
             max_tracked: MAX_TRACKED_NONCES,
@@ -174,10 +218,14 @@ impl DigestServer {
     ///   clients built against qop-less challenges produce it, and refusing it would fail
     ///   calls for no gain because such a nonce is accepted only once (see
     ///   [`AuthError::Replay`]), which is all that `nc` would have bought.
-    /// - Order of checks: syntax, realm, algorithm, opaque and nonce authenticity, user,
-    ///   response, then freshness and replay. Freshness and replay are only judged on a
-    ///   correct response, so `StaleNonce`/`Replay` tell the caller the password was right,
-    ///   and forged requests can never advance a nonce-count to lock a real client out.
+    /// - Order of checks: syntax (the nonce's shape included), realm, algorithm, user,
+    ///   response, then the nonce's authenticity (and the opaque's), freshness and replay.
+    ///   Those three are only judged on a correct response, so `ForeignNonce`, `StaleNonce`
+    ///   and `Replay` tell the caller the password was right (a balancer that sent the retry
+    ///   to another node is not a password guess), and forged requests can never advance a
+    ///   nonce-count to lock a real client out. Checking the password over a nonce we may not
+    ///   have issued costs one hash, the same as the HMAC it replaces, and tells a guesser
+    ///   nothing a fresh challenge of ours would not.
     /// - `username*` (RFC 7616 §3.4.4, UTF-8 ext-value) is accepted; `userhash=true` is refused
     ///   because it is never offered.
     pub fn verify(
@@ -215,12 +263,7 @@ impl DigestServer {
             }
             Some(q) => return Err(AuthError::Malformed(format!("qop {q:?} was not offered"))),
         };
-        if let Some(o) = p.get("opaque") {
-            if !bool::from(o.as_bytes().ct_eq(self.opaque.as_bytes())) {
-                return Err(AuthError::BadNonce);
-            }
-        }
-        let id = self.check_nonce(nonce)?;
+        let raw = decode_nonce(nonce)?;
         let password = lookup(&username).ok_or_else(|| AuthError::UnknownUser(username.clone()))?;
 
         let expected = digest_response_hex(&DigestInput {
@@ -236,10 +279,20 @@ impl DigestServer {
         if !response_matches(expected.as_bytes(), response.as_bytes()) {
             return Err(AuthError::BadResponse { username });
         }
+        let opaque_ok = p
+            .get("opaque")
+            .is_none_or(|o| bool::from(o.as_bytes().ct_eq(self.opaque.as_bytes())));
+        let tag = self.tag(&raw[..16]);
+        if !opaque_ok || !bool::from(tag.ct_eq(&raw[16..])) {
+            return Err(AuthError::ForeignNonce);
+        }
+        let id = nonce_id(&raw);
 
-        let now_ms = self.ms_since_epoch(now);
+        let now_ms = self.unix_ms(now);
         let ttl_ms = millis(self.cfg.nonce_ttl);
-        if now_ms.saturating_sub(id.0) > ttl_ms {
+        // Nodes' clocks differ a little, so a nonce from slightly ahead is fine; one from
+        // further ahead than a whole lifetime is not.
+        if now_ms.saturating_sub(id.0) > ttl_ms || id.0.saturating_sub(now_ms) > ttl_ms {
             return Err(AuthError::StaleNonce);
         }
         self.record_use(id, qop.map(|(_, n)| n), now_ms.saturating_sub(ttl_ms))?;
@@ -251,16 +304,21 @@ impl DigestServer {
         self.seen.len()
     }
 
-    fn ms_since_epoch(&self, now: Instant) -> u64 {
-        millis(now.saturating_duration_since(self.epoch))
+    /// `now` on the wall clock, in Unix milliseconds.
+    fn unix_ms(&self, now: Instant) -> u64 {
+        let since = millis(now.saturating_duration_since(self.clock.epoch));
+        self.clock.unix_ms_at_epoch.saturating_add(since)
     }
 
     fn issue_nonce(&self, now: Instant) -> String {
-        let ms = self.ms_since_epoch(now);
+        let ms = self.unix_ms(now);
+        // Wrapping is harmless: the same sequence number comes back 2^32 nonces later, never
+        // within one millisecond.
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let mut raw = [0u8; NONCE_LEN];
         raw[..8].copy_from_slice(&ms.to_be_bytes());
-        raw[8..16].copy_from_slice(&seq.to_be_bytes());
+        raw[8..12].copy_from_slice(&self.node.to_be_bytes());
+        raw[12..16].copy_from_slice(&seq.to_be_bytes());
         let tag = self.tag(&raw[..16]);
         raw[16..].copy_from_slice(&tag);
         hex::encode(raw)
@@ -274,24 +332,6 @@ impl DigestServer {
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&full[..TAG_LEN]);
         tag
-    }
-
-    /// Authenticates a nonce and returns its id; `BadNonce` for anything this server did not
-    /// issue (with this secret and realm).
-    fn check_nonce(&self, nonce: &str) -> Result<NonceId, AuthError> {
-        let mut raw = [0u8; NONCE_LEN];
-        if nonce.len() != NONCE_LEN * 2 || hex::decode_to_slice(nonce, &mut raw).is_err() {
-            return Err(AuthError::BadNonce);
-        }
-        let tag = self.tag(&raw[..16]);
-        if !bool::from(tag.ct_eq(&raw[16..])) {
-            return Err(AuthError::BadNonce);
-        }
-        let mut ms = [0u8; 8];
-        let mut seq = [0u8; 8];
-        ms.copy_from_slice(&raw[..8]);
-        seq.copy_from_slice(&raw[8..16]);
-        Ok((u64::from_be_bytes(ms), u64::from_be_bytes(seq)))
     }
 
     /// Accepts `nc` for nonce `id` only if it is higher than every nc accepted before (a
@@ -343,6 +383,23 @@ impl std::fmt::Debug for DigestServer {
             .field("tracked_nonces", &self.seen.len())
             .finish_non_exhaustive()
     }
+}
+
+/// A nonce's bytes, or `BadNonce` when it has a shape no sipbridge node issues.
+fn decode_nonce(nonce: &str) -> Result<[u8; NONCE_LEN], AuthError> {
+    let mut raw = [0u8; NONCE_LEN];
+    if nonce.len() != NONCE_LEN * 2 || hex::decode_to_slice(nonce, &mut raw).is_err() {
+        return Err(AuthError::BadNonce);
+    }
+    Ok(raw)
+}
+
+fn nonce_id(raw: &[u8; NONCE_LEN]) -> NonceId {
+    let mut ms = [0u8; 8];
+    let mut rest = [0u8; 8];
+    ms.copy_from_slice(&raw[..8]);
+    rest.copy_from_slice(&raw[8..16]);
+    (u64::from_be_bytes(ms), u64::from_be_bytes(rest))
 }
 
 fn millis(d: Duration) -> u64 {

@@ -9,6 +9,14 @@ pub(super) fn users(name: &str) -> Option<String> {
     (name == "ai-voice-agent").then(|| "s3cret-Passw0rd".to_owned())
 }
 
+/// A wall clock for tests: 2027-01-15, whatever the machine says.
+pub(super) fn clock(epoch: Instant) -> NonceClock {
+    NonceClock {
+        epoch,
+        unix_ms_at_epoch: 1_800_000_000_000,
+    }
+}
+
 pub(super) fn server(algorithms: Vec<Algorithm>, qop: bool) -> (DigestServer, Instant) {
     let epoch = Instant::now();
     let cfg = DigestConfig {
@@ -17,7 +25,7 @@ pub(super) fn server(algorithms: Vec<Algorithm>, qop: bool) -> (DigestServer, In
         qop,
         ..DigestConfig::default()
     };
-    (DigestServer::new(cfg, SECRET, epoch), epoch)
+    (DigestServer::new(cfg, SECRET, 1, clock(epoch)), epoch)
 }
 
 /// Challenges, parses the first challenge and answers it as `user`/`password` would.
@@ -235,7 +243,7 @@ fn realm_is_quoted_with_escapes() {
         ..DigestConfig::default()
     };
     let epoch = Instant::now();
-    let mut srv = DigestServer::new(cfg.clone(), SECRET, epoch);
+    let mut srv = DigestServer::new(cfg.clone(), SECRET, 1, clock(epoch));
     let ch = Challenge::parse(&srv.challenges(epoch, false)[0]).unwrap();
     assert_eq!(ch.realm, cfg.realm);
     let creds = respond(
@@ -394,9 +402,10 @@ fn foreign_or_tampered_nonce_and_opaque() {
         "c",
         1,
     );
+    // Answered over the tampered nonce with the right password: not ours, not a wrong password.
     assert_eq!(
         srv.verify(epoch, "INVITE", &creds, users),
-        Err(AuthError::BadNonce)
+        Err(AuthError::ForeignNonce)
     );
 
     for bad in ["", "zz", "dcd98b7102dd2f0e8b11d0f600bfb0c093"] {
@@ -420,13 +429,20 @@ fn foreign_or_tampered_nonce_and_opaque() {
         );
     }
 
-    // A nonce and opaque from a server with another secret (e.g. before a restart).
-    let other = DigestServer::new(srv.config().clone(), [8; 32], epoch);
+    // A nonce and opaque from a server with another secret (another node without the shared
+    // secret, or before a restart): a stale challenge with the right password, and still a
+    // wrong password with the wrong one.
+    let other = DigestServer::new(srv.config().clone(), [8; 32], 2, clock(epoch));
     let (_, creds) = answer(&other, epoch, "ai-voice-agent", "s3cret-Passw0rd", 1);
     assert_eq!(
         srv.verify(epoch, "INVITE", &creds, users),
-        Err(AuthError::BadNonce)
+        Err(AuthError::ForeignNonce)
     );
+    let (_, creds) = answer(&other, epoch, "ai-voice-agent", "guess", 1);
+    assert!(matches!(
+        srv.verify(epoch, "INVITE", &creds, users),
+        Err(AuthError::BadResponse { .. })
+    ));
 
     // Our nonce with someone else's opaque; opaque omitted is fine.
     let c = Challenge {
@@ -444,7 +460,7 @@ fn foreign_or_tampered_nonce_and_opaque() {
     );
     assert_eq!(
         srv.verify(epoch, "INVITE", &creds, users),
-        Err(AuthError::BadNonce)
+        Err(AuthError::ForeignNonce)
     );
     let c = Challenge { opaque: None, ..ch };
     let creds = respond(
@@ -466,7 +482,7 @@ fn same_secret_other_realm_is_not_ours() {
         realm: "other".to_owned(),
         ..DigestConfig::default()
     };
-    let mut srv_b = DigestServer::new(cfg, SECRET, epoch);
+    let mut srv_b = DigestServer::new(cfg, SECRET, 2, clock(epoch));
     let ch = Challenge::parse(&srv_a.challenges(epoch, false)[0]).unwrap();
     let moved = Challenge {
         realm: "other".to_owned(),
@@ -484,8 +500,69 @@ fn same_secret_other_realm_is_not_ours() {
     );
     assert_eq!(
         srv_b.verify(epoch, "INVITE", &creds, users),
-        Err(AuthError::BadNonce)
+        Err(AuthError::ForeignNonce)
     );
+}
+
+/// Nodes behind one balancer share the secret: a challenge from one verifies on another, their
+/// nonces never collide, and age is judged on the wall clock both carry.
+#[test]
+fn nodes_sharing_a_secret_verify_each_others_nonces_by_wall_clock_age() {
+    let epoch = Instant::now();
+    let cfg = server(vec![Algorithm::Md5], true).0.config().clone();
+    let a = DigestServer::new(cfg.clone(), SECRET, 0xa, clock(epoch));
+    // B started 100 s after A; its epoch Instant says nothing about A's.
+    let b_epoch = epoch + Duration::from_secs(100);
+    let b_clock = NonceClock {
+        epoch: b_epoch,
+        unix_ms_at_epoch: 1_800_000_100_000,
+    };
+    let mut b = DigestServer::new(cfg.clone(), SECRET, 0xb, b_clock);
+
+    // Same millisecond, same sequence number, different nodes: different nonces.
+    let na = Challenge::parse(&a.challenges(b_epoch, false)[0])
+        .unwrap()
+        .nonce;
+    let nb = Challenge::parse(&b.challenges(b_epoch, false)[0])
+        .unwrap()
+        .nonce;
+    assert_eq!(na[..16], nb[..16], "issued in the same millisecond");
+    assert_ne!(na, nb);
+
+    let t = epoch + Duration::from_secs(150);
+    let (_, creds) = answer(&a, t, "ai-voice-agent", "s3cret-Passw0rd", 1);
+    assert!(b.verify(t, "INVITE", &creds, users).is_ok());
+    // Replay protection is per node: B remembers the use...
+    assert_eq!(b.verify(t, "INVITE", &creds, users), Err(AuthError::Replay));
+    // ...and age is judged on wall-clock time: 301 s after A issued it, B finds it stale.
+    let (_, creds) = answer(&a, t, "ai-voice-agent", "s3cret-Passw0rd", 1);
+    let late = t + cfg.nonce_ttl + Duration::from_secs(1);
+    assert_eq!(
+        b.verify(late, "INVITE", &creds, users),
+        Err(AuthError::StaleNonce)
+    );
+    // A node whose clock runs a whole lifetime behind the issuer's finds it stale too.
+    let behind = NonceClock {
+        epoch,
+        unix_ms_at_epoch: 1_800_000_000_000 - 400_000,
+    };
+    let mut c = DigestServer::new(cfg, SECRET, 0xc, behind);
+    let (_, creds) = answer(&a, epoch, "ai-voice-agent", "s3cret-Passw0rd", 1);
+    assert_eq!(
+        c.verify(epoch, "INVITE", &creds, users),
+        Err(AuthError::StaleNonce)
+    );
+}
+
+#[test]
+fn a_shared_secret_gives_one_key_and_none_a_random_one() {
+    let s = "0123456789abcdef0123456789abcdef";
+    assert_eq!(nonce_key(Some(s)), nonce_key(Some(s)));
+    assert_ne!(
+        nonce_key(Some(s)),
+        nonce_key(Some("0123456789abcdef0123456789abcdeF"))
+    );
+    assert_ne!(nonce_key(None), nonce_key(None));
 }
 
 #[test]
