@@ -306,6 +306,15 @@ impl CallCore {
                 self.ist.on_request_retransmit(now);
                 self.drain_ist(now);
             }
+            // RFC 3261 8.2.2.2: our INVITE again (same From tag and CSeq, no To tag) on another
+            // branch came round a loop or a fork of the proxies in front: 482, once.
+            Method::Invite
+                if req.headers.to_tag().is_none()
+                    && req.cseq().map(|c| c.seq) == Some(self.invite_cseq)
+                    && req.headers.from_tag() == self.invite.headers.from_tag() =>
+            {
+                self.respond_stateless(&req, 482, src);
+            }
             Method::Ack => self.handle_ack(now, &req, &branch),
             Method::Cancel => self.handle_cancel(now, req, branch, src),
             _ => self.handle_in_dialog(now, req, branch, src),

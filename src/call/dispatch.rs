@@ -16,11 +16,15 @@ use crate::call::core::ALLOW;
 use crate::config::{Route, Trunk};
 use crate::metrics::AuthFailure;
 use crate::routing::{Admission, Admitted, Router};
+use crate::sip::dialog::Dialog;
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
 use crate::sip::transaction::{InviteServer, NonInviteServer, ServerKey, Timers};
 
 /// Seconds a caller should wait before retrying when we are full or draining.
 const RETRY_AFTER_SECS: u32 = 5;
+
+/// Vias a new INVITE may carry: Twilio's edge adds two or three, a proxy in front one more.
+const MAX_VIAS: usize = 16;
 
 #[derive(Debug)]
 pub enum Output {
@@ -244,7 +248,15 @@ impl Dispatcher {
     }
 
     fn new_invite(&mut self, now: Instant, req: Request, src: SocketAddr, key: Option<ServerKey>) {
-        if req.max_forwards() == Some(0) {
+        // Max-Forwards spent, or more hops than any sane path (a loop between proxies that
+        // do not decrement it): refuse before the answer grows with every hop.
+        if req.max_forwards() == Some(0)
+            || req
+                .headers
+                .get_all(&HeaderName::Via)
+                .nth(MAX_VIAS)
+                .is_some()
+        {
             let r = Response::for_request(&req, 483, None);
             return self.respond(now, &req, src, key, r);
         }
@@ -266,6 +278,15 @@ impl Dispatcher {
             || req.headers.get(&HeaderName::Authorization).is_some();
         match self.router.admit(now, &req, src.ip()) {
             Admission::Accept(admitted) => {
+                // A dialog this INVITE could not build (a From without tag, no Contact, a
+                // mangled Record-Route) is refused now, with the reason, before any call or
+                // agent exists; only admitted INVITEs pay for the check.
+                if let Err(e) = Dialog::new_uas(&req, "-") {
+                    self.counters.rejected += 1;
+                    let mut r = Response::for_request(&req, 400, None);
+                    r.reason = printable(&format!("Bad Request ({e})"));
+                    return self.respond(now, &req, src, key, r);
+                }
                 let call_id = req.call_id().unwrap_or_default().to_string();
                 self.calls.insert(call_id.clone(), true);
                 self.active += 1;
@@ -432,6 +453,20 @@ impl Ord for Due {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.cmp(&other.0)
     }
+}
+
+/// `text` fit for a reason phrase: printable ASCII only, at most 120 bytes.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(120)
+        .collect()
 }
 
 fn server_key(req: &Request) -> Option<ServerKey> {

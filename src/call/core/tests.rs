@@ -185,6 +185,20 @@ fn lost_ack_hangs_up_through_the_record_route() {
     );
 }
 
+/// The same INVITE on another branch (a proxy loop or fork) is a merged request: 482, and the
+/// call goes on.
+#[test]
+fn the_invite_looping_back_on_another_branch_gets_482() {
+    let t0 = Instant::now();
+    let mut core = new_call(t0);
+    sent(&mut core);
+    let looped = invite("c1", "z9hG4bKloop", 7, "");
+    core.handle_message(t0, Message::Request(looped), src());
+    assert_eq!(statuses(&sent(&mut core)), vec![482]);
+    core.answer(t0, "v=0\r\n".into());
+    assert_eq!(statuses(&sent(&mut core)), vec![200]);
+}
+
 #[test]
 fn cancel_before_answer_gives_200_and_487() {
     let t0 = Instant::now();

@@ -223,6 +223,32 @@ fn a_draining_gateway_answers_options_503_but_serves_its_calls() {
     assert_eq!(only_response(&feed(&mut d, t0, esip, &probe)).status, 200);
 }
 
+/// What a broken proxy in front can do to an INVITE gets a clear answer at once, never a call
+/// whose dialog cannot work.
+#[test]
+fn mangled_record_route_and_too_many_hops_are_refused_clearly() {
+    let mut d = dispatcher(10);
+    let esip: SocketAddr = "10.9.1.1:5060".parse().unwrap();
+    let t0 = Instant::now();
+    let mangled = invite("rr", "z9hG4bKrr", 1, "Record-Route: <sip:10.0.0.1;lr\r\n");
+    let r = only_response(&feed(&mut d, t0, esip, &mangled));
+    assert_eq!(r.status, 400);
+    assert!(r.reason.contains("Record-Route"), "{}", r.reason);
+
+    let vias: String = (0..16)
+        .map(|i| format!("Via: SIP/2.0/UDP 10.1.0.{i}:5060;branch=z9hG4bKhop{i}\r\n"))
+        .collect();
+    let looped = invite("hops", "z9hG4bKh", 1, &vias);
+    assert_eq!(only_response(&feed(&mut d, t0, esip, &looped)).status, 483);
+    let spent = invite("mf", "z9hG4bKmf", 1, "").to_bytes();
+    let spent = String::from_utf8(spent.to_vec())
+        .unwrap()
+        .replace("Max-Forwards: 68", "Max-Forwards: 0");
+    let spent = crate::sip::testing::parse_request(spent.as_bytes());
+    assert_eq!(only_response(&feed(&mut d, t0, esip, &spent)).status, 483);
+    assert_eq!(d.active_calls(), 0);
+}
+
 #[test]
 fn out_of_dialog_requests() {
     let mut d = dispatcher(10);
