@@ -97,6 +97,9 @@ pub struct TwilioSettings {
     pub public_url: Option<String>,
     /// The Twilio edge named in the `<Sip>` URI the webhook returns.
     pub edge: Option<String>,
+    /// `host[:port]` the webhook's `<Sip>` URI dials: the proxy in front of a cluster; `None`
+    /// dials this node at `sip.public_addr`.
+    pub sip_host: Option<String>,
 }
 
 impl fmt::Debug for TwilioSettings {
@@ -397,6 +400,21 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// A `host` or `host:port` that makes a SIP URI (`sip:HOST`), or a problem naming `key`.
+    fn sip_host_port(&mut self, v: &Spanned<String>, key: &str) -> Option<String> {
+        let s = v.get_ref().trim();
+        let as_uri = crate::sip::uri::Uri::parse(&format!("sip:{s}"));
+        if s.is_empty()
+            || s.contains(char::is_whitespace)
+            || s.contains(['<', '>', ';', '@'])
+            || as_uri.is_err()
+        {
+            self.problem(v.span(), key, "expected a host or host:port");
+            return None;
+        }
+        Some(s.to_string())
+    }
+
     /// A socket address value, or a problem naming `key` with an example.
     fn listen(
         &mut self,
@@ -507,6 +525,7 @@ mod raw {
         pub auth_token_env: Option<Spanned<String>>,
         pub public_url: Option<Spanned<String>>,
         pub edge: Option<Spanned<String>>,
+        pub sip_host: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize)]
@@ -548,17 +567,7 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
         config.sip.listen = a;
     }
     if let Some(v) = &raw.sip.public_addr {
-        let s = v.get_ref().trim();
-        let as_uri = crate::sip::uri::Uri::parse(&format!("sip:{s}"));
-        if s.is_empty()
-            || s.contains(char::is_whitespace)
-            || s.contains(['<', '>', ';', '@'])
-            || as_uri.is_err()
-        {
-            ctx.problem(v.span(), "sip.public_addr", "expected a host or host:port");
-        } else {
-            config.sip.public_addr = Some(s.to_string());
-        }
+        config.sip.public_addr = ctx.sip_host_port(v, "sip.public_addr");
     }
     if let Some(v) = &raw.sip.realm {
         let s = v.get_ref();
@@ -664,6 +673,9 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
                  \"https://gw.example.com\" (no query)",
             ),
         }
+    }
+    if let Some(v) = &raw.twilio.sip_host {
+        config.twilio.sip_host = ctx.sip_host_port(v, "twilio.sip_host");
     }
     if let Some(v) = &raw.twilio.edge {
         let edge = v.get_ref().trim();

@@ -252,3 +252,29 @@ async fn without_a_public_address_or_a_serving_trunk_there_is_nothing_to_dial() 
     );
     gw.stop().await;
 }
+
+/// Behind a proxy (docs/scaling.md) the `<Sip>` URI must name the proxy, never the node that
+/// happened to serve the webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_the_twiml_dials_twilio_sip_host() {
+    let twilio = "public_url = \"https://mycompany.com\"\nsip_host = \"sip.example.com:5070\"";
+    for public_addr in [false, true] {
+        let gw = start(twilio, public_addr).await;
+        let sig = sign(TOKEN, "https://mycompany.com/twilio/voice", &PARAMS);
+        let r = post_form(
+            &gw,
+            "/twilio/voice",
+            &[("X-Twilio-Signature", &sig)],
+            &PARAMS,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            r.body
+                .contains(">sip:+18005551212@sip.example.com:5070;transport=udp</Sip>"),
+            "{}",
+            r.body
+        );
+        gw.stop().await;
+    }
+}

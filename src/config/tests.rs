@@ -273,3 +273,11 @@ fn nonce_secret_comes_from_the_environment_and_is_long_enough() {
         assert!(!p.message.contains("too-short"), "{p:?}");
     }
 }
+
+#[test]
+fn twilio_sip_host_is_a_host_or_host_port() {
+    let c = parse_ok("[twilio]\nsip_host = \"sip.example.com:5080\"\n");
+    assert_eq!(c.twilio.sip_host.as_deref(), Some("sip.example.com:5080"));
+    let p = problems("[twilio]\nedge = \"dublin\"\nsip_host = \"sip:proxy;lr\"\n");
+    assert_eq!((p[0].key.as_str(), p[0].line), ("twilio.sip_host", 3));
+}

@@ -228,13 +228,9 @@ fn sip_host(public_addr: &str, sip_port: u16) -> String {
     }
 }
 
-/// The TwiML that dials this gateway for a call to `to`, or why there is none.
-pub fn dial_twiml(
-    config: &Config,
-    public_addr: &str,
-    sip_port: u16,
-    to: &str,
-) -> Result<String, String> {
+/// The TwiML that dials `target` (`host[:port]`: this gateway, or the proxy in front of it)
+/// for a call to `to`, or why there is none.
+pub fn dial_twiml(config: &Config, target: &str, to: &str) -> Result<String, String> {
     let user = dial_user(to).ok_or_else(|| format!("called number {to:?} is not dialable"))?;
     let number = normalize_number(&user);
     let trunk = config
@@ -245,10 +241,7 @@ pub fn dial_twiml(
     let Some(creds) = &trunk.credentials else {
         return Err(format!("trunk {:?} has no credentials", trunk.name));
     };
-    let mut uri = format!(
-        "sip:{user}@{};transport=udp",
-        sip_host(public_addr, sip_port)
-    );
+    let mut uri = format!("sip:{user}@{target};transport=udp");
     if let Some(edge) = edge_for(config.twilio.edge.as_deref(), &user) {
         uri.push_str(";edge=");
         uri.push_str(edge);
@@ -322,15 +315,20 @@ pub async fn voice(
     let call_sid = param("CallSid").unwrap_or("");
     let span = tracing::info_span!("webhook", twilio_sid = %call_sid);
     let _enter = span.enter();
-    let Some(public_addr) = shared.public_addr.as_deref() else {
-        tracing::error!("TwiML webhook: sip.public_addr is not set, so there is no address for Twilio to dial: 503");
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "sip.public_addr is not configured: there is no address to put in <Sip>",
-        );
+    // Behind a proxy the <Sip> URI names the proxy (twilio.sip_host), as given; else this node.
+    let target = match (&config.twilio.sip_host, shared.public_addr.as_deref()) {
+        (Some(proxy), _) => proxy.clone(),
+        (None, Some(public_addr)) => sip_host(public_addr, shared.sip_port),
+        (None, None) => {
+            tracing::error!("TwiML webhook: neither twilio.sip_host nor sip.public_addr is set, so there is no address for Twilio to dial: 503");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sip.public_addr is not configured: there is no address to put in <Sip>",
+            );
+        }
     };
     let to = param("To").or_else(|| param("Called")).unwrap_or("");
-    match dial_twiml(config, public_addr, shared.sip_port, to) {
+    match dial_twiml(config, &target, to) {
         Ok(twiml) => {
             tracing::info!(to, "TwiML webhook: dialling the gateway");
             xml(twiml)
