@@ -254,6 +254,7 @@ impl FakeEvi {
 async fn serve(shared: Arc<Shared>, tcp: TcpStream) {
     let seen: Arc<Mutex<ConnRecord>> = Arc::default();
     let s2 = seen.clone();
+    let shared2 = shared.clone();
     // tungstenite's callback signature fixes the error type.
     #[allow(clippy::result_large_err)]
     let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
@@ -266,6 +267,9 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) {
         rec.query = parse_query(req.uri().query().unwrap_or(""));
         if rec.api_key.as_deref() != Some(API_KEY) {
             rec.rejected = true;
+            // Recorded before the 401 leaves: the gateway may turn it into the caller's 503,
+            // and the test read the record, before this task runs again.
+            shared2.conns.lock().unwrap().push(rec.clone());
             let mut err = ErrorResponse::new(Some("Invalid API key".into()));
             *err.status_mut() = StatusCode::UNAUTHORIZED;
             return Err(err);
@@ -277,7 +281,9 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) {
     let ws = match ws {
         Ok(ws) => ws,
         Err(_) => {
-            shared.conns.lock().unwrap().push(conn_rec);
+            if !conn_rec.rejected {
+                shared.conns.lock().unwrap().push(conn_rec);
+            }
             return;
         }
     };
