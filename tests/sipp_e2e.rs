@@ -3,94 +3,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::sipp::{explain, fixture, Sipp};
 use common::*;
 use sipbridge::codec::g711::Law;
 use sipbridge::media::rtp;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/sipp")
-        .join(name)
-}
-
-struct Sipp {
-    args: Vec<String>,
-}
-
-impl Sipp {
-    fn new(target: std::net::SocketAddr, scenario: &Path) -> Sipp {
-        let args = [
-            target.to_string(),
-            "-sf".into(),
-            scenario.display().to_string(),
-            "-s".into(),
-            "+447846855904".into(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            free_udp_port().to_string(),
-            "-mp".into(),
-            free_udp_port().to_string(),
-            "-nostdin".into(),
-            "-timeout".into(),
-            "60s".into(),
-            "-timeout_error".into(),
-            "-recv_timeout".into(),
-            "10s".into(),
-        ]
-        .into_iter()
-        .collect();
-        Sipp { args }
-    }
-
-    fn arg(mut self, k: &str, v: impl ToString) -> Sipp {
-        self.args.push(k.into());
-        self.args.push(v.to_string());
-        self
-    }
-
-    fn key(self, k: &str, v: impl ToString) -> Sipp {
-        self.arg("-key", k).arg_raw(v.to_string())
-    }
-
-    fn arg_raw(mut self, v: String) -> Sipp {
-        self.args.push(v);
-        self
-    }
-
-    async fn run(self) -> Output {
-        let args = self.args.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new("sipp")
-                .args(&args)
-                .stdin(Stdio::null())
-                .output()
-                .expect("sipp not found: the test command installs Debian's sip-tester")
-        })
-        .await
-        .expect("sipp thread")
-    }
-}
-
-fn explain(out: &Output) -> String {
-    format!(
-        "sipp exit {:?}\nstdout (tail):\n{}\nstderr:\n{}",
-        out.status.code(),
-        tail(&String::from_utf8_lossy(&out.stdout), 40),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
 
 /// Where the echo comes back: the SDP's m= port points here, and every packet is checked.
 struct EchoSink {
@@ -151,7 +71,7 @@ impl EchoSink {
 
 async fn echo_call(law: Law, codecs: &str) {
     let gw = gateway("").await;
-    let dir = tempdir();
+    let dir = temp_dir("sipp");
     let audio = dir.join("tone.raw");
     std::fs::write(&audio, tone(law, 2.0)).unwrap();
     let sink = EchoSink::start(law).await;
@@ -180,17 +100,6 @@ async fn echo_call(law: Law, codecs: &str) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn tempdir() -> PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "sipbridge-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pcmu_call_with_digest_auth_echoes_the_audio() {
     echo_call(Law::Mu, "0 8 101").await;
@@ -217,7 +126,7 @@ async fn wrong_password_never_gets_200() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_calls_at_ten_per_second_all_complete() {
     let gw = gateway("").await;
-    let dir = tempdir();
+    let dir = temp_dir("sipp");
     let audio = dir.join("tone.raw");
     std::fs::write(&audio, tone(Law::Mu, 1.0)).unwrap();
     // Every call's echo comes back to one sink; SIPp's exit status says every call completed.

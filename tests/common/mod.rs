@@ -1,5 +1,8 @@
-//! Shared pieces of the end-to-end tests: a gateway on loopback, free ports, test audio.
+//! Shared pieces of the end-to-end tests: a gateway on loopback, free ports, test audio,
+//! temp directories and SIPp.
 #![allow(dead_code)]
+
+pub mod sipp;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -85,4 +88,17 @@ pub fn echo_scenario(audio: &std::path::Path, pt: u8) -> std::path::PathBuf {
     let path = audio.with_extension("xml");
     std::fs::write(&path, text).expect("write scenario");
     path
+}
+
+/// A fresh directory of this test process for `tag`'s files.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    use std::sync::atomic::AtomicU32;
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "sipbridge-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

@@ -320,15 +320,7 @@ impl Drop for Gateway {
 
 /// A file in a fresh per-process temp dir.
 pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "sipbridge-ops-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
+    let p = crate::common::temp_dir("ops").join(name);
     std::fs::write(&p, text).unwrap();
     p
 }
