@@ -1,0 +1,526 @@
+//! The pieces of the Kamailio cluster test: the shipped deploy/kamailio/kamailio.cfg run as a
+//! child process with -A overrides, sipbridge nodes on their own loopback addresses, the
+//! project's caller (`sipbridge load`) as a child writing its JSON report, and a few raw SIP
+//! exchanges. Every child is killed by its PID (Kamailio by its process group) when dropped.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{rtp_range, PASSWORD, USER};
+use crate::ops_support::{get, metric, Gateway};
+
+/// The environment variable that holds the nodes' shared digest nonce secret.
+pub const SECRET_VAR: &str = "SIPBRIDGE_CLUSTER_NONCE_SECRET";
+pub const SECRET: &str = "cluster-test-nonce-secret-0123456789abcdef";
+/// Seconds between the proxy's OPTIONS probes of each node.
+pub const PROBE_SECS: u64 = 1;
+
+/// A child process killed (SIGKILL, by PID) and reaped when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kamailio
+
+pub struct Kamailio {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    ctl: String,
+    log: PathBuf,
+}
+
+impl Kamailio {
+    /// Runs deploy/kamailio/kamailio.cfg itself, in the foreground, logging to a file, with
+    /// `nodes` as dispatcher set 1 and 127.0.0.1 as the only extra trusted source.
+    pub fn start(dir: &Path, nodes: &[SocketAddr]) -> Kamailio {
+        let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kamailio/kamailio.cfg");
+        let list = dir.join("dispatcher.list");
+        let text: String = nodes.iter().map(|n| format!("1 sip:{n}\n")).collect();
+        std::fs::write(&list, text).unwrap();
+        let run = dir.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let port = crate::common::free_udp_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let ctl = format!("unix:{}", run.join("ctl").display());
+        let log = dir.join("kamailio.log");
+        let defines = [
+            format!("LB_LISTEN=udp:{addr}"),
+            format!("LB_DISPATCHER_LIST=\"{}\"", list.display()),
+            format!("LB_PROBE_INTERVAL={PROBE_SECS}"),
+            // The test's callers all use 127.0.0.1; the flood case comes from elsewhere.
+            "LB_TRUSTED_NETS=\"127.0.0.1/32\"".to_string(),
+            "LB_CHILDREN=2".to_string(),
+            // A call stuck after 100 Trying on a killed node ends within the test's bounds.
+            "LB_ANSWER_TIMEOUT_MS=10000".to_string(),
+            format!("LB_CTL=\"{ctl}\""),
+        ];
+        let mut cmd = Command::new("kamailio");
+        cmd.arg("-f").arg(cfg);
+        for d in &defines {
+            cmd.arg("-A").arg(d);
+        }
+        cmd.args(["-DD", "-E", "-m", "32", "-M", "4", "-w"])
+            .arg(dir)
+            .arg("-P")
+            .arg(run.join("kamailio.pid"))
+            .arg("-Y")
+            .arg(&run)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            // Its own process group: the workers go with it on drop.
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .expect("kamailio not found: the test command installs Debian's kamailio");
+        Kamailio {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+            ctl,
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kamcmd(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("kamcmd")
+            .arg("-s")
+            .arg(&self.ctl)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Every statistic (`core:rcv_requests_ack` and so on) and its value.
+    pub fn stats(&self) -> HashMap<String, i64> {
+        let text = self
+            .kamcmd(&["stats.get_statistics", "all"])
+            .unwrap_or_else(|| panic!("kamcmd stats failed\n{}", self.log()));
+        text.lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(" = ")?;
+                Some((k.trim().to_string(), v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The dispatcher's view: each node's `host:port` and its flags ("AP" active and probed,
+    /// "IP" inactive and probed, ...). Empty while the control socket is not up.
+    pub fn nodes(&self) -> Vec<(String, String)> {
+        let Some(text) = self.kamcmd(&["dispatcher.list"]) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut uri = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(u) = line.strip_prefix("URI: sip:") {
+                uri = Some(u.to_string());
+            } else if let Some(f) = line.strip_prefix("FLAGS: ") {
+                if let Some(u) = uri.take() {
+                    out.push((u, f.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn flags(&self, node: SocketAddr) -> Option<String> {
+        let node = node.to_string();
+        self.nodes()
+            .into_iter()
+            .find_map(|(u, f)| (u == node).then_some(f))
+    }
+
+    /// Waits (bounded) until the dispatcher holds `node` in a state that starts with `state`
+    /// ('A' active, 'I' inactive).
+    pub async fn wait_node(&self, node: SocketAddr, state: char, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        loop {
+            if self.flags(node).is_some_and(|f| f.starts_with(state)) {
+                return true;
+            }
+            if Instant::now() > end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // SIGTERM to the whole process group (the main process and its workers), SIGKILL to
+        // whatever is left after a short wait; both before the main process is reaped, so its
+        // PID (the group's id) cannot have been reused.
+        let group = format!("-{}", self.child.id());
+        let signal = |sig: &str| {
+            let _ = Command::new("kill")
+                .args([sig, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        signal("-TERM");
+        let stat = format!("/proc/{}/stat", self.child.id());
+        let end = Instant::now() + Duration::from_secs(3);
+        // Polled without reaping (a zombie's state is Z); the status is collected below.
+        while Instant::now() < end
+            && std::fs::read_to_string(&stat)
+                .is_ok_and(|s| s.split_whitespace().nth(2) != Some("Z"))
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        signal("-KILL");
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes
+
+/// One sipbridge node on its own loopback address; `restart` brings it back on the same
+/// SIP, HTTP and RTP ports.
+pub struct Node {
+    pub name: &'static str,
+    pub gw: Option<Gateway>,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    config: PathBuf,
+    shared_secret: bool,
+}
+
+fn node_config(ip: &str, sip_port: u16, http_port: u16, rtp: (u16, u16), secret: bool) -> String {
+    let (lo, hi) = rtp;
+    let secret = if secret {
+        format!("nonce_secret_env = \"{SECRET_VAR}\"\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "shutdown_grace_secs = 30\n\
+         [sip]\nlisten = \"{ip}:{sip_port}\"\n{secret}\
+         [media]\nrtp_ports = \"{lo}-{hi}\"\nmedia_timeout_secs = 5\ninitial_media_timeout_secs = 2\n\
+         [http]\nlisten = \"{ip}:{http_port}\"\n\
+         [[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
+         allowed_addresses = []\n"
+    )
+}
+
+impl Node {
+    /// Starts a node on `ip` (ports picked by the system, then pinned in its config file for
+    /// restarts), with or without the shared nonce secret.
+    pub async fn start(name: &'static str, ip: &str, dir: &Path, shared_secret: bool) -> Node {
+        let config = dir.join(format!("{name}.toml"));
+        let rtp = rtp_range();
+        std::fs::write(&config, node_config(ip, 0, 0, rtp, shared_secret)).unwrap();
+        let mut node = Node {
+            name,
+            gw: None,
+            sip: SocketAddr::from(([0, 0, 0, 0], 0)),
+            http: SocketAddr::from(([0, 0, 0, 0], 0)),
+            config,
+            shared_secret,
+        };
+        node.spawn().await;
+        // The same ports from now on.
+        std::fs::write(
+            &node.config,
+            node_config(ip, node.sip.port(), node.http.port(), rtp, shared_secret),
+        )
+        .unwrap();
+        node
+    }
+
+    async fn spawn(&mut self) {
+        let env: &[(&str, &str)] = if self.shared_secret {
+            &[(SECRET_VAR, SECRET)]
+        } else {
+            &[]
+        };
+        let gw = Gateway::spawn(&self.config, env).await;
+        self.sip = gw.sip;
+        self.http = gw.http;
+        self.gw = Some(gw);
+    }
+
+    pub async fn restart(&mut self) {
+        assert!(self.gw.is_none(), "{} is still running", self.name);
+        let (sip, http) = (self.sip, self.http);
+        self.spawn().await;
+        assert_eq!((self.sip, self.http), (sip, http), "{} moved", self.name);
+    }
+
+    pub fn gw(&self) -> &Gateway {
+        self.gw.as_ref().expect("node running")
+    }
+
+    pub async fn metrics(&self) -> String {
+        get(self.http, "/metrics").await.body
+    }
+
+    /// New calls this node answered with 200.
+    pub async fn answered(&self) -> f64 {
+        metric(
+            &self.metrics().await,
+            "sipbridge_invite_responses_total{code=\"200\"}",
+        )
+        .unwrap_or(0.0)
+    }
+
+    pub async fn active_calls(&self) -> f64 {
+        metric(&self.metrics().await, "sipbridge_active_calls").unwrap_or(0.0)
+    }
+
+    /// Polls /healthz until 200 (bounded).
+    pub async fn wait_healthy(&self) {
+        for _ in 0..100 {
+            if get(self.http, "/healthz").await.status == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{} never became healthy", self.name);
+    }
+
+    pub fn log(&self) -> String {
+        self.gw
+            .as_ref()
+            .map(|g| g.lines().join("\n"))
+            .unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The caller: `sipbridge load` through the proxy
+
+pub struct Load {
+    proc: Proc,
+    json: PathBuf,
+    pub started: Instant,
+}
+
+impl Load {
+    /// Starts `sipbridge load` against `target`; `duration` is each call's hold time.
+    pub fn start(target: SocketAddr, dir: &Path, calls: u32, rate: f64, duration: f64) -> Load {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let json = dir.join(format!("load-{}.json", N.fetch_add(1, Ordering::Relaxed)));
+        let child = Command::new(env!("CARGO_BIN_EXE_sipbridge"))
+            .args(["load", "--target", &target.to_string()])
+            .args(["--username", USER, "--password", PASSWORD])
+            .args(["--calls", &calls.to_string(), "--rate", &rate.to_string()])
+            .args(["--duration", &duration.to_string()])
+            .arg("--json")
+            .arg(&json)
+            .env_remove("SIPBRIDGE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sipbridge load");
+        Load {
+            proc: Proc(child),
+            json,
+            started: Instant::now(),
+        }
+    }
+
+    /// Waits (bounded) for the run to end and returns its JSON report.
+    pub async fn finish(mut self, within: Duration) -> serde_json::Value {
+        let end = Instant::now() + within;
+        while self.proc.0.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < end, "sipbridge load did not finish");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let text = std::fs::read_to_string(&self.json).expect("load wrote no JSON report");
+        serde_json::from_str(&text).expect("load report is JSON")
+    }
+}
+
+/// The summary line a failed assertion prints: counts, outcomes and failures.
+pub fn summary(report: &serde_json::Value) -> String {
+    let s = &report["summary"];
+    format!(
+        "attempted {} completed {} failed {} outcomes {} failures {}",
+        s["attempted"], s["completed"], s["failed"], s["outcomes"], s["failures"]
+    )
+}
+
+pub fn count(report: &serde_json::Value, field: &str) -> u64 {
+    report["summary"][field].as_u64().unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw SIP over UDP
+
+/// A UDP socket on `ip` for hand-made SIP.
+pub struct RawSip {
+    pub sock: tokio::net::UdpSocket,
+    pub local: SocketAddr,
+}
+
+impl RawSip {
+    pub async fn bind(ip: [u8; 4]) -> RawSip {
+        let sock = tokio::net::UdpSocket::bind(SocketAddr::from((ip, 0)))
+            .await
+            .unwrap();
+        let local = sock.local_addr().unwrap();
+        RawSip { sock, local }
+    }
+
+    pub async fn send(&self, to: SocketAddr, text: &str) {
+        self.sock.send_to(text.as_bytes(), to).await.unwrap();
+    }
+
+    /// The next message within `wait`, as text.
+    pub async fn recv(&self, wait: Duration) -> Option<String> {
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = tokio::time::timeout(wait, self.sock.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// The first non-provisional response within `wait` (responses to other requests are
+    /// skipped by CSeq method).
+    pub async fn final_response(&self, method: &str, wait: Duration) -> Option<String> {
+        let end = Instant::now() + wait;
+        loop {
+            let left = end.checked_duration_since(Instant::now())?;
+            let msg = self.recv(left).await?;
+            let cseq_ok = header(&msg, "CSeq").is_some_and(|c| c.ends_with(method));
+            if msg.starts_with("SIP/2.0 ") && !msg.starts_with("SIP/2.0 1") && cseq_ok {
+                return Some(msg);
+            }
+        }
+    }
+}
+
+/// The value of the first `name` header of a SIP message.
+pub fn header(msg: &str, name: &str) -> Option<String> {
+    msg.split("\r\n\r\n").next()?.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// An out-of-dialog OPTIONS from `sip` to `to`; the final response, if any within `wait`.
+pub async fn options(sip: &RawSip, to: SocketAddr, tag: &str, wait: Duration) -> Option<String> {
+    let local = sip.local;
+    let msg = format!(
+        "OPTIONS sip:{to} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-opt-{tag};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:monitor@{local}>;tag={tag}\r\n\
+         To: <sip:{to}>\r\n\
+         Call-ID: opt-{tag}@{local}\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    sip.send(to, &msg).await;
+    sip.final_response("OPTIONS", wait).await
+}
+
+/// A Twilio-shaped INVITE (G.711 offer, media to `rtp_port`) for `call_id`, with an optional
+/// Proxy-Authorization value.
+pub fn invite(
+    to: SocketAddr,
+    local: SocketAddr,
+    call_id: &str,
+    cseq: u32,
+    branch: &str,
+    rtp_port: u16,
+    auth: Option<&str>,
+) -> String {
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {rtp_port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\na=sendrecv\r\n",
+        ip = local.ip()
+    );
+    let auth = auth
+        .map(|a| format!("Proxy-Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "INVITE {uri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-{branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+15551230000@sip.twilio.com>;tag=from-{call_id}\r\n\
+         To: <sip:+447846855904@{to}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} INVITE\r\n\
+         Contact: <sip:+15551230000@{local}>\r\n\
+         {auth}\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {len}\r\n\r\n{sdp}",
+        uri = invite_uri(to),
+        len = sdp.len()
+    )
+}
+
+pub fn invite_uri(to: SocketAddr) -> String {
+    format!("sip:+447846855904@{to}")
+}
+
+/// ACK for the 2xx `ok` and BYE, both sent straight to `to`; true when the BYE got a 200.
+pub async fn ack_and_bye(sip: &RawSip, to: SocketAddr, call_id: &str, ok: &str) -> bool {
+    let local = sip.local;
+    let to_hdr = header(ok, "To").unwrap_or_default();
+    let target = header(ok, "Contact")
+        .and_then(|c| {
+            let start = c.find('<')? + 1;
+            let end = c[start..].find('>')? + start;
+            Some(c[start..end].to_string())
+        })
+        .unwrap_or_else(|| invite_uri(to));
+    let common = |method: &str, cseq: u32, branch: &str| {
+        format!(
+            "{method} {target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-{branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:+15551230000@sip.twilio.com>;tag=from-{call_id}\r\n\
+             To: {to_hdr}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    sip.send(to, &common("ACK", 2, &format!("ack-{call_id}")))
+        .await;
+    sip.send(to, &common("BYE", 3, &format!("bye-{call_id}")))
+        .await;
+    sip.final_response("BYE", Duration::from_secs(5))
+        .await
+        .is_some_and(|r| r.starts_with("SIP/2.0 200"))
+}
+
+/// A UDP port on 127.0.0.1 that swallows whatever RTP is sent to it while it lives.
+pub fn rtp_sink() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").unwrap()
+}
