@@ -88,6 +88,7 @@ async fn calls_spread_over_the_nodes_and_their_dialogs_cross_the_proxy() {
         .finish(60 * SECS)
         .await;
     let after = kam.stats();
+    print_setup("spread over three nodes", &report);
     assert_eq!(count(&report, "completed"), 30, "{}", summary(&report));
     assert_eq!(count(&report, "failed"), 0, "{}", summary(&report));
     assert!(report["summary"]["passed"] == true, "{}", summary(&report));
@@ -382,6 +383,7 @@ async fn drained_and_killed_nodes_lose_no_new_calls_and_a_restarted_node_comes_b
         kam.log()
     );
     let report = load.finish(60 * SECS).await;
+    print_setup("SIGTERM on a node during load", &report);
     assert_eq!(count(&report, "failed"), 0, "{}", summary(&report));
     assert_eq!(count(&report, "completed"), 24, "{}", summary(&report));
     let status = nodes[0].gw.as_mut().unwrap().wait_exit().await;
@@ -403,6 +405,7 @@ async fn drained_and_killed_nodes_lose_no_new_calls_and_a_restarted_node_comes_b
     // allowed for below.
     nodes[1].gw = None;
     let report = load.finish(90 * SECS).await;
+    print_setup("kill -9 on a node during load", &report);
     let failed = count(&report, "failed");
     assert!(
         (1..=held + 1).contains(&failed),
@@ -431,6 +434,7 @@ async fn drained_and_killed_nodes_lose_no_new_calls_and_a_restarted_node_comes_b
     let report = Load::start(kam.addr, &dir, 15, 10.0, 1.0)
         .finish(60 * SECS)
         .await;
+    print_setup("after the kill", &report);
     assert_eq!(
         count(&report, "completed"),
         15,
@@ -450,6 +454,7 @@ async fn drained_and_killed_nodes_lose_no_new_calls_and_a_restarted_node_comes_b
     let report = Load::start(kam.addr, &dir, 30, 15.0, 0.0)
         .finish(60 * SECS)
         .await;
+    print_setup("restarted node back in", &report);
     assert_eq!(count(&report, "completed"), 30, "{}", summary(&report));
     let answered = nodes[1].answered().await;
     assert!(answered > 0.0, "the restarted node answers new calls");

@@ -369,6 +369,20 @@ pub fn summary(report: &serde_json::Value) -> String {
     )
 }
 
+/// Prints a run's call setup times (INVITE to 200, through the proxy) for `phase`: with
+/// `--nocapture`, the figures docs/scaling.md quotes (the failover delay shows in the max).
+pub fn print_setup(phase: &str, report: &serde_json::Value) {
+    let s = &report["summary"]["setup_ms"];
+    let ms = |k: &str| s[k].as_f64().map_or("-".into(), |v| format!("{v:.1}"));
+    eprintln!(
+        "{phase}: {} calls completed, setup ms p50 {} p95 {} max {}",
+        count(report, "completed"),
+        ms("p50"),
+        ms("p95"),
+        ms("max")
+    );
+}
+
 pub fn count(report: &serde_json::Value, field: &str) -> u64 {
     report["summary"][field].as_u64().unwrap_or(0)
 }
