@@ -1,12 +1,14 @@
 //! The gateway's SIP front door, sans-IO: every datagram from the SIP socket comes here first.
 //!
 //! It answers what needs no call (OPTIONS, challenges, rejections, malformed requests, stray
-//! in-dialog requests), keeping a server transaction for each answer so retransmissions get the
-//! same response, and hands everything else to a call: a new call for an admitted INVITE, or
-//! the existing call with the same Call-ID.
+//! in-dialog requests) statelessly, as Kamailio's `sl` does: one response per request received,
+//! nothing stored, nothing retransmitted, so a stranger's request costs no memory and is never
+//! amplified. A retransmitted request simply gets the same answer again (the To tag is derived
+//! from the request, so it is the same tag), and the ACK of such an answer is absorbed. Only
+//! an admitted INVITE creates state: a new call, or the existing call with the same Call-ID.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -18,7 +20,6 @@ use crate::metrics::AuthFailure;
 use crate::routing::{Admission, Admitted, Router};
 use crate::sip::dialog::Dialog;
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
-use crate::sip::transaction::{InviteServer, NonInviteServer, ServerKey, Timers};
 
 /// Seconds a caller should wait before retrying when we are full or draining.
 const RETRY_AFTER_SECS: u32 = 5;
@@ -59,11 +60,6 @@ pub struct NewCall {
     pub admitted: Admitted,
 }
 
-enum ServerTx {
-    Invite(InviteServer),
-    NonInvite(NonInviteServer),
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DispatchCounters {
     pub malformed: u64,
@@ -74,30 +70,27 @@ pub struct DispatchCounters {
 
 pub struct Dispatcher {
     router: Router,
-    timers: Timers,
     max_calls: usize,
     draining: bool,
     /// Calls with a task, by Call-ID, and whether each still counts as active.
     calls: HashMap<String, bool>,
     active: usize,
-    txs: HashMap<ServerKey, (SocketAddr, ServerTx)>,
-    deadlines: BinaryHeap<Reverse<Due>>,
+    /// Keys the To tags of stateless answers (see [`Dispatcher::stateless_tag`]).
+    tag_key: std::hash::RandomState,
     out: VecDeque<Output>,
     stats: VecDeque<Stat>,
     counters: DispatchCounters,
 }
 
 impl Dispatcher {
-    pub fn new(router: Router, timers: Timers, max_calls: usize) -> Dispatcher {
+    pub fn new(router: Router, max_calls: usize) -> Dispatcher {
         Dispatcher {
             router,
-            timers,
             max_calls,
             draining: false,
             calls: HashMap::new(),
             active: 0,
-            txs: HashMap::new(),
-            deadlines: BinaryHeap::new(),
+            tag_key: std::hash::RandomState::new(),
             out: VecDeque::new(),
             stats: VecDeque::new(),
             counters: DispatchCounters::default(),
@@ -184,20 +177,7 @@ impl Dispatcher {
     }
 
     fn handle_request(&mut self, now: Instant, req: Request, src: SocketAddr) {
-        let key = server_key(&req);
-        // 1. A retransmission (or the ACK/CANCEL) of a request we answered ourselves.
-        if let Some(key) = &key {
-            if let Some((_, tx)) = self.txs.get_mut(key) {
-                match (tx, &req.method) {
-                    (ServerTx::Invite(t), Method::Ack) => t.ack_received(now),
-                    (ServerTx::Invite(t), _) => t.on_request_retransmit(now),
-                    (ServerTx::NonInvite(t), _) => t.on_request_retransmit(now),
-                }
-                self.drain_tx(now, key.clone());
-                return;
-            }
-        }
-        // 2. Anything for a call we have.
+        // 1. Anything for a call we have.
         let call_id = req.call_id().unwrap_or_default().to_string();
         if self.calls.contains_key(&call_id) {
             self.out.push_back(Output::Route {
@@ -207,47 +187,41 @@ impl Dispatcher {
             });
             return;
         }
-        // 3. Out of dialog.
+        // 2. Out of dialog: answered statelessly.
         let has_to_tag = req.headers.to_tag().is_some();
         match req.method {
-            Method::Ack => {} // For nothing we know: absorbed (never answered).
-            Method::Invite if !has_to_tag => self.new_invite(now, req, src, key),
+            // The ACK of a stateless answer (it carries the To tag `stateless_tag` derives
+            // again), or of nothing we know: absorbed, never answered, nothing looked up.
+            Method::Ack => {}
+            Method::Invite if !has_to_tag => self.new_invite(now, req, src),
             Method::Options if !has_to_tag && self.draining => {
                 // A balancer probing with OPTIONS takes this node out of its set.
                 let mut r = Response::for_request(&req, 503, None);
                 r.headers
                     .push(HeaderName::RetryAfter, RETRY_AFTER_SECS.to_string());
-                self.respond(now, &req, src, key, r);
+                self.respond(&req, src, r);
             }
             Method::Options if !has_to_tag => {
                 let mut r = Response::for_request(&req, 200, None);
                 r.headers.push(HeaderName::Allow, ALLOW);
                 r.headers.push(HeaderName::Accept, "application/sdp");
-                self.respond(now, &req, src, key, r);
+                self.respond(&req, src, r);
             }
-            Method::Cancel => {
-                // RFC 3261 9.2: a CANCEL for an INVITE we already answered with a final
-                // response gets 200 and changes nothing; for no INVITE at all, 481.
-                let answered = key
-                    .as_ref()
-                    .and_then(|k| ServerKey::new(&k.branch, &k.sent_by, "INVITE"))
-                    .is_some_and(|k| self.txs.contains_key(&k));
-                let r = Response::for_request(&req, if answered { 200 } else { 481 }, None);
-                self.respond(now, &req, src, key, r);
-            }
-            _ if has_to_tag => {
+            // RFC 3261 9.2: no transaction matches (we keep none for what we answered
+            // ourselves, and a call's INVITE would have been routed to it above): 481.
+            _ if has_to_tag || req.method == Method::Cancel => {
                 let r = Response::for_request(&req, 481, None);
-                self.respond(now, &req, src, key, r);
+                self.respond(&req, src, r);
             }
             _ => {
                 let mut r = Response::for_request(&req, 405, None);
                 r.headers.push(HeaderName::Allow, ALLOW);
-                self.respond(now, &req, src, key, r);
+                self.respond(&req, src, r);
             }
         }
     }
 
-    fn new_invite(&mut self, now: Instant, req: Request, src: SocketAddr, key: Option<ServerKey>) {
+    fn new_invite(&mut self, now: Instant, req: Request, src: SocketAddr) {
         // Max-Forwards spent, or more hops than any sane path (a loop between proxies that
         // do not decrement it): refuse before the answer grows with every hop.
         if req.max_forwards() == Some(0)
@@ -258,13 +232,13 @@ impl Dispatcher {
                 .is_some()
         {
             let r = Response::for_request(&req, 483, None);
-            return self.respond(now, &req, src, key, r);
+            return self.respond(&req, src, r);
         }
         if let Some(req_ext) = req.headers.get(&HeaderName::Require) {
             // We implement no extension a caller could require (no 100rel, no timer).
             let mut r = Response::for_request(&req, 420, None);
             r.headers.push(HeaderName::Unsupported, req_ext.to_string());
-            return self.respond(now, &req, src, key, r);
+            return self.respond(&req, src, r);
         }
         if self.draining || self.active >= self.max_calls {
             self.counters.rejected += 1;
@@ -272,7 +246,7 @@ impl Dispatcher {
             let mut r = Response::for_request(&req, 503, None);
             r.headers
                 .push(HeaderName::RetryAfter, RETRY_AFTER_SECS.to_string());
-            return self.respond(now, &req, src, key, r);
+            return self.respond(&req, src, r);
         }
         let had_credentials = req.headers.get(&HeaderName::ProxyAuthorization).is_some()
             || req.headers.get(&HeaderName::Authorization).is_some();
@@ -285,7 +259,7 @@ impl Dispatcher {
                     self.counters.rejected += 1;
                     let mut r = Response::for_request(&req, 400, None);
                     r.reason = printable(&format!("Bad Request ({e})"));
-                    return self.respond(now, &req, src, key, r);
+                    return self.respond(&req, src, r);
                 }
                 let call_id = req.call_id().unwrap_or_default().to_string();
                 self.calls.insert(call_id.clone(), true);
@@ -312,12 +286,12 @@ impl Dispatcher {
                     AuthFailure::NoCredentials
                 };
                 self.stats.push_back(Stat::AuthFailure(failure));
-                let mut r =
-                    Response::for_request(&req, status, Some(&crate::sip::dialog::new_tag()));
+                let tag = self.stateless_tag(&req);
+                let mut r = Response::for_request(&req, status, Some(&tag));
                 for v in values {
                     r.headers.push(header.clone(), v);
                 }
-                self.respond(now, &req, src, key, r);
+                self.respond(&req, src, r);
             }
             Admission::Reject { status, reason } => {
                 self.counters.rejected += 1;
@@ -330,128 +304,39 @@ impl Dispatcher {
                     self.stats
                         .push_back(Stat::AuthFailure(AuthFailure::WrongCredentials));
                 }
-                let r = Response::for_request(&req, status, Some(&crate::sip::dialog::new_tag()));
-                self.respond(now, &req, src, key, r);
+                let tag = self.stateless_tag(&req);
+                let r = Response::for_request(&req, status, Some(&tag));
+                self.respond(&req, src, r);
             }
         }
     }
 
-    /// Sends `resp` through a new server transaction, so retransmissions of `req` (and, for an
-    /// INVITE, its ACK) are absorbed here.
-    fn respond(
-        &mut self,
-        now: Instant,
-        req: &Request,
-        src: SocketAddr,
-        key: Option<ServerKey>,
-        resp: Response,
-    ) {
-        let bytes = resp.to_bytes();
+    /// Sends `resp` once, statelessly: no transaction, no retransmission. A retransmitted
+    /// request is answered again by the same path.
+    fn respond(&mut self, req: &Request, src: SocketAddr, resp: Response) {
         if req.method == Method::Invite && resp.status >= 200 {
             self.stats.push_back(Stat::InviteResponse(resp.status));
         }
-        let Some(key) = key else {
-            // No RFC 3261 branch: answer once, statelessly.
-            self.out.push_back(Output::Transmit { to: src, bytes });
-            return;
-        };
-        let tx = if req.method == Method::Invite {
-            let mut t = InviteServer::new(now, self.timers);
-            t.respond(now, resp.status, bytes);
-            ServerTx::Invite(t)
-        } else {
-            let mut t = NonInviteServer::new(now, self.timers);
-            t.respond(now, resp.status, bytes);
-            ServerTx::NonInvite(t)
-        };
-        self.txs.insert(key.clone(), (src, tx));
-        self.drain_tx(now, key);
+        self.out.push_back(Output::Transmit {
+            to: src,
+            bytes: resp.to_bytes(),
+        });
     }
 
-    fn drain_tx(&mut self, _now: Instant, key: ServerKey) {
-        let Some((src, tx)) = self.txs.get_mut(&key) else {
-            return;
-        };
-        let src = *src;
-        let (deadline, done) = match tx {
-            ServerTx::Invite(t) => {
-                while let Some(bytes) = t.poll_transmit() {
-                    self.out.push_back(Output::Transmit { to: src, bytes });
-                }
-                while t.poll_event().is_some() {}
-                (t.poll_timeout(), t.is_terminated())
-            }
-            ServerTx::NonInvite(t) => {
-                while let Some(bytes) = t.poll_transmit() {
-                    self.out.push_back(Output::Transmit { to: src, bytes });
-                }
-                while t.poll_event().is_some() {}
-                (t.poll_timeout(), t.is_terminated())
-            }
-        };
-        if done {
-            self.txs.remove(&key);
-        } else if let Some(d) = deadline {
-            self.deadlines.push(Reverse(Due(d, key)));
-        }
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse(Due(when, _))) = self.deadlines.peek() {
-            if *when > now {
-                break;
-            }
-            let Some(Reverse(Due(_, key))) = self.deadlines.pop() else {
-                break;
-            };
-            // The heap may hold stale deadlines of a transaction that moved on; asking the
-            // transaction itself is what counts.
-            if let Some((_, tx)) = self.txs.get_mut(&key) {
-                let due = match tx {
-                    ServerTx::Invite(t) => t.poll_timeout(),
-                    ServerTx::NonInvite(t) => t.poll_timeout(),
-                };
-                if due.is_none_or(|d| d <= now) {
-                    match tx {
-                        ServerTx::Invite(t) => t.handle_timeout(now),
-                        ServerTx::NonInvite(t) => t.handle_timeout(now),
-                    }
-                    self.drain_tx(now, key);
-                }
-            }
-        }
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse(Due(t, _))| *t)
+    /// The To tag of a stateless final answer to an INVITE: a keyed hash of the Call-ID and the
+    /// From tag, so every retransmission of the INVITE gets the same answer, tag included, and
+    /// the ACK for it (which carries that tag, RFC 3261 17.1.1.3) can be told from any other
+    /// by computing it again, without remembering anything.
+    pub fn stateless_tag(&self, req: &Request) -> String {
+        let h = self.tag_key.hash_one((
+            req.call_id().unwrap_or_default(),
+            req.headers.from_tag().unwrap_or_default(),
+        ));
+        format!("sl{h:016x}")
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
-    }
-
-    pub fn open_transactions(&self) -> usize {
-        self.txs.len()
-    }
-}
-
-/// A transaction's next deadline, ordered by time only.
-struct Due(Instant, ServerKey);
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-impl Eq for Due {}
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.cmp(&other.0)
     }
 }
 
@@ -467,16 +352,6 @@ fn printable(text: &str) -> String {
         })
         .take(120)
         .collect()
-}
-
-fn server_key(req: &Request) -> Option<ServerKey> {
-    let via = req.top_via()?;
-    let branch = via.branch?;
-    let sent_by = match via.port {
-        Some(p) => format!("{}:{p}", via.host),
-        None => via.host,
-    };
-    ServerKey::new(&branch, &sent_by, req.method.as_str())
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@ impl Gateway {
             nonce_key(config.sip.nonce_secret.as_ref().map(|s| s.0.as_str())),
             NonceClock::system(Instant::now().into_std()),
         );
-        let dispatcher = Dispatcher::new(router, Timers::default(), config.sip.max_calls);
+        let dispatcher = Dispatcher::new(router, config.sip.max_calls);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (control, control_rx) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(Status::default());
@@ -385,7 +385,6 @@ async fn serve(
     let mut unsettled = 0usize;
     let mut buf = BytesMut::with_capacity(crate::sip::transport::MAX_DATAGRAM);
     loop {
-        let deadline = core.poll_timeout().map(Instant::from_std);
         tokio::select! {
             r = shared.sip.recv(&mut buf) => match r {
                 Ok((data, src)) => core.handle_datagram(Instant::now().into_std(), src, data),
@@ -431,10 +430,6 @@ async fn serve(
                     let _ = tx.send(());
                 }
             },
-            _ = async { match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            } } => core.handle_timeout(Instant::now().into_std()),
             _ = shutdown.changed() => return,
         }
         while let Some(out) = core.poll_output() {

@@ -47,7 +47,7 @@ fn dispatcher_keyed(max_calls: usize, nonce_key: [u8; 32]) -> Dispatcher {
         nonce_key,
         NonceClock::system(Instant::now()),
     );
-    Dispatcher::new(router, Timers::default(), max_calls)
+    Dispatcher::new(router, max_calls)
 }
 
 fn outputs(d: &mut Dispatcher) -> Vec<Output> {
@@ -103,9 +103,11 @@ fn challenge_then_authorized_invite_starts_a_call() {
     let challenge = only_response(&feed(&mut d, t0, src(), &first));
     assert_eq!(challenge.status, 407);
 
-    // A retransmission of the first INVITE gets the same 407, not a new nonce.
+    // A retransmission of the first INVITE gets the same 407 and To tag (answered again,
+    // statelessly: the nonce is a fresh one, and either answers the challenge).
     let again = only_response(&feed(&mut d, t0, src(), &first));
-    assert_eq!(again.to_bytes(), challenge.to_bytes());
+    assert_eq!(again.status, 407);
+    assert_eq!(again.to().unwrap().tag(), challenge.to().unwrap().tag());
     // Its ACK is absorbed.
     let ack = request(
         "ACK",
@@ -299,26 +301,41 @@ fn malformed_input_gets_400_or_nothing_and_never_panics() {
     assert_eq!(d.counters().malformed, 3);
 }
 
+/// A stranger's request is answered once per copy received and nothing is kept: no
+/// retransmission (no reflection amplifier), no memory, the same answer (tag included) to a
+/// retransmitted INVITE, and its ACK absorbed.
 #[test]
-fn rejected_transactions_are_retransmitted_and_then_forgotten() {
+fn rejections_are_stateless_one_answer_per_request() {
     let mut d = dispatcher(10);
     let t0 = Instant::now();
-    feed(&mut d, t0, src(), &invite("c", "z9hG4bK1", 1, ""));
-    assert_eq!(d.open_transactions(), 1);
-    let mut retransmits = 0;
-    let mut now = t0;
-    while let Some(t) = d.poll_timeout() {
-        assert!(t >= now);
-        now = t;
-        d.handle_timeout(now);
-        retransmits += outputs(&mut d).len();
-        assert!(now - t0 < Duration::from_secs(60), "transaction never ends");
+    let first = only_response(&feed(&mut d, t0, src(), &invite("c", "z9hG4bK1", 1, "")));
+    let again = only_response(&feed(&mut d, t0, src(), &invite("c", "z9hG4bK1", 1, "")));
+    assert_eq!((first.status, again.status), (407, 407));
+    let tag = first.to().unwrap().tag().unwrap().to_string();
+    assert_eq!(again.to().unwrap().tag(), Some(tag.as_str()), "same tag");
+    let ack = request("ACK", "c", "z9hG4bK1", 1, Some(&tag), "", "");
+    assert!(feed(&mut d, t0, src(), &ack).is_empty());
+    // Another call's answer carries another tag.
+    let other = only_response(&feed(&mut d, t0, src(), &invite("c2", "z9hG4bK2", 1, "")));
+    assert_ne!(other.to().unwrap().tag(), Some(tag.as_str()));
+    // Rejections of every kind, too: one answer each, whatever the clock does after.
+    let opt = request("OPTIONS", "o", "z9hG4bKo", 1, None, "", "");
+    let bye = request("BYE", "gone", "z9hG4bKb", 1, Some("t"), "", "");
+    for req in [&opt, &bye, &opt] {
+        assert_eq!(feed(&mut d, t0, src(), req).len(), 1);
     }
-    assert!(
-        retransmits >= 5,
-        "407 was retransmitted {retransmits} times"
+    let esip: SocketAddr = "10.9.1.1:5060".parse().unwrap();
+    d.set_draining(true);
+    assert_eq!(
+        feed(&mut d, t0, esip, &invite("e", "z9hG4bKe", 1, "")).len(),
+        1
     );
-    assert_eq!(d.open_transactions(), 0);
+    d.handle_datagram(
+        t0 + Duration::from_secs(60),
+        src(),
+        Bytes::from_static(b"\r\n"),
+    );
+    assert!(outputs(&mut d).is_empty(), "nothing is ever retransmitted");
 }
 
 mod never_panics {
@@ -340,7 +357,7 @@ mod never_panics {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         /// Whatever arrives on the SIP socket, mutated Twilio messages or plain garbage, the
-        /// front door answers or drops it without panicking, and its timers still run down.
+        /// front door answers at most once per datagram, or drops it, without panicking.
         #[test]
         fn mutated_and_random_datagrams(
             which in 0usize..3,
@@ -356,15 +373,12 @@ mod never_panics {
                 msg[i] = byte;
             }
             msg.truncate(cut % (msg.len() + 1));
-            d.handle_datagram(t0, src(), Bytes::from(msg));
-            d.handle_datagram(t0, src(), Bytes::from(garbage));
-            while d.poll_output().is_some() {}
-            let mut steps = 0;
-            while let Some(t) = d.poll_timeout() {
-                d.handle_timeout(t);
-                while d.poll_output().is_some() {}
-                steps += 1;
-                prop_assert!(steps < 1000, "timers never run down");
+            for datagram in [msg, garbage] {
+                d.handle_datagram(t0, src(), Bytes::from(datagram));
+                let answers = std::iter::from_fn(|| d.poll_output())
+                    .filter(|o| matches!(o, Output::Transmit { .. }))
+                    .count();
+                prop_assert!(answers <= 1, "{answers} answers to one datagram");
             }
         }
     }
@@ -436,7 +450,7 @@ fn a_source_no_trunk_admits_counts_as_address_not_allowed() {
         [7; 32],
         NonceClock::system(Instant::now()),
     );
-    let mut d = Dispatcher::new(router, Timers::default(), 10);
+    let mut d = Dispatcher::new(router, 10);
     let r = only_response(&feed(
         &mut d,
         Instant::now(),
