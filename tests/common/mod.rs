@@ -2,6 +2,7 @@
 //! temp directories and SIPp.
 #![allow(dead_code)]
 
+pub mod raw_sip;
 pub mod sipp;
 
 use std::net::{SocketAddr, UdpSocket};
