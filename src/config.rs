@@ -30,6 +30,7 @@ pub struct Config {
     pub trunks: Vec<Trunk>,
     pub routes: Vec<Route>,
     pub agents: BTreeMap<String, AgentSpec>,
+    pub limits: crate::sip::guard::Limits,
 }
 
 #[derive(Clone, Debug)]
@@ -372,6 +373,7 @@ pub fn embedded_default() -> Config {
             agent: "echo".into(),
         }],
         agents: BTreeMap::from([("echo".to_string(), AgentSpec::Echo)]),
+        limits: crate::sip::guard::Limits::default(),
     }
 }
 
@@ -483,6 +485,8 @@ mod raw {
         pub http: Http,
         #[serde(default)]
         pub twilio: Twilio,
+        #[serde(default)]
+        pub limits: super::limits::RawLimits,
         #[serde(default)]
         pub trunks: Vec<Spanned<Trunk>>,
         #[serde(default)]
@@ -690,6 +694,8 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
         }
     }
 
+    config.limits = limits::resolve(ctx, &raw.limits);
+
     // [agents] before routes, so routes can be checked against them.
     for (name, agent) in &raw.agents {
         if let Some(spec) = agents::resolve(ctx, env, name.get_ref(), agent) {
@@ -883,5 +889,6 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 mod agents;
+mod limits;
 #[cfg(test)]
 mod tests;

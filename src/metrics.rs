@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::sip::guard::{BanReason, Drop};
+
 /// Why a new INVITE did not get through the front door's authentication.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AuthFailure {
@@ -86,6 +88,10 @@ pub struct Metrics {
     agent_errors: Family,
     reloads: Family,
     sip_malformed: AtomicU64,
+    /// Datagrams dropped by the per-source limits: banned, over_rate, overflow.
+    sip_dropped: [AtomicU64; 3],
+    bans: Family,
+    active_bans: AtomicU64,
     rtp_packets: [AtomicU64; 2],
     rtp_bytes: [AtomicU64; 2],
     rtp_lost: AtomicU64,
@@ -111,6 +117,9 @@ impl Metrics {
             agent_errors: Family::default(),
             reloads: Family::default(),
             sip_malformed: AtomicU64::new(0),
+            sip_dropped: Default::default(),
+            bans: Family::default(),
+            active_bans: AtomicU64::new(0),
             rtp_packets: [AtomicU64::new(0), AtomicU64::new(0)],
             rtp_bytes: [AtomicU64::new(0), AtomicU64::new(0)],
             rtp_lost: AtomicU64::new(0),
@@ -127,6 +136,9 @@ impl Metrics {
         }
         for r in ["ok", "failed"] {
             m.reloads.add(vec![r.to_string()], 0);
+        }
+        for r in [BanReason::Rate, BanReason::AuthFailures] {
+            m.bans.add(vec![r.as_str().to_string()], 0);
         }
         m
     }
@@ -168,6 +180,25 @@ impl Metrics {
 
     pub fn sip_malformed(&self) {
         self.sip_malformed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A datagram the per-source limits dropped (one atomic add: this runs per packet of a
+    /// flood).
+    pub fn sip_dropped(&self, why: Drop) {
+        let i = match why {
+            Drop::Banned => 0,
+            Drop::OverRate => 1,
+            Drop::Overflow => 2,
+        };
+        self.sip_dropped[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ban(&self, reason: BanReason) {
+        self.bans.add(vec![reason.as_str().to_string()], 1);
+    }
+
+    pub fn set_active_bans(&self, n: usize) {
+        self.active_bans.store(n as u64, Ordering::Relaxed);
     }
 
     pub fn rtp(&self, d: RtpDelta) {
@@ -269,6 +300,32 @@ impl Metrics {
             "sipbridge_sip_malformed_total {}",
             load(&self.sip_malformed)
         );
+        header(
+            &mut out,
+            "sipbridge_sip_dropped_total",
+            "counter",
+            "SIP datagrams dropped unanswered by the per-source limits, by reason.",
+        );
+        for (i, reason) in ["banned", "over_rate", "overflow"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "sipbridge_sip_dropped_total{{reason=\"{reason}\"}} {}",
+                load(&self.sip_dropped[i])
+            );
+        }
+        self.bans.render(
+            &mut out,
+            "sipbridge_bans_total",
+            "Sources banned from the SIP port, by reason.",
+            &["reason"],
+        );
+        header(
+            &mut out,
+            "sipbridge_active_bans",
+            "gauge",
+            "Sources banned now.",
+        );
+        let _ = writeln!(out, "sipbridge_active_bans {}", load(&self.active_bans));
         for (name, help, pair) in [
             (
                 "sipbridge_rtp_packets_total",

@@ -83,6 +83,12 @@ impl Router {
         self.routes = routes;
     }
 
+    /// Every trunk's source allowlist: the addresses the SIP port trusts (never limited or
+    /// banned) are those inside an explicit one.
+    pub fn allowlists(&self) -> Vec<crate::sip::acl::AddressList> {
+        self.trunks.iter().map(|t| t.allowed.clone()).collect()
+    }
+
     /// Decides what to do with a new INVITE from `src`. Every rejection is logged with its
     /// reason here, so the operator sees why a call did not get through.
     pub fn admit(&mut self, now: Instant, req: &Request, src: IpAddr) -> Admission {

@@ -19,6 +19,7 @@ use crate::config::{Route, Trunk};
 use crate::metrics::AuthFailure;
 use crate::routing::{Admission, Admitted, Router};
 use crate::sip::dialog::Dialog;
+use crate::sip::guard::{Ban, BanReason, Drop, Guard, Limits};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
 
 /// Seconds a caller should wait before retrying when we are full or draining.
@@ -50,6 +51,10 @@ pub enum Stat {
     InviteResponse(u16),
     AuthFailure(AuthFailure),
     Malformed,
+    /// A datagram dropped unanswered by the per-source limits.
+    Dropped(Drop),
+    /// A source was banned (logged once, here).
+    Banned(BanReason),
 }
 
 #[derive(Debug)]
@@ -70,6 +75,7 @@ pub struct DispatchCounters {
 
 pub struct Dispatcher {
     router: Router,
+    guard: Guard,
     max_calls: usize,
     draining: bool,
     /// Calls with a task, by Call-ID, and whether each still counts as active.
@@ -83,8 +89,9 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(router: Router, max_calls: usize) -> Dispatcher {
+    pub fn new(now: Instant, router: Router, max_calls: usize, limits: Limits) -> Dispatcher {
         Dispatcher {
+            guard: Guard::new(now, limits, router.allowlists()),
             router,
             max_calls,
             draining: false,
@@ -116,9 +123,30 @@ impl Dispatcher {
 
     /// A configuration reload: new trunks, routes and call limit for the INVITEs from now on.
     /// Calls in progress are not touched.
-    pub fn reload(&mut self, trunks: Vec<Trunk>, routes: Vec<Route>, max_calls: usize) {
+    pub fn reload(
+        &mut self,
+        trunks: Vec<Trunk>,
+        routes: Vec<Route>,
+        max_calls: usize,
+        limits: Limits,
+    ) {
         self.router.reload(trunks, routes);
+        self.guard.reload(limits, self.router.allowlists());
         self.max_calls = max_calls;
+    }
+
+    /// The bans in force at `now`.
+    pub fn bans(&self, now: Instant) -> Vec<Ban> {
+        self.guard.bans(now)
+    }
+
+    /// Lifts the ban on `ip` (the admin API); false when there was none.
+    pub fn lift_ban(&mut self, now: Instant, ip: std::net::IpAddr) -> bool {
+        let lifted = self.guard.lift(now, ip);
+        if lifted {
+            tracing::info!(%ip, "ban lifted");
+        }
+        lifted
     }
 
     /// The next thing to count (drain after every input, like [`Dispatcher::poll_output`]).
@@ -143,6 +171,14 @@ impl Dispatcher {
     }
 
     pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, data: Bytes) {
+        // Judged by its source before it is even parsed: a flood costs a lookup per packet.
+        if let Err(why) = self.guard.check(now, src.ip()) {
+            self.stats.push_back(Stat::Dropped(why));
+            if why == Drop::OverRate {
+                self.banned(src, BanReason::Rate);
+            }
+            return;
+        }
         // RFC 5626 keep-alives (CRLF) carry nothing to answer.
         if data.iter().all(|b| b.is_ascii_whitespace()) {
             return;
@@ -252,6 +288,9 @@ impl Dispatcher {
             || req.headers.get(&HeaderName::Authorization).is_some();
         match self.router.admit(now, &req, src.ip()) {
             Admission::Accept(admitted) => {
+                if had_credentials {
+                    self.guard.auth_succeeded(now, src.ip());
+                }
                 // A dialog this INVITE could not build (a From without tag, no Contact, a
                 // mangled Record-Route) is refused now, with the reason, before any call or
                 // agent exists; only admitted INVITEs pay for the check.
@@ -281,6 +320,7 @@ impl Dispatcher {
                 let failure = if values.iter().any(|v| v.contains("stale=true")) {
                     AuthFailure::StaleNonce
                 } else if had_credentials {
+                    self.auth_failed(now, src);
                     AuthFailure::WrongCredentials
                 } else {
                     AuthFailure::NoCredentials
@@ -301,6 +341,7 @@ impl Dispatcher {
                     self.stats
                         .push_back(Stat::AuthFailure(AuthFailure::AddressNotAllowed));
                 } else if reason.starts_with("authentication failed") {
+                    self.auth_failed(now, src);
                     self.stats
                         .push_back(Stat::AuthFailure(AuthFailure::WrongCredentials));
                 }
@@ -309,6 +350,22 @@ impl Dispatcher {
                 self.respond(&req, src, r);
             }
         }
+    }
+
+    fn auth_failed(&mut self, now: Instant, src: SocketAddr) {
+        if self.guard.auth_failed(now, src.ip()).is_some() {
+            self.banned(src, BanReason::AuthFailures);
+        }
+    }
+
+    /// The one log line a ban gets (its packets are then dropped without a word).
+    fn banned(&mut self, src: SocketAddr, reason: BanReason) {
+        tracing::warn!(
+            ip = %src.ip(),
+            reason = reason.as_str(),
+            "source banned: its SIP packets are dropped unanswered until the ban ends"
+        );
+        self.stats.push_back(Stat::Banned(reason));
     }
 
     /// Sends `resp` once, statelessly: no transaction, no retransmission. A retransmitted

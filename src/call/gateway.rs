@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -22,6 +22,7 @@ use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
 use crate::routing::Router;
 use crate::sip::auth::{nonce_key, NonceClock};
+use crate::sip::guard::Limits;
 use crate::sip::transaction::Timers;
 use crate::sip::transport::SipSocket;
 
@@ -49,6 +50,7 @@ enum Control {
         trunks: Vec<Trunk>,
         routes: Vec<Route>,
         max_calls: usize,
+        limits: Limits,
     },
     /// Answered by the loop itself: the watchdog's proof that SIP is being served.
     Ping(oneshot::Sender<()>),
@@ -127,6 +129,7 @@ impl Gateway {
             })?;
         let http_addr = http_listener.local_addr()?;
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+        let (unban_tx, unban_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             sip: sip.clone(),
             sip_port: sip_addr.port(),
@@ -146,6 +149,8 @@ impl Gateway {
             registry: Registry::new(),
             metrics: Metrics::new(),
             draining: Default::default(),
+            bans: Default::default(),
+            unban: unban_tx,
         });
         let router = Router::new(
             config.trunks.clone(),
@@ -155,7 +160,12 @@ impl Gateway {
             nonce_key(config.sip.nonce_secret.as_ref().map(|s| s.0.as_str())),
             NonceClock::system(Instant::now().into_std()),
         );
-        let dispatcher = Dispatcher::new(router, config.sip.max_calls);
+        let dispatcher = Dispatcher::new(
+            Instant::now().into_std(),
+            router,
+            config.sip.max_calls,
+            config.limits.clone(),
+        );
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (control, control_rx) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(Status::default());
@@ -164,6 +174,7 @@ impl Gateway {
             dispatcher,
             notices_rx,
             control_rx,
+            unban_rx,
             status_tx,
             shutdown_rx.clone(),
         ));
@@ -263,6 +274,7 @@ impl Gateway {
             trunks: effective.trunks.clone(),
             routes: effective.routes.clone(),
             max_calls: effective.sip.max_calls,
+            limits: effective.limits.clone(),
         });
         self.shared.set_live(Live {
             config: Arc::new(effective),
@@ -377,6 +389,7 @@ async fn serve(
     mut core: Dispatcher,
     mut notices: mpsc::UnboundedReceiver<CallNotice>,
     mut control: mpsc::UnboundedReceiver<Control>,
+    mut unban: mpsc::UnboundedReceiver<(IpAddr, oneshot::Sender<bool>)>,
     status: watch::Sender<Status>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -423,13 +436,18 @@ async fn serve(
                         }
                     }
                 }
-                Control::Reload { trunks, routes, max_calls } => {
-                    core.reload(trunks, routes, max_calls);
+                Control::Reload { trunks, routes, max_calls, limits } => {
+                    core.reload(trunks, routes, max_calls, limits);
                 }
                 Control::Ping(tx) => {
                     let _ = tx.send(());
                 }
             },
+            Some((ip, answer)) = unban.recv() => {
+                let now = Instant::now().into_std();
+                let _ = answer.send(core.lift_ban(now, ip));
+                shared.publish_bans(core.bans(now));
+            }
             _ = shutdown.changed() => return,
         }
         while let Some(out) = core.poll_output() {
@@ -461,6 +479,11 @@ async fn serve(
                 Stat::InviteResponse(code) => shared.metrics.invite_response(code),
                 Stat::AuthFailure(r) => shared.metrics.auth_failure(r),
                 Stat::Malformed => shared.metrics.sip_malformed(),
+                Stat::Dropped(why) => shared.metrics.sip_dropped(why),
+                Stat::Banned(reason) => {
+                    shared.metrics.ban(reason);
+                    shared.publish_bans(core.bans(Instant::now().into_std()));
+                }
             }
         }
         let now = Status {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::agent::echo::EchoAgent;
 use crate::agent::hume::HumeAgent;
@@ -22,6 +22,7 @@ use crate::agent::Agent;
 use crate::config::{AgentSpec, Config};
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
+use crate::sip::guard::Ban;
 use crate::sip::transaction::Timers;
 use crate::sip::transport::SipSocket;
 pub use gateway::{Gateway, Monitor, Reload};
@@ -57,6 +58,10 @@ pub struct Shared {
     pub registry: Registry,
     pub metrics: Metrics,
     draining: AtomicBool,
+    /// The SIP port's bans, as the SIP loop last published them (for the admin API).
+    bans: Mutex<Vec<Ban>>,
+    /// Asks the SIP loop to lift a ban; it answers whether there was one.
+    pub unban: mpsc::UnboundedSender<(IpAddr, oneshot::Sender<bool>)>,
 }
 
 impl Shared {
@@ -73,6 +78,24 @@ impl Shared {
         match self.live.write() {
             Ok(mut g) => *g = live,
             Err(poisoned) => *poisoned.into_inner() = live,
+        }
+    }
+
+    /// The bans in force now.
+    pub fn bans(&self) -> Vec<Ban> {
+        let now = std::time::Instant::now();
+        let all = match self.bans.lock() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        all.into_iter().filter(|b| now < b.until).collect()
+    }
+
+    fn publish_bans(&self, bans: Vec<Ban>) {
+        self.metrics.set_active_bans(bans.len());
+        match self.bans.lock() {
+            Ok(mut g) => *g = bans,
+            Err(poisoned) => *poisoned.into_inner() = bans,
         }
     }
 

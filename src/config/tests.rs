@@ -281,3 +281,34 @@ fn twilio_sip_host_is_a_host_or_host_port() {
     let p = problems("[twilio]\nedge = \"dublin\"\nsip_host = \"sip:proxy;lr\"\n");
     assert_eq!((p[0].key.as_str(), p[0].line), ("twilio.sip_host", 3));
 }
+
+#[test]
+fn limits_have_fail2ban_defaults_and_checked_values() {
+    let d = parse_ok("").limits;
+    assert_eq!((d.rate, d.burst, d.auth_failures), (20.0, 40.0, 10));
+    assert_eq!((d.ban.as_secs(), d.auth_window.as_secs()), (600, 600));
+    let c = parse_ok(
+        "[limits]\nsource_rate = 5.5\nsource_burst = 10\nban_secs = 60\nauth_failures = 0\n\
+         auth_window_secs = 30\nmax_sources = 1000\n",
+    );
+    let l = c.limits;
+    assert_eq!((l.rate, l.burst, l.auth_failures), (5.5, 10.0, 0));
+    assert_eq!(
+        (l.ban.as_secs(), l.auth_window.as_secs(), l.max_sources),
+        (60, 30, 1000)
+    );
+    let p =
+        problems("[limits]\nsource_rate = -1.0\nsource_burst = 0\nban_secs = 0\nmax_sources = 3\n");
+    let keys: Vec<(&str, usize)> = p.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        keys,
+        [
+            ("limits.source_rate", 2),
+            ("limits.source_burst", 3),
+            ("limits.ban_secs", 4),
+            ("limits.max_sources", 5)
+        ]
+    );
+    let p = problems("[limits]\nsource_rat = 3\n");
+    assert!(p[0].message.contains("source_rate"), "{p:?}");
+}

@@ -1,9 +1,10 @@
 //! The admin HTTP server on `[http] listen`: `/healthz`, `/metrics`, `/calls`,
-//! `/calls/{id}`, the LiveKit debug views, and the TwiML webhook `POST /twilio/voice`.
+//! `/calls/{id}`, `/bans`, the LiveKit debug views, and the TwiML webhook `POST /twilio/voice`.
 //!
 //! Everything but `/healthz` and the webhook (which Twilio signs instead) needs
 //! `Authorization: Bearer <token>` when `http.auth_token_env` is set.
 
+pub mod bans;
 pub mod calls;
 pub mod livekit;
 pub mod twiml;
@@ -46,6 +47,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/calls", get(calls::list))
         .route("/calls/{id}", get(calls::one))
+        .route("/bans", get(bans::list))
+        .route("/bans/{ip}", axum::routing::delete(bans::lift))
         .route("/livekit/rooms", get(livekit::rooms))
         .route("/livekit/sip/inbound-trunks", get(livekit::inbound_trunks))
         .route_layer(middleware::from_fn_with_state(
@@ -68,6 +71,8 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    // Bans end on their own: count the ones in force at the scrape.
+    shared.metrics.set_active_bans(shared.bans().len());
     (
         [(
             header::CONTENT_TYPE,

@@ -3,6 +3,7 @@
 pub mod acl;
 pub mod auth;
 pub mod dialog;
+pub mod guard;
 pub mod message;
 pub mod transaction;
 pub mod transport;

@@ -4,6 +4,7 @@ use super::*;
 use crate::config::{Credentials, Route, Trunk};
 use crate::sip::acl::AddressList;
 use crate::sip::auth::{respond, Challenge, ChallengeKind, NonceClock};
+use crate::sip::guard::{BanReason, Limits};
 use crate::sip::testing::{invite, parse_response, request};
 
 const TWILIO: &str = "54.171.127.192:5060";
@@ -47,7 +48,7 @@ fn dispatcher_keyed(max_calls: usize, nonce_key: [u8; 32]) -> Dispatcher {
         nonce_key,
         NonceClock::system(Instant::now()),
     );
-    Dispatcher::new(router, max_calls)
+    Dispatcher::new(Instant::now(), router, max_calls, Limits::default())
 }
 
 fn outputs(d: &mut Dispatcher) -> Vec<Output> {
@@ -450,7 +451,7 @@ fn a_source_no_trunk_admits_counts_as_address_not_allowed() {
         [7; 32],
         NonceClock::system(Instant::now()),
     );
-    let mut d = Dispatcher::new(router, 10);
+    let mut d = Dispatcher::new(Instant::now(), router, 10, Limits::default());
     let r = only_response(&feed(
         &mut d,
         Instant::now(),
@@ -485,7 +486,7 @@ fn a_reload_changes_passwords_but_keeps_nonces_valid() {
         numbers: vec![],
         agent: "echo".into(),
     }];
-    d.reload(vec![trunk], routes, 10);
+    d.reload(vec![trunk], routes, 10, Limits::default());
     // The nonce from before the reload, answered with the new password.
     let retry = authorized(&challenge, "r1", "z9hG4bKb", "new-pw", 1);
     match feed(&mut d, t0, src(), &retry).as_slice() {
@@ -536,4 +537,100 @@ fn a_challenge_from_another_node_verifies_with_the_shared_secret_and_is_stale_wi
         stats(&mut lone)[0],
         Stat::AuthFailure(AuthFailure::WrongCredentials)
     );
+}
+
+/// A stranger flooding INVITEs: its burst is answered, then it is banned with one stat (and one
+/// log line) and every later packet is dropped unanswered, while an ESIP trunk's address
+/// (trusted) sending far more is never limited.
+#[test]
+fn a_flooding_stranger_is_banned_and_a_trusted_trunk_never_is() {
+    let mut d = dispatcher(10);
+    let t0 = Instant::now();
+    let flooder: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+    let mut answered = 0;
+    for i in 0..1000 {
+        let out = feed(
+            &mut d,
+            t0,
+            flooder,
+            &invite(&format!("f{i}"), "z9hG4bKf", 1, ""),
+        );
+        answered += out.len();
+    }
+    assert_eq!(answered, 40, "the burst, then nothing");
+    let s = stats(&mut d);
+    let banned = s.iter().filter(|s| matches!(s, Stat::Banned(_))).count();
+    let dropped = s.iter().filter(|s| matches!(s, Stat::Dropped(_))).count();
+    assert_eq!((banned, dropped), (1, 960));
+    assert_eq!(d.bans(t0).len(), 1);
+    assert!(d.lift_ban(t0, flooder.ip()));
+    assert_eq!(
+        feed(&mut d, t0, flooder, &invite("g", "z9hG4bKg", 1, "")).len(),
+        1
+    );
+
+    let esip: SocketAddr = "10.9.1.1:5060".parse().unwrap();
+    let opt = request("OPTIONS", "o", "z9hG4bKo", 1, None, "", "");
+    for _ in 0..5000 {
+        assert_eq!(feed(&mut d, t0, esip, &opt).len(), 1);
+    }
+}
+
+/// Password guessing: ten wrong answers ban the source; then even the right password from it
+/// is dropped, while the same password from elsewhere gets in. A customer (right password)
+/// placing ten calls a second is never limited.
+#[test]
+fn a_password_guesser_is_banned_and_a_busy_customer_is_not() {
+    let mut d = dispatcher(1000);
+    let t0 = Instant::now();
+    let guesser: SocketAddr = "192.0.2.66:5060".parse().unwrap();
+    for i in 0..10u32 {
+        let t = t0 + Duration::from_secs(u64::from(i) * 5);
+        let ch = only_response(&feed(
+            &mut d,
+            t,
+            guesser,
+            &invite(&format!("g{i}"), "z9hG4bKa", 1, ""),
+        ));
+        let guess = authorized(&ch, &format!("g{i}"), "z9hG4bKb", &format!("guess{i}"), 1);
+        assert_eq!(
+            feed(&mut d, t, guesser, &guess).len(),
+            1,
+            "guess {i} answered"
+        );
+    }
+    let t = t0 + Duration::from_secs(60);
+    let s = stats(&mut d);
+    assert!(s.contains(&Stat::Banned(BanReason::AuthFailures)), "{s:?}");
+    assert!(feed(&mut d, t, guesser, &invite("g-ok", "z9hG4bKc", 1, "")).is_empty());
+    assert_eq!(
+        stats(&mut d),
+        vec![Stat::Dropped(crate::sip::guard::Drop::Banned)]
+    );
+
+    let other: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+    let ch = only_response(&feed(&mut d, t, other, &invite("c0", "z9hG4bKa", 1, "")));
+    let ok = authorized(&ch, "c0", "z9hG4bKb", "pw", 1);
+    assert!(matches!(
+        feed(&mut d, t, other, &ok).as_slice(),
+        [Output::NewCall(_)]
+    ));
+    // Now a customer: 600 calls at 10 a second, each INVITE, 407, ACK, INVITE, BYE.
+    for i in 1..600u32 {
+        let t = t + Duration::from_millis(100 * u64::from(i));
+        let id = format!("c{i}");
+        let ch = only_response(&feed(&mut d, t, other, &invite(&id, "z9hG4bKa", 1, "")));
+        let ack = request("ACK", &id, "z9hG4bKa", 1, ch.to().unwrap().tag(), "", "");
+        assert!(feed(&mut d, t, other, &ack).is_empty());
+        let retry = authorized(&ch, &id, "z9hG4bKb", "pw", 1);
+        assert!(
+            matches!(
+                feed(&mut d, t, other, &retry).as_slice(),
+                [Output::NewCall(_)]
+            ),
+            "call {i}"
+        );
+        d.call_finished(&id);
+    }
+    assert!(!stats(&mut d).iter().any(|s| matches!(s, Stat::Dropped(_))));
 }

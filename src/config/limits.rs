@@ -1,0 +1,59 @@
+//! `[limits]`: the SIP port's per-source budget and bans (`sip::guard`), with defaults close to
+//! fail2ban's SIP jails.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::Ctx;
+use crate::sip::guard::Limits;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Requests per second a source outside every trunk's allowlist may send on average.
+    pub source_rate: Option<Spanned<f64>>,
+    /// How many such requests may come at once.
+    pub source_burst: Option<Spanned<u64>>,
+    pub ban_secs: Option<Spanned<u64>>,
+    /// Wrong digest answers within `auth_window_secs` that ban a source; 0 never bans.
+    pub auth_failures: Option<Spanned<u64>>,
+    pub auth_window_secs: Option<Spanned<u64>>,
+    pub max_sources: Option<Spanned<u64>>,
+}
+
+pub fn resolve(ctx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
+    let mut l = Limits::default();
+    if let Some(v) = &raw.source_rate {
+        let r = *v.get_ref();
+        if r.is_finite() && r > 0.0 {
+            l.rate = r;
+        } else {
+            ctx.problem(v.span(), "limits.source_rate", "must be a positive number");
+        }
+    }
+    if let Some(v) = &raw.source_burst {
+        match *v.get_ref() {
+            0 => ctx.problem(v.span(), "limits.source_burst", "must be at least 1"),
+            n => l.burst = n as f64,
+        }
+    }
+    if let Some(t) = ctx.positive_secs(&raw.ban_secs, "limits.ban_secs") {
+        l.ban = t;
+    }
+    if let Some(v) = &raw.auth_failures {
+        match u32::try_from(*v.get_ref()) {
+            Ok(n) => l.auth_failures = n,
+            Err(_) => ctx.problem(v.span(), "limits.auth_failures", "too large"),
+        }
+    }
+    if let Some(t) = ctx.positive_secs(&raw.auth_window_secs, "limits.auth_window_secs") {
+        l.auth_window = t;
+    }
+    if let Some(v) = &raw.max_sources {
+        match usize::try_from(*v.get_ref()) {
+            Ok(n) if (16..=10_000_000).contains(&n) => l.max_sources = n,
+            _ => ctx.problem(v.span(), "limits.max_sources", "must be 16 to 10,000,000"),
+        }
+    }
+    l
+}
