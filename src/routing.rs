@@ -22,11 +22,22 @@ pub enum Admission {
         status: u16,
         header: HeaderName,
         values: Vec<String>,
+        /// Why the credentials the INVITE carried were not enough; `None` when it had none.
+        failure: Option<ChallengeWhy>,
     },
     Reject {
         status: u16,
         reason: String,
     },
+}
+
+/// Why credentials earned another challenge.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChallengeWhy {
+    /// The password was right but the nonce is old, reused or another node's: `stale=true`.
+    Stale(AuthError),
+    /// They did not verify (the first time on this Call-ID; the second gets 403).
+    Wrong(AuthError),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,8 +100,8 @@ impl Router {
         self.trunks.iter().map(|t| t.allowed.clone()).collect()
     }
 
-    /// Decides what to do with a new INVITE from `src`. Every rejection is logged with its
-    /// reason here, so the operator sees why a call did not get through.
+    /// Decides what to do with a new INVITE from `src`. Every rejection and challenge says why,
+    /// for the caller to log (rate-limited: a stranger must not be able to write the log).
     pub fn admit(&mut self, now: Instant, req: &Request, src: IpAddr) -> Admission {
         // The numbers as the caller presented them are what the agent sees; the normalised
         // form only matches trunks and routes.
@@ -105,7 +116,6 @@ impl Router {
             .collect();
         if candidates.is_empty() {
             let reason = format!("no trunk admits source {src} calling {called:?}");
-            tracing::warn!(%src, %called, "INVITE rejected: {reason}");
             return Admission::Reject {
                 status: 403,
                 reason,
@@ -117,14 +127,13 @@ impl Router {
         {
             // An address-only trunk (Twilio Elastic SIP Trunking never answers a challenge).
             Some(&i) => self.trunks[i].name.clone(),
-            None => match self.authenticate(now, req, src, &candidates) {
+            None => match self.authenticate(now, req, &candidates) {
                 Ok(name) => name,
                 Err(a) => return a,
             },
         };
         let Some(agent) = self.route(&called_key) else {
-            let reason = format!("no route for called number {called:?}");
-            tracing::warn!(%src, %trunk, "INVITE rejected: {reason}");
+            let reason = format!("no route for called number {called:?} (trunk {trunk:?})");
             return Admission::Reject {
                 status: 404,
                 reason,
@@ -142,7 +151,6 @@ impl Router {
         &mut self,
         now: Instant,
         req: &Request,
-        src: IpAddr,
         candidates: &[usize],
     ) -> Result<String, Admission> {
         // Accept the credentials under either header name: clients differ in which they use.
@@ -151,7 +159,7 @@ impl Router {
             .get(&HeaderName::ProxyAuthorization)
             .or_else(|| req.headers.get(&HeaderName::Authorization));
         let Some(creds) = creds else {
-            return Err(self.challenge(now, false));
+            return Err(self.challenge(now, None));
         };
         let trunks = &self.trunks;
         let lookup = |user: &str| {
@@ -181,34 +189,33 @@ impl Router {
             // (a balancer sent the retry elsewhere): a fresh nonce with stale=true lets the
             // client retry without asking its user again.
             Err(e @ (AuthError::StaleNonce | AuthError::Replay | AuthError::ForeignNonce)) => {
-                tracing::info!(%src, "{e}; challenging again with stale=true");
-                Err(self.challenge(now, true))
+                Err(self.challenge(now, Some(ChallengeWhy::Stale(e))))
             }
             Err(e) => {
                 let call_id = req.call_id().unwrap_or_default().to_string();
-                let failures = self.note_failure(call_id);
-                tracing::warn!(%src, failures, "authentication failed: {e}");
-                if failures >= 2 {
+                if self.note_failure(call_id) >= 2 {
                     Err(Admission::Reject {
                         status: 403,
                         reason: format!("authentication failed: {e}"),
                     })
                 } else {
-                    Err(self.challenge(now, false))
+                    Err(self.challenge(now, Some(ChallengeWhy::Wrong(e))))
                 }
             }
         }
     }
 
-    fn challenge(&self, now: Instant, stale: bool) -> Admission {
+    fn challenge(&self, now: Instant, failure: Option<ChallengeWhy>) -> Admission {
         let header = match self.kind {
             ChallengeKind::Proxy => HeaderName::ProxyAuthenticate,
             ChallengeKind::Www => HeaderName::WwwAuthenticate,
         };
+        let stale = matches!(failure, Some(ChallengeWhy::Stale(_)));
         Admission::Challenge {
             status: self.kind.status(),
             header,
             values: self.digest.challenges(now, stale),
+            failure,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The public SIP port against a real gateway process: a flooding stranger is banned after its
 //! burst (one log line, counted, listed by `GET /bans`, lifted by `DELETE /bans/{ip}`), and a
-//! password guesser is banned after its failures while the right password from another
-//! address still gets in. Sources are distinct 127/8 addresses.
+//! password guesser is banned after its failures (logged once, not once a guess) while the
+//! right password from another address still gets in. Sources are distinct 127/8 addresses.
 
 mod common;
 mod ops_support;
@@ -121,6 +121,12 @@ async fn a_password_guesser_is_banned_and_the_right_password_elsewhere_gets_in()
         tokio::time::sleep(2 * SECS).await;
     }
     assert_eq!(bans_logged(&gw, "127.0.0.66"), 1);
+    let failures_logged = gw
+        .lines()
+        .iter()
+        .filter(|l| l.contains("authentication failed") && l.contains("127.0.0.66"))
+        .count();
+    assert_eq!(failures_logged, 1, "repeats are counted, not logged one by one");
     let bans = get(gw.http, "/bans").await.json();
     assert_eq!(bans["bans"][0]["reason"], "auth_failures", "{bans}");
     // Banned: even the right password from there is not answered at all.

@@ -17,13 +17,19 @@ use bytes::Bytes;
 use crate::call::core::ALLOW;
 use crate::config::{Route, Trunk};
 use crate::metrics::AuthFailure;
-use crate::routing::{Admission, Admitted, Router};
+use crate::routing::{Admission, Admitted, ChallengeWhy, Router};
 use crate::sip::dialog::Dialog;
 use crate::sip::guard::{Ban, BanReason, Drop, Guard, Limits};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
+use quiet::Quiet;
 
 /// Seconds a caller should wait before retrying when we are full or draining.
 const RETRY_AFTER_SECS: u32 = 5;
+
+/// How long repeated rejections from one source are summed up before their next log line.
+const LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// (source, kind) pairs the log aggregation tracks at most.
+const LOG_SOURCES: usize = 4096;
 
 /// Vias a new INVITE may carry: Twilio's edge adds two or three, a proxy in front one more.
 const MAX_VIAS: usize = 16;
@@ -76,6 +82,7 @@ pub struct DispatchCounters {
 pub struct Dispatcher {
     router: Router,
     guard: Guard,
+    quiet: Quiet,
     max_calls: usize,
     draining: bool,
     /// Calls with a task, by Call-ID, and whether each still counts as active.
@@ -92,6 +99,7 @@ impl Dispatcher {
     pub fn new(now: Instant, router: Router, max_calls: usize, limits: Limits) -> Dispatcher {
         Dispatcher {
             guard: Guard::new(now, limits, router.allowlists()),
+            quiet: Quiet::new(now, LOG_WINDOW, LOG_SOURCES),
             router,
             max_calls,
             draining: false,
@@ -188,7 +196,9 @@ impl Dispatcher {
             Err(e) => {
                 self.counters.malformed += 1;
                 self.stats.push_back(Stat::Malformed);
-                tracing::info!(%src, error = %e, "malformed SIP message");
+                if self.quiet.first(now, src.ip(), "malformed") {
+                    tracing::info!(%src, error = %e, "malformed SIP message");
+                }
                 if let Some(bytes) = crate::sip::transport::bad_request(&data, &e.to_string()) {
                     self.out.push_back(Output::Transmit { to: src, bytes });
                 }
@@ -278,7 +288,9 @@ impl Dispatcher {
         }
         if self.draining || self.active >= self.max_calls {
             self.counters.rejected += 1;
-            tracing::warn!(%src, active = self.active, draining = self.draining, "INVITE refused: 503");
+            if self.quiet.first(now, src.ip(), "unavailable") {
+                tracing::warn!(%src, active = self.active, draining = self.draining, "INVITE refused: 503");
+            }
             let mut r = Response::for_request(&req, 503, None);
             r.headers
                 .push(HeaderName::RetryAfter, RETRY_AFTER_SECS.to_string());
@@ -315,15 +327,24 @@ impl Dispatcher {
                 status,
                 header,
                 values,
+                failure,
             } => {
                 self.counters.challenged += 1;
-                let failure = if values.iter().any(|v| v.contains("stale=true")) {
-                    AuthFailure::StaleNonce
-                } else if had_credentials {
-                    self.auth_failed(now, src);
-                    AuthFailure::WrongCredentials
-                } else {
-                    AuthFailure::NoCredentials
+                let failure = match failure {
+                    None => AuthFailure::NoCredentials,
+                    Some(ChallengeWhy::Stale(e)) => {
+                        if self.quiet.first(now, src.ip(), "stale_nonce") {
+                            tracing::info!(%src, "{e}; challenging again with stale=true");
+                        }
+                        AuthFailure::StaleNonce
+                    }
+                    Some(ChallengeWhy::Wrong(e)) => {
+                        if self.quiet.first(now, src.ip(), "auth_failed") {
+                            tracing::warn!(%src, "authentication failed: {e}");
+                        }
+                        self.auth_failed(now, src);
+                        AuthFailure::WrongCredentials
+                    }
                 };
                 self.stats.push_back(Stat::AuthFailure(failure));
                 let tag = self.stateless_tag(&req);
@@ -335,6 +356,9 @@ impl Dispatcher {
             }
             Admission::Reject { status, reason } => {
                 self.counters.rejected += 1;
+                if self.quiet.first(now, src.ip(), "rejected") {
+                    tracing::warn!(%src, status, "INVITE rejected: {reason}");
+                }
                 // The router's reasons are its own words; these two prefixes are the
                 // authentication refusals (a test pins them).
                 if reason.starts_with("no trunk admits") {
@@ -411,5 +435,6 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+mod quiet;
 #[cfg(test)]
 mod tests;

@@ -134,6 +134,7 @@ fn www_challenge_option_uses_401() {
             status,
             header,
             values,
+            failure: None,
         } => {
             assert_eq!((status, header), (401, HeaderName::WwwAuthenticate));
             assert!(values[0].contains("realm=\"realm\""));
