@@ -126,7 +126,10 @@ async fn a_password_guesser_is_banned_and_the_right_password_elsewhere_gets_in()
         .iter()
         .filter(|l| l.contains("authentication failed") && l.contains("127.0.0.66"))
         .count();
-    assert_eq!(failures_logged, 1, "repeats are counted, not logged one by one");
+    assert_eq!(
+        failures_logged, 1,
+        "repeats are counted, not logged one by one"
+    );
     let bans = get(gw.http, "/bans").await.json();
     assert_eq!(bans["bans"][0]["reason"], "auth_failures", "{bans}");
     // Banned: even the right password from there is not answered at all.
