@@ -6,8 +6,9 @@
 //!
 //! - **trusted** sources (inside a trunk's explicit `allowed_addresses`, e.g. Twilio's ranges)
 //!   always pass and are never banned: a busy Twilio edge carries every call;
-//! - **customers** (a source whose digest answer succeeded recently) always pass: one
-//!   authenticated source placing ten calls a second is business, not a flood;
+//! - **customers** (a source whose digest answer succeeded recently) are held to a budget 25
+//!   times a stranger's: one authenticated source placing ten calls a second is business, a
+//!   source flooding after it once knew the password is still banned;
 //! - **strangers** spend a token bucket (`rate` per second, `burst` deep); a stranger that runs
 //!   it dry is banned for `ban`, and so is one with `auth_failures` wrong digest answers within
 //!   `auth_window`. A banned source's packets are dropped without an answer.
@@ -104,6 +105,9 @@ struct Source {
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// The overflow bucket is this many strangers' budget.
 const OVERFLOW_SHARE: f64 = 16.0;
+/// A customer's budget is this many strangers' (500 requests a second with the defaults, ten
+/// times what ten calls a second need).
+const CUSTOMER_SHARE: f64 = 25.0;
 
 pub struct Guard {
     limits: Limits,
@@ -167,11 +171,14 @@ impl Guard {
             }
             src.ban = None;
         }
-        if src.customer_until.is_some_and(|t| now < t) {
-            return Ok(());
-        }
+        // A customer is not held to a stranger's budget, only to a far larger one: enough for
+        // a busy trunk, not for a flood from a source that once knew the password.
+        let share = match src.customer_until.is_some_and(|t| now < t) {
+            true => CUSTOMER_SHARE,
+            false => 1.0,
+        };
         let mut bucket = (src.tokens, src.last);
-        let ok = spend(&mut bucket, now, limits.rate, limits.burst);
+        let ok = spend(&mut bucket, now, limits.rate * share, limits.burst * share);
         (src.tokens, src.last) = bucket;
         if ok {
             return Ok(());
@@ -213,9 +220,11 @@ impl Guard {
     /// A right digest answer from `ip`: a customer, whom the stranger budget no longer limits.
     pub fn auth_succeeded(&mut self, now: Instant, ip: IpAddr) {
         let until = now + self.limits.customer;
+        let burst = self.limits.burst * CUSTOMER_SHARE;
         if let Some(src) = self.sources.get_mut(&ip) {
             src.customer_until = Some(until);
             src.failures.clear();
+            src.tokens = burst;
         }
     }
 

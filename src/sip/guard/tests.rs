@@ -94,6 +94,12 @@ fn ten_wrong_passwords_in_ten_minutes_ban_and_a_right_one_makes_a_customer() {
         let t = t0 + Duration::from_millis(20 * i);
         assert_eq!(g.check(t, customer), Ok(()));
     }
+    // But a customer flooding at 2,000 a second is banned all the same.
+    let t1 = t0 + Duration::from_secs(60);
+    let flood = (0..4000u64)
+        .map(|i| g.check(t1 + Duration::from_micros(500 * i), customer))
+        .position(|r| r.is_err());
+    assert!(flood.is_some_and(|i| i > 1000), "banned after {flood:?}");
 }
 
 #[test]
