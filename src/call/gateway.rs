@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::dispatch::{Dispatcher, Output, Stat};
 use super::registry::Registry;
 use super::task::{self, CallInput, CallNotice};
-use super::{build_agents, AgentMap, Live, Shared};
+use super::{build_agents, AgentMap, BanRequest, Live, Shared};
 use crate::config::{Config, Route, Trunk};
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
@@ -129,7 +129,7 @@ impl Gateway {
             })?;
         let http_addr = http_listener.local_addr()?;
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
-        let (unban_tx, unban_rx) = mpsc::unbounded_channel();
+        let (bans_tx, bans_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             sip: sip.clone(),
             sip_port: sip_addr.port(),
@@ -149,8 +149,7 @@ impl Gateway {
             registry: Registry::new(),
             metrics: Metrics::new(),
             draining: Default::default(),
-            bans: Default::default(),
-            unban: unban_tx,
+            bans: bans_tx,
         });
         let router = Router::new(
             config.trunks.clone(),
@@ -174,7 +173,7 @@ impl Gateway {
             dispatcher,
             notices_rx,
             control_rx,
-            unban_rx,
+            bans_rx,
             status_tx,
             shutdown_rx.clone(),
         ));
@@ -389,7 +388,7 @@ async fn serve(
     mut core: Dispatcher,
     mut notices: mpsc::UnboundedReceiver<CallNotice>,
     mut control: mpsc::UnboundedReceiver<Control>,
-    mut unban: mpsc::UnboundedReceiver<(IpAddr, oneshot::Sender<bool>)>,
+    mut bans: mpsc::UnboundedReceiver<BanRequest>,
     status: watch::Sender<Status>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -443,10 +442,12 @@ async fn serve(
                     let _ = tx.send(());
                 }
             },
-            Some((ip, answer)) = unban.recv() => {
+            Some(q) = bans.recv() => {
                 let now = Instant::now().into_std();
-                let _ = answer.send(core.lift_ban(now, ip));
-                shared.publish_bans(core.bans(now));
+                match q {
+                    BanRequest::List(answer) => { let _ = answer.send(core.bans(now)); }
+                    BanRequest::Lift(ip, answer) => { let _ = answer.send(core.lift_ban(now, ip)); }
+                }
             }
             _ = shutdown.changed() => return,
         }
@@ -480,10 +481,7 @@ async fn serve(
                 Stat::AuthFailure(r) => shared.metrics.auth_failure(r),
                 Stat::Malformed => shared.metrics.sip_malformed(),
                 Stat::Dropped(why) => shared.metrics.sip_dropped(why),
-                Stat::Banned(reason) => {
-                    shared.metrics.ban(reason);
-                    shared.publish_bans(core.bans(Instant::now().into_std()));
-                }
+                Stat::Banned(reason) => shared.metrics.ban(reason),
             }
         }
         let now = Status {

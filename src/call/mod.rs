@@ -58,10 +58,16 @@ pub struct Shared {
     pub registry: Registry,
     pub metrics: Metrics,
     draining: AtomicBool,
-    /// The SIP port's bans, as the SIP loop last published them (for the admin API).
-    bans: Mutex<Vec<Ban>>,
-    /// Asks the SIP loop to lift a ban; it answers whether there was one.
-    pub unban: mpsc::UnboundedSender<(IpAddr, oneshot::Sender<bool>)>,
+    /// Questions about bans for the SIP loop, which owns them (the admin API's).
+    bans: mpsc::UnboundedSender<BanRequest>,
+}
+
+/// What the admin API asks the SIP loop about the SIP port's bans.
+pub enum BanRequest {
+    /// The bans in force.
+    List(oneshot::Sender<Vec<Ban>>),
+    /// Lift the ban on this address; the answer says whether there was one.
+    Lift(IpAddr, oneshot::Sender<bool>),
 }
 
 impl Shared {
@@ -81,22 +87,19 @@ impl Shared {
         }
     }
 
-    /// The bans in force now.
-    pub fn bans(&self) -> Vec<Ban> {
-        let now = std::time::Instant::now();
-        let all = match self.bans.lock() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        all.into_iter().filter(|b| now < b.until).collect()
+    /// The bans in force now, from the SIP loop; `None` once it has stopped.
+    pub async fn bans(&self) -> Option<Vec<Ban>> {
+        let (tx, rx) = oneshot::channel();
+        self.bans.send(BanRequest::List(tx)).ok()?;
+        rx.await.ok()
     }
 
-    fn publish_bans(&self, bans: Vec<Ban>) {
-        self.metrics.set_active_bans(bans.len());
-        match self.bans.lock() {
-            Ok(mut g) => *g = bans,
-            Err(poisoned) => *poisoned.into_inner() = bans,
-        }
+    /// Lifts the ban on `ip` through the SIP loop: whether there was one, `None` once the loop
+    /// has stopped.
+    pub async fn lift_ban(&self, ip: IpAddr) -> Option<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.bans.send(BanRequest::Lift(ip, tx)).ok()?;
+        rx.await.ok()
     }
 
     /// True once shutdown began: new INVITEs get 503 and `/healthz` 503.

@@ -8,15 +8,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use tokio::sync::oneshot;
 
 use super::json_error;
 use crate::call::Shared;
 
 pub async fn list(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(bans) = shared.bans().await else {
+        return stopped();
+    };
     let now = Instant::now();
-    let bans: Vec<serde_json::Value> = shared
-        .bans()
+    let bans: Vec<serde_json::Value> = bans
         .into_iter()
         .map(|b| {
             serde_json::json!({
@@ -37,15 +38,8 @@ pub async fn lift(State(shared): State<Arc<Shared>>, Path(ip): Path<String>) -> 
             format!("{ip:?} is not an IP address"),
         );
     };
-    let (tx, rx) = oneshot::channel();
-    if shared.unban.send((ip, tx)).is_err() {
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the SIP loop has stopped".into(),
-        );
-    }
-    match rx.await {
-        Ok(true) => {
+    match shared.lift_ban(ip).await {
+        Some(true) => {
             tracing::info!(%ip, "admin API lifted a ban");
             (
                 StatusCode::OK,
@@ -53,10 +47,14 @@ pub async fn lift(State(shared): State<Arc<Shared>>, Path(ip): Path<String>) -> 
             )
                 .into_response()
         }
-        Ok(false) => json_error(StatusCode::NOT_FOUND, format!("{ip} is not banned")),
-        Err(_) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the SIP loop has stopped".into(),
-        ),
+        Some(false) => json_error(StatusCode::NOT_FOUND, format!("{ip} is not banned")),
+        None => stopped(),
     }
+}
+
+fn stopped() -> Response {
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the SIP loop has stopped".into(),
+    )
 }

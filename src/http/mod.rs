@@ -72,7 +72,9 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     // Bans end on their own: count the ones in force at the scrape.
-    shared.metrics.set_active_bans(shared.bans().len());
+    if let Some(bans) = shared.bans().await {
+        shared.metrics.set_active_bans(bans.len());
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -115,7 +115,6 @@ pub struct Guard {
     sources: HashMap<IpAddr, Source>,
     overflow: (f64, Instant),
     last_sweep: Instant,
-    bans: VecDeque<Ban>,
 }
 
 impl Guard {
@@ -128,7 +127,6 @@ impl Guard {
             sources: HashMap::new(),
             overflow: (burst, now),
             last_sweep: now,
-            bans: VecDeque::new(),
         }
     }
 
@@ -183,9 +181,7 @@ impl Guard {
         if ok {
             return Ok(());
         }
-        let until = now + limits.ban;
-        src.ban = Some((BanReason::Rate, now, until));
-        self.note_ban(ip, BanReason::Rate, now, until);
+        src.ban = Some((BanReason::Rate, now, now + limits.ban));
         Err(Drop::OverRate)
     }
 
@@ -213,8 +209,12 @@ impl Guard {
         src.failures.clear();
         let until = now + self.limits.ban;
         src.ban = Some((BanReason::AuthFailures, now, until));
-        self.note_ban(ip, BanReason::AuthFailures, now, until);
-        self.bans.back().cloned()
+        Some(Ban {
+            ip,
+            reason: BanReason::AuthFailures,
+            since: now,
+            until,
+        })
     }
 
     /// A right digest answer from `ip`: a customer, whom the stranger budget no longer limits.
@@ -228,24 +228,35 @@ impl Guard {
         }
     }
 
-    /// The bans in force at `now`, oldest first.
+    /// The bans in force at `now`, oldest first. Read off the source table, which holds each
+    /// ban (a walk over it: for the admin API and a scrape, never per packet).
     pub fn bans(&self, now: Instant) -> Vec<Ban> {
-        self.bans
+        let mut bans: Vec<Ban> = self
+            .sources
             .iter()
-            .filter(|b| now < b.until)
-            .cloned()
-            .collect()
+            .filter_map(|(ip, s)| {
+                let (reason, since, until) = s.ban?;
+                (now < until).then_some(Ban {
+                    ip: *ip,
+                    reason,
+                    since,
+                    until,
+                })
+            })
+            .collect();
+        bans.sort_by_key(|b| b.since);
+        bans
     }
 
     /// Lifts the ban on `ip`; false when there was none.
     pub fn lift(&mut self, now: Instant, ip: IpAddr) -> bool {
-        let was = self.bans.iter().any(|b| b.ip == ip && now < b.until);
-        self.bans.retain(|b| b.ip != ip);
-        if let Some(src) = self.sources.get_mut(&ip) {
-            src.ban = None;
-            src.failures.clear();
-            src.tokens = self.limits.burst;
-        }
+        let burst = self.limits.burst;
+        let Some(src) = self.sources.get_mut(&ip) else {
+            return false;
+        };
+        let was = src.ban.take().is_some_and(|(_, _, until)| now < until);
+        src.failures.clear();
+        src.tokens = burst;
         was
     }
 
@@ -254,21 +265,10 @@ impl Guard {
         self.sources.len()
     }
 
-    fn note_ban(&mut self, ip: IpAddr, reason: BanReason, since: Instant, until: Instant) {
-        self.bans.retain(|b| b.ip != ip);
-        self.bans.push_back(Ban {
-            ip,
-            reason,
-            since,
-            until,
-        });
-    }
-
-    /// Forgets what no longer matters: expired bans, and sources neither banned, nor
+    /// Forgets what no longer matters: sources neither banned, nor
     /// customers, nor with recent failures, whose bucket has refilled.
     fn sweep(&mut self, now: Instant) {
         self.last_sweep = now;
-        self.bans.retain(|b| now < b.until);
         let limits = &self.limits;
         self.sources.retain(|_, s| {
             let banned = s.ban.is_some_and(|(_, _, until)| now < until);
