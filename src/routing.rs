@@ -27,8 +27,21 @@ pub enum Admission {
     },
     Reject {
         status: u16,
+        why: RejectWhy,
+        /// The operator's explanation, for the log.
         reason: String,
     },
+}
+
+/// Why a new INVITE was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectWhy {
+    /// No trunk admits the source address (or serves the called number from it).
+    NoTrunk,
+    /// A second wrong digest answer on the same Call-ID.
+    AuthFailed,
+    /// Admitted, but no route for the called number.
+    NoRoute,
 }
 
 /// Why credentials earned another challenge.
@@ -118,6 +131,7 @@ impl Router {
             let reason = format!("no trunk admits source {src} calling {called:?}");
             return Admission::Reject {
                 status: 403,
+                why: RejectWhy::NoTrunk,
                 reason,
             };
         }
@@ -136,6 +150,7 @@ impl Router {
             let reason = format!("no route for called number {called:?} (trunk {trunk:?})");
             return Admission::Reject {
                 status: 404,
+                why: RejectWhy::NoRoute,
                 reason,
             };
         };
@@ -196,6 +211,7 @@ impl Router {
                 if self.note_failure(call_id) >= 2 {
                     Err(Admission::Reject {
                         status: 403,
+                        why: RejectWhy::AuthFailed,
                         reason: format!("authentication failed: {e}"),
                     })
                 } else {

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use crate::call::core::ALLOW;
 use crate::config::{Route, Trunk};
 use crate::metrics::AuthFailure;
-use crate::routing::{Admission, Admitted, ChallengeWhy, Router};
+use crate::routing::{Admission, Admitted, ChallengeWhy, RejectWhy, Router};
 use crate::sip::dialog::Dialog;
 use crate::sip::guard::{Ban, BanReason, Drop, Guard, Limits};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
@@ -354,20 +354,25 @@ impl Dispatcher {
                 }
                 self.respond(&req, src, r);
             }
-            Admission::Reject { status, reason } => {
+            Admission::Reject {
+                status,
+                why,
+                reason,
+            } => {
                 self.counters.rejected += 1;
                 if self.quiet.first(now, src.ip(), "rejected") {
                     tracing::warn!(%src, status, "INVITE rejected: {reason}");
                 }
-                // The router's reasons are its own words; these two prefixes are the
-                // authentication refusals (a test pins them).
-                if reason.starts_with("no trunk admits") {
-                    self.stats
-                        .push_back(Stat::AuthFailure(AuthFailure::AddressNotAllowed));
-                } else if reason.starts_with("authentication failed") {
-                    self.auth_failed(now, src);
-                    self.stats
-                        .push_back(Stat::AuthFailure(AuthFailure::WrongCredentials));
+                match why {
+                    RejectWhy::NoTrunk => self
+                        .stats
+                        .push_back(Stat::AuthFailure(AuthFailure::AddressNotAllowed)),
+                    RejectWhy::AuthFailed => {
+                        self.auth_failed(now, src);
+                        self.stats
+                            .push_back(Stat::AuthFailure(AuthFailure::WrongCredentials));
+                    }
+                    RejectWhy::NoRoute => {}
                 }
                 let tag = self.stateless_tag(&req);
                 let r = Response::for_request(&req, status, Some(&tag));
