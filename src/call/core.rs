@@ -196,7 +196,7 @@ impl CallCore {
             }
         }
         let mut r = self.dialog_response(200);
-        self.add_answer_headers(&mut r, sdp);
+        add_answer_headers(&self.local.contact, &mut r, sdp);
         self.ist.respond(now, 200, r.to_bytes());
         self.state = State::Answered;
         self.drain_ist(now);
@@ -269,7 +269,7 @@ impl CallCore {
         match result {
             Ok(sdp) => {
                 let mut r = Response::for_request(&re.req, 200, Some(&tag));
-                Self::push_answer_headers(&self.local.contact, &mut r, sdp);
+                add_answer_headers(&self.local.contact, &mut r, sdp);
                 re.tx.respond(now, 200, r.to_bytes());
             }
             Err(code) => {
@@ -278,17 +278,6 @@ impl CallCore {
             }
         }
         self.drain_reinvites();
-    }
-
-    fn add_answer_headers(&self, r: &mut Response, sdp: String) {
-        Self::push_answer_headers(&self.local.contact, r, sdp);
-    }
-
-    fn push_answer_headers(contact: &Uri, r: &mut Response, sdp: String) {
-        r.headers.push(HeaderName::Contact, format!("<{contact}>"));
-        r.headers.push(HeaderName::Allow, ALLOW);
-        r.headers.push(HeaderName::ContentType, "application/sdp");
-        r.body = Bytes::from(sdp);
     }
 
     /// A SIP message routed to this call (by Call-ID) arrived from `src`.
@@ -574,6 +563,14 @@ impl CallCore {
             self.bye = None;
         }
     }
+}
+
+/// What an answer (the 200 to the INVITE or to a re-INVITE) carries beside the SDP body.
+fn add_answer_headers(contact: &Uri, r: &mut Response, sdp: String) {
+    r.headers.push(HeaderName::Contact, format!("<{contact}>"));
+    r.headers.push(HeaderName::Allow, ALLOW);
+    r.headers.push(HeaderName::ContentType, "application/sdp");
+    r.body = Bytes::from(sdp);
 }
 
 #[cfg(test)]
