@@ -37,8 +37,7 @@ async fn cluster(dir: &Path) -> (Kamailio, Vec<Node>) {
     let sips: Vec<SocketAddr> = nodes.iter().map(|n| n.sip).collect();
     let kam = Kamailio::start(dir, &sips);
     for n in &nodes {
-        let probed = kam.wait_node(n.sip, 'A', 10 * SECS).await
-            && wait_until(10 * SECS, || kam.flags(n.sip).as_deref() == Some("AP")).await;
+        let probed = kam.wait_node(n.sip, "AP", 10 * SECS).await;
         assert!(
             probed,
             "node {} never probed alive: {:?}\n{}",
@@ -56,17 +55,6 @@ async fn cluster(dir: &Path) -> (Kamailio, Vec<Node>) {
         kam.log()
     );
     (kam, nodes)
-}
-
-async fn wait_until(within: Duration, f: impl Fn() -> bool) -> bool {
-    let end = std::time::Instant::now() + within;
-    while !f() {
-        if std::time::Instant::now() > end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    true
 }
 
 fn stat(stats: &std::collections::HashMap<String, i64>, name: &str) -> i64 {
@@ -327,7 +315,7 @@ async fn drained_and_killed_nodes_lose_no_new_calls_and_a_restarted_node_comes_b
     let load = Load::start(kam.addr, &dir, 24, 6.0, 3.0);
     let a = &nodes[0];
     assert!(
-        wait_active(a, 5 * SECS).await,
+        a.wait_active(5 * SECS).await,
         "node a never got a call:\n{}",
         kam.log()
     );
@@ -347,7 +335,7 @@ async fn drained_and_killed_nodes_lose_no_new_calls_and_a_restarted_node_comes_b
         "a draining node answers OPTIONS 503: {pong:?}"
     );
     assert!(
-        kam.wait_node(a.sip, 'I', 5 * SECS).await,
+        kam.wait_node(a.sip, "I", 5 * SECS).await,
         "the proxy takes the draining node out: {:?}",
         kam.nodes()
     );
@@ -395,7 +383,7 @@ async fn drained_and_killed_nodes_lose_no_new_calls_and_a_restarted_node_comes_b
     // tries the next one, and marks it inactive).
     let load = Load::start(kam.addr, &dir, 24, 6.0, 3.0);
     assert!(
-        wait_active(&nodes[1], 5 * SECS).await,
+        nodes[1].wait_active(5 * SECS).await,
         "node b never got a call"
     );
     let held = nodes[1].active_calls().await as u64;
@@ -427,7 +415,7 @@ async fn drained_and_killed_nodes_lose_no_new_calls_and_a_restarted_node_comes_b
         kam.log()
     );
     assert!(
-        kam.wait_node(nodes[1].sip, 'I', 10 * SECS).await,
+        kam.wait_node(nodes[1].sip, "I", 10 * SECS).await,
         "{:?}",
         kam.nodes()
     );
@@ -446,10 +434,7 @@ async fn drained_and_killed_nodes_lose_no_new_calls_and_a_restarted_node_comes_b
     // calls reach it.
     nodes[1].restart().await;
     nodes[1].wait_healthy().await;
-    let back = wait_until(5 * SECS, || {
-        kam.flags(nodes[1].sip).as_deref() == Some("AP")
-    })
-    .await;
+    let back = kam.wait_node(nodes[1].sip, "AP", 5 * SECS).await;
     assert!(back, "restarted node taken back: {:?}", kam.nodes());
     let report = Load::start(kam.addr, &dir, 30, 15.0, 0.0)
         .finish(60 * SECS)
@@ -462,16 +447,4 @@ async fn drained_and_killed_nodes_lose_no_new_calls_and_a_restarted_node_comes_b
     drop(kam);
     drop(nodes);
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// Polls a node's active-call gauge until it holds a call (bounded).
-async fn wait_active(node: &Node, within: Duration) -> bool {
-    let end = std::time::Instant::now() + within;
-    while std::time::Instant::now() < end {
-        if node.active_calls().await >= 1.0 {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }

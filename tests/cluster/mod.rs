@@ -13,7 +13,12 @@ use std::time::{Duration, Instant};
 
 pub use crate::common::raw_sip::*;
 use crate::common::{rtp_range, PASSWORD, USER};
-use crate::ops_support::{get, metric, Gateway};
+use crate::ops_support::{get, metric, poll, Gateway};
+
+/// How many of `poll`'s 50 ms tries fit in `within`.
+fn tries(within: Duration) -> u32 {
+    u32::try_from(within.as_millis() / 50).unwrap_or(u32::MAX)
+}
 
 /// The environment variable that holds the nodes' shared digest nonce secret.
 pub const SECRET_VAR: &str = "SIPBRIDGE_CLUSTER_NONCE_SECRET";
@@ -152,19 +157,16 @@ impl Kamailio {
             .find_map(|(u, f)| (u == node).then_some(f))
     }
 
-    /// Waits (bounded) until the dispatcher holds `node` in a state that starts with `state`
-    /// ('A' active, 'I' inactive).
-    pub async fn wait_node(&self, node: SocketAddr, state: char, within: Duration) -> bool {
-        let end = Instant::now() + within;
-        loop {
-            if self.flags(node).is_some_and(|f| f.starts_with(state)) {
-                return true;
-            }
-            if Instant::now() > end {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    /// Waits (bounded) until the dispatcher holds `node` in a state whose flags start with
+    /// `state` ("I" inactive, "AP" active and probed).
+    pub async fn wait_node(&self, node: SocketAddr, state: &str, within: Duration) -> bool {
+        let flags = poll(
+            tries(within),
+            async || self.flags(node),
+            |f| f.as_deref().is_some_and(|f| f.starts_with(state)),
+        )
+        .await;
+        flags.is_some_and(|f| f.starts_with(state))
     }
 
     pub fn pid(&self) -> u32 {
@@ -297,13 +299,25 @@ impl Node {
 
     /// Polls /healthz until 200 (bounded).
     pub async fn wait_healthy(&self) {
-        for _ in 0..100 {
-            if get(self.http, "/healthz").await.status == 200 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{} never became healthy", self.name);
+        let http = self.http;
+        let status = poll(
+            100,
+            async || get(http, "/healthz").await.status,
+            |s| *s == 200,
+        )
+        .await;
+        assert_eq!(status, 200, "{} never became healthy", self.name);
+    }
+
+    /// Waits (bounded) until the node holds a call.
+    pub async fn wait_active(&self, within: Duration) -> bool {
+        poll(
+            tries(within),
+            async || self.active_calls().await,
+            |n| *n >= 1.0,
+        )
+        .await
+            >= 1.0
     }
 
     pub fn log(&self) -> String {
