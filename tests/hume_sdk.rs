@@ -9,11 +9,10 @@ mod fake_evi;
 mod hume_uac;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use common::{rtp_range, PASSWORD, USER};
+use common::{python_script, rtp_range, temp_dir, PASSWORD, USER};
 use fake_evi::{step, Act, Dir, FakeEvi, When, API_KEY};
 use hume_uac::{place_call, CallPlan};
 use sipbridge::config;
@@ -21,33 +20,10 @@ use sipbridge::load::uac::ByeOutcome;
 
 const KEY_ENV: &str = "SIPBRIDGE_TEST_HUME_KEY";
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sipbridge-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Runs scripts/hume-sdk-check; (success, stdout + stderr).
 fn sdk_check(gateway: &Path, evi: &Path) -> (bool, String) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/hume-sdk-check");
-    let out = Command::new("bash")
-        .arg(script)
-        .arg(gateway)
-        .arg(evi)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_ne!(
-        out.status.code(),
-        Some(3),
-        "the SDK check needs python3 with venv and pip \
-         (Debian: apt-get install python3 python3-venv python3-pip; scripts/test installs them):\n{text}"
-    );
-    (out.status.success(), text)
+    let (gateway, evi) = (gateway.display().to_string(), evi.display().to_string());
+    python_script("hume-sdk-check", &[&gateway, &evi])
 }
 
 fn kinds(fake: &FakeEvi, dir: Dir) -> BTreeSet<String> {

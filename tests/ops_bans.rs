@@ -9,24 +9,14 @@ mod ops_support;
 use std::time::Duration;
 
 use common::raw_sip::{header, invite, invite_uri, options, RawSip};
-use common::{rtp_range, PASSWORD, USER};
+use common::{PASSWORD, USER};
 use ops_support::*;
 use sipbridge::sip::auth::{respond, Challenge};
 
 const SECS: Duration = Duration::from_secs(1);
 
 async fn gateway() -> Gateway {
-    let (lo, hi) = rtp_range();
-    let config = temp_file(
-        "bans.toml",
-        &format!(
-            "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n\
-             [limits]\nsource_burst = 5\nsource_rate = 1\nauth_failures = 3\n\
-             [[trunks]]\nname = \"dial\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n"
-        ),
-    );
-    Gateway::spawn(&config, &[]).await
+    open_trunk_gateway("source_burst = 5\nsource_rate = 1\nauth_failures = 3").await
 }
 
 fn bans_logged(gw: &Gateway, ip: &str) -> usize {

@@ -6,47 +6,19 @@
 mod common;
 mod ops_support;
 
-use std::process::{Command, Stdio};
-
-use common::rtp_range;
+use common::python_script;
 use ops_support::*;
 
-/// Runs `scripts/sipvicious TOOL ARGS` (bounded by the tools' own timeouts and `timeout`);
-/// (exit success, stdout + stderr).
+/// Runs `scripts/sipvicious TOOL ARGS`; (exit success, stdout + stderr).
 fn sipvicious(tool: &str, args: &[&str]) -> (bool, String) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sipvicious");
-    let out = Command::new("timeout")
-        .args(["120", script, tool])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_ne!(
-        out.status.code(),
-        Some(3),
-        "SIPVicious needs python3 with venv and pip (scripts/test installs them):\n{text}"
-    );
-    (out.status.success(), text)
+    let mut all = vec![tool];
+    all.extend_from_slice(args);
+    python_script("sipvicious", &all)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipvicious_maps_a_device_but_enumerates_no_user() {
-    let (lo, hi) = rtp_range();
-    let config = temp_file(
-        "scanner.toml",
-        &format!(
-            "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n\
-             [[trunks]]\nname = \"dial\"\nusername = \"ai-voice-agent\"\n\
-             password = \"correct-horse-battery-staple\"\n"
-        ),
-    );
-    let gw = Gateway::spawn(&config, &[]).await;
+    let gw = open_trunk_gateway("").await;
     let port = gw.sip.port().to_string();
     let target = ["127.0.0.1", "-p", port.as_str()];
     let run = |tool: &'static str, args: Vec<&str>| {

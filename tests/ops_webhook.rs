@@ -79,6 +79,13 @@ async fn post_form(gw: &Gateway, path: &str, headers: &[(&str, &str)], params: &
     http(gw.http_addr, "POST", path, &all, &form(params)).await
 }
 
+/// POSTs `params` to `/twilio/voice`, signed as Twilio signs it for
+/// `https://mycompany.com/twilio/voice` (the `public_url` these tests configure).
+async fn post_signed(gw: &Gateway, params: &[Param]) -> Resp {
+    let sig = sign(TOKEN, "https://mycompany.com/twilio/voice", params);
+    post_form(gw, "/twilio/voice", &[("X-Twilio-Signature", &sig)], params).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twilios_example_is_accepted_and_answered_with_twiml_that_dials_the_gateway() {
     // The signer above reproduces Twilio's published value.
@@ -114,8 +121,7 @@ async fn twilios_example_is_accepted_and_answered_with_twiml_that_dials_the_gate
     // A UK number leaves Twilio from Dublin.
     let mut uk = PARAMS;
     uk[4] = ("To", "+447846855904");
-    let sig = sign(TOKEN, "https://mycompany.com/twilio/voice", &uk);
-    let r = post_form(&gw, "/twilio/voice", &[("X-Twilio-Signature", &sig)], &uk).await;
+    let r = post_signed(&gw, &uk).await;
     assert_eq!(r.status, 200);
     assert!(
         r.body.contains(&format!(
@@ -226,14 +232,7 @@ async fn json_bodies_are_checked_through_body_sha256() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_public_address_or_a_serving_trunk_there_is_nothing_to_dial() {
     let gw = start("public_url = \"https://mycompany.com\"", false).await;
-    let sig = sign(TOKEN, "https://mycompany.com/twilio/voice", &PARAMS);
-    let r = post_form(
-        &gw,
-        "/twilio/voice",
-        &[("X-Twilio-Signature", &sig)],
-        &PARAMS,
-    )
-    .await;
+    let r = post_signed(&gw, &PARAMS).await;
     assert_eq!(r.status, 503);
     assert!(r.body.contains("sip.public_addr"), "{}", r.body);
     gw.stop().await;
@@ -242,8 +241,7 @@ async fn without_a_public_address_or_a_serving_trunk_there_is_nothing_to_dial() 
     let gw = start("public_url = \"https://mycompany.com\"", true).await;
     let mut odd = PARAMS;
     odd[4] = ("To", "not a number");
-    let sig = sign(TOKEN, "https://mycompany.com/twilio/voice", &odd);
-    let r = post_form(&gw, "/twilio/voice", &[("X-Twilio-Signature", &sig)], &odd).await;
+    let r = post_signed(&gw, &odd).await;
     assert_eq!(r.status, 200);
     assert!(
         r.body.contains("<Reject reason=\"rejected\"/>"),
@@ -260,14 +258,7 @@ async fn behind_a_proxy_the_twiml_dials_twilio_sip_host() {
     let twilio = "public_url = \"https://mycompany.com\"\nsip_host = \"sip.example.com:5070\"";
     for public_addr in [false, true] {
         let gw = start(twilio, public_addr).await;
-        let sig = sign(TOKEN, "https://mycompany.com/twilio/voice", &PARAMS);
-        let r = post_form(
-            &gw,
-            "/twilio/voice",
-            &[("X-Twilio-Signature", &sig)],
-            &PARAMS,
-        )
-        .await;
+        let r = post_signed(&gw, &PARAMS).await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert!(
             r.body

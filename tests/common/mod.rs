@@ -103,3 +103,29 @@ pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Runs `scripts/NAME ARGS`, one of the scripts that install a Python tool from PyPI into
+/// target/ on first use (Hume's SDK check, SIPVicious), bounded in time; (success, stdout +
+/// stderr). Their exit code 3 means python3, venv or pip is missing: a failure with
+/// instructions, never a skip.
+pub fn python_script(name: &str, args: &[&str]) -> (bool, String) {
+    let script = format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("timeout")
+        .args(["300", "bash", &script])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(3),
+        "scripts/{name} needs python3 with venv and pip \
+         (Debian: apt-get install python3 python3-venv python3-pip; scripts/test installs them):\n{text}"
+    );
+    (out.status.success(), text)
+}

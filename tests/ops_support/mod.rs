@@ -391,3 +391,19 @@ pub fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// A child gateway on loopback whose one digest trunk is open to any address, so every source
+/// but its own is a stranger to the per-source limits; `limits` is the `[limits]` table's body.
+pub async fn open_trunk_gateway(limits: &str) -> Gateway {
+    let (lo, hi) = crate::common::rtp_range();
+    let (user, password) = (crate::common::USER, crate::common::PASSWORD);
+    let config = temp_file(
+        "open.toml",
+        &format!(
+            "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n[limits]\n{limits}\n\
+             [[trunks]]\nname = \"dial\"\nusername = \"{user}\"\npassword = \"{password}\"\n"
+        ),
+    );
+    Gateway::spawn(&config, &[]).await
+}
