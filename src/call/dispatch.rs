@@ -21,6 +21,7 @@ use crate::routing::{Admission, Admitted, ChallengeWhy, RejectWhy, Router};
 use crate::sip::dialog::Dialog;
 use crate::sip::guard::{Ban, BanReason, Drop, Guard, Limits};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
+use inspect::{inspect, Refusal};
 use quiet::Quiet;
 
 /// Seconds a caller should wait before retrying when we are full or draining.
@@ -242,13 +243,16 @@ impl Dispatcher {
             Method::Invite if !has_to_tag => self.new_invite(now, req, src),
             Method::Options if !has_to_tag && self.draining => {
                 // A balancer probing with OPTIONS takes this node out of its set.
-                let mut r = Response::for_request(&req, 503, None);
+                let mut r = self.answer(&req, 503);
                 r.headers
                     .push(HeaderName::RetryAfter, RETRY_AFTER_SECS.to_string());
                 self.respond(&req, src, r);
             }
             Method::Options if !has_to_tag => {
-                let mut r = Response::for_request(&req, 200, None);
+                if let Err(refusal) = inspect(&req) {
+                    return self.refuse(&req, src, refusal);
+                }
+                let mut r = self.answer(&req, 200);
                 r.headers.push(HeaderName::Allow, ALLOW);
                 r.headers.push(HeaderName::Accept, "application/sdp");
                 self.respond(&req, src, r);
@@ -256,15 +260,23 @@ impl Dispatcher {
             // RFC 3261 9.2: no transaction matches (we keep none for what we answered
             // ourselves, and a call's INVITE would have been routed to it above): 481.
             _ if has_to_tag || req.method == Method::Cancel => {
-                let r = Response::for_request(&req, 481, None);
+                let r = self.answer(&req, 481);
                 self.respond(&req, src, r);
             }
             _ => {
-                let mut r = Response::for_request(&req, 405, None);
+                let mut r = self.answer(&req, 405);
                 r.headers.push(HeaderName::Allow, ALLOW);
                 self.respond(&req, src, r);
             }
         }
+    }
+
+    fn refuse(&mut self, req: &Request, src: SocketAddr, refusal: Refusal) {
+        let mut r = self.answer(req, refusal.status);
+        if let Some((name, value)) = refusal.header {
+            r.headers.push(name, value);
+        }
+        self.respond(req, src, r);
     }
 
     fn new_invite(&mut self, now: Instant, req: Request, src: SocketAddr) {
@@ -277,21 +289,19 @@ impl Dispatcher {
                 .nth(MAX_VIAS)
                 .is_some()
         {
-            let r = Response::for_request(&req, 483, None);
+            let r = self.answer(&req, 483);
             return self.respond(&req, src, r);
         }
-        if let Some(req_ext) = req.headers.get(&HeaderName::Require) {
-            // We implement no extension a caller could require (no 100rel, no timer).
-            let mut r = Response::for_request(&req, 420, None);
-            r.headers.push(HeaderName::Unsupported, req_ext.to_string());
-            return self.respond(&req, src, r);
+        if let Err(refusal) = inspect(&req) {
+            self.counters.rejected += 1;
+            return self.refuse(&req, src, refusal);
         }
         if self.draining || self.active >= self.max_calls {
             self.counters.rejected += 1;
             if self.quiet.first(now, src.ip(), "unavailable") {
                 tracing::warn!(%src, active = self.active, draining = self.draining, "INVITE refused: 503");
             }
-            let mut r = Response::for_request(&req, 503, None);
+            let mut r = self.answer(&req, 503);
             r.headers
                 .push(HeaderName::RetryAfter, RETRY_AFTER_SECS.to_string());
             return self.respond(&req, src, r);
@@ -308,7 +318,7 @@ impl Dispatcher {
                 // agent exists; only admitted INVITEs pay for the check.
                 if let Err(e) = Dialog::new_uas(&req, "-") {
                     self.counters.rejected += 1;
-                    let mut r = Response::for_request(&req, 400, None);
+                    let mut r = self.answer(&req, 400);
                     r.reason = printable(&format!("Bad Request ({e})"));
                     return self.respond(&req, src, r);
                 }
@@ -347,8 +357,7 @@ impl Dispatcher {
                     }
                 };
                 self.stats.push_back(Stat::AuthFailure(failure));
-                let tag = self.stateless_tag(&req);
-                let mut r = Response::for_request(&req, status, Some(&tag));
+                let mut r = self.answer(&req, status);
                 for v in values {
                     r.headers.push(header.clone(), v);
                 }
@@ -374,8 +383,7 @@ impl Dispatcher {
                     }
                     RejectWhy::NoRoute => {}
                 }
-                let tag = self.stateless_tag(&req);
-                let r = Response::for_request(&req, status, Some(&tag));
+                let r = self.answer(&req, status);
                 self.respond(&req, src, r);
             }
         }
@@ -409,6 +417,12 @@ impl Dispatcher {
         });
     }
 
+    /// A stateless answer to `req`: its To gains the tag RFC 3261 8.2.6.2 requires of a final
+    /// response (unless the request already had one).
+    fn answer(&self, req: &Request, status: u16) -> Response {
+        Response::for_request(req, status, Some(&self.stateless_tag(req)))
+    }
+
     /// The To tag of a stateless final answer to an INVITE: a keyed hash of the Call-ID and the
     /// From tag, so every retransmission of the INVITE gets the same answer, tag included, and
     /// the ACK for it (which carries that tag, RFC 3261 17.1.1.3) can be told from any other
@@ -440,6 +454,9 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+mod inspect;
 mod quiet;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod torture_tests;

@@ -68,7 +68,17 @@ pub fn bad_request(data: &[u8], reason: &str) -> Option<Bytes> {
     let mut out = BytesMut::with_capacity(512);
     out.put_slice(b"SIP/2.0 400 Bad Request\r\n");
     let mut seen = [false; 5];
+    // Whether the line before was echoed, so its folded continuation lines go with it.
+    let mut echoing = false;
     for line in lines {
+        if line.starts_with([' ', '\t']) {
+            if echoing {
+                out.put_slice(line.as_bytes());
+                out.put_slice(b"\r\n");
+            }
+            continue;
+        }
+        echoing = false;
         let Some((name, _)) = line.split_once(':') else {
             continue;
         };
@@ -80,7 +90,13 @@ pub fn bad_request(data: &[u8], reason: &str) -> Option<Bytes> {
             "cseq" => 4,
             _ => continue,
         };
+        // Every Via goes back (RFC 3261 8.2.6.2); of the others only the first, since a
+        // message that repeats them (RFC 4475 multi01) would make our answer malformed too.
+        if idx != 0 && seen[idx] {
+            continue;
+        }
         seen[idx] = true;
+        echoing = true;
         out.put_slice(line.as_bytes());
         out.put_slice(b"\r\n");
     }
@@ -119,6 +135,22 @@ mod tests {
         }
         assert!(r.contains("Warning: 399 sipbridge \"Content-Length 999 exceeds body\""));
         assert!(r.ends_with("Content-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn repeated_dialog_headers_are_echoed_once_and_folds_kept() {
+        let msg = b"INVITE sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+            Via: SIP/2.0/UDP b;branch=z9hG4bK2\r\nFrom: <sip:a@b>;tag=1\r\nTo:\r\n <sip:x@y>\r\n\
+            Call-ID: one\r\nCall-ID: two\r\nFrom: <sip:c@d>;tag=2\r\nCSeq: 1 INVITE\r\n\r\n";
+        let r = bad_request(msg, "two Call-IDs").unwrap();
+        let r = std::str::from_utf8(&r).unwrap();
+        assert_eq!(r.matches("Via: ").count(), 2, "{r}");
+        assert!(r.contains("To:\r\n <sip:x@y>\r\n"), "{r}");
+        assert!(
+            r.contains("Call-ID: one") && !r.contains("Call-ID: two"),
+            "{r}"
+        );
+        assert!(r.contains("tag=1") && !r.contains("tag=2"), "{r}");
     }
 
     #[test]

@@ -9,11 +9,11 @@ use crate::sip::testing::{invite, parse_response, request};
 
 const TWILIO: &str = "54.171.127.192:5060";
 
-fn src() -> SocketAddr {
+pub(super) fn src() -> SocketAddr {
     TWILIO.parse().unwrap()
 }
 
-fn dispatcher(max_calls: usize) -> Dispatcher {
+pub(super) fn dispatcher(max_calls: usize) -> Dispatcher {
     dispatcher_keyed(max_calls, [7; 32])
 }
 
@@ -51,7 +51,7 @@ fn dispatcher_keyed(max_calls: usize, nonce_key: [u8; 32]) -> Dispatcher {
     Dispatcher::new(Instant::now(), router, max_calls, Limits::default())
 }
 
-fn outputs(d: &mut Dispatcher) -> Vec<Output> {
+pub(super) fn outputs(d: &mut Dispatcher) -> Vec<Output> {
     std::iter::from_fn(|| d.poll_output()).collect()
 }
 
