@@ -81,6 +81,7 @@ pub struct RtpDelta {
 
 pub struct Metrics {
     active_calls: AtomicU64,
+    calls_in_setup: AtomicU64,
     draining: AtomicBool,
     calls: Family,
     invite_responses: Family,
@@ -88,8 +89,8 @@ pub struct Metrics {
     agent_errors: Family,
     reloads: Family,
     sip_malformed: AtomicU64,
-    /// Datagrams dropped by the per-source limits: banned, over_rate, overflow.
-    sip_dropped: [AtomicU64; 3],
+    /// Datagrams dropped unanswered: banned, over_rate, overflow, shed.
+    sip_dropped: [AtomicU64; 4],
     bans: Family,
     active_bans: AtomicU64,
     rtp_packets: [AtomicU64; 2],
@@ -110,6 +111,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let m = Metrics {
             active_calls: AtomicU64::new(0),
+            calls_in_setup: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             calls: Family::default(),
             invite_responses: Family::default(),
@@ -147,6 +149,10 @@ impl Metrics {
         self.active_calls.store(n as u64, Ordering::Relaxed);
     }
 
+    pub fn set_calls_in_setup(&self, n: usize) {
+        self.calls_in_setup.store(n as u64, Ordering::Relaxed);
+    }
+
     pub fn active_calls(&self) -> u64 {
         self.active_calls.load(Ordering::Relaxed)
     }
@@ -182,13 +188,14 @@ impl Metrics {
         self.sip_malformed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A datagram the per-source limits dropped (one atomic add: this runs per packet of a
+    /// A datagram dropped unanswered (one atomic add: this runs per packet of a
     /// flood).
     pub fn sip_dropped(&self, why: Drop) {
         let i = match why {
             Drop::Banned => 0,
             Drop::OverRate => 1,
             Drop::Overflow => 2,
+            Drop::Shed => 3,
         };
         self.sip_dropped[i].fetch_add(1, Ordering::Relaxed);
     }
@@ -249,6 +256,17 @@ impl Metrics {
         let _ = writeln!(out, "sipbridge_active_calls {}", load(&self.active_calls));
         header(
             &mut out,
+            "sipbridge_calls_in_setup",
+            "gauge",
+            "Calls admitted and not answered yet (limits.max_calls_in_setup caps them).",
+        );
+        let _ = writeln!(
+            out,
+            "sipbridge_calls_in_setup {}",
+            load(&self.calls_in_setup)
+        );
+        header(
+            &mut out,
             "sipbridge_draining",
             "gauge",
             "1 while shutting down: new INVITEs get 503.",
@@ -306,7 +324,10 @@ impl Metrics {
             "counter",
             "SIP datagrams dropped unanswered by the per-source limits, by reason.",
         );
-        for (i, reason) in ["banned", "over_rate", "overflow"].iter().enumerate() {
+        for (i, reason) in ["banned", "over_rate", "overflow", "shed"]
+            .iter()
+            .enumerate()
+        {
             let _ = writeln!(
                 out,
                 "sipbridge_sip_dropped_total{{reason=\"{reason}\"}} {}",

@@ -83,6 +83,8 @@ async fn a_live_call_is_listed_and_the_metrics_move() {
         .starts_with("text/plain; version=0.0.4"));
     assert_exposition(&during.body);
     assert_eq!(metric(&during.body, "sipbridge_active_calls"), Some(1.0));
+    // Answered and confirmed: out of setup.
+    assert_eq!(metric(&during.body, "sipbridge_calls_in_setup"), Some(0.0));
     assert_eq!(
         metric(
             &during.body,

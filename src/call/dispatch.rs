@@ -20,7 +20,7 @@ use crate::metrics::AuthFailure;
 use crate::routing::{Admission, Admitted, ChallengeWhy, RejectWhy, Router};
 use crate::sip::dialog::Dialog;
 use crate::sip::guard::{Ban, BanReason, Drop, Guard, Limits};
-use crate::sip::message::{HeaderName, Message, Method, Request, Response};
+use crate::sip::message::{peek_call_id, HeaderName, Message, Method, Request, Response};
 use inspect::{inspect, Refusal};
 use quiet::Quiet;
 
@@ -64,6 +64,17 @@ pub enum Stat {
     Banned(BanReason),
 }
 
+/// Where a call with a task is, as the front door counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Admitted, not answered yet.
+    Setup,
+    /// Answered, media and agent running.
+    Up,
+    /// Media and agent stopped; the task may still absorb retransmissions.
+    Ended,
+}
+
 #[derive(Debug)]
 pub struct NewCall {
     pub call_id: String,
@@ -86,9 +97,15 @@ pub struct Dispatcher {
     quiet: Quiet,
     max_calls: usize,
     draining: bool,
-    /// Calls with a task, by Call-ID, and whether each still counts as active.
-    calls: HashMap<String, bool>,
+    /// The driver is behind on the SIP socket (see [`Dispatcher::set_backlogged`]).
+    backlogged: bool,
+    /// Calls with a task, by Call-ID, and where each is.
+    calls: HashMap<String, Phase>,
+    /// Calls in `Setup` or `Up` (they count against `max_calls`).
     active: usize,
+    /// Calls in `Setup` (they count against `max_setup`).
+    in_setup: usize,
+    max_setup: usize,
     /// Keys the To tags of stateless answers (see [`Dispatcher::stateless_tag`]).
     tag_key: std::hash::RandomState,
     out: VecDeque<Output>,
@@ -99,13 +116,16 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(now: Instant, router: Router, max_calls: usize, limits: Limits) -> Dispatcher {
         Dispatcher {
-            guard: Guard::new(now, limits, router.allowlists()),
+            guard: Guard::new(now, limits.clone(), router.allowlists()),
             quiet: Quiet::new(now, LOG_WINDOW, LOG_SOURCES),
             router,
             max_calls,
             draining: false,
+            backlogged: false,
             calls: HashMap::new(),
             active: 0,
+            in_setup: 0,
+            max_setup: limits.max_setup,
             tag_key: std::hash::RandomState::new(),
             out: VecDeque::new(),
             stats: VecDeque::new(),
@@ -130,6 +150,15 @@ impl Dispatcher {
         self.draining
     }
 
+    /// The driver's word that datagrams queue faster than they are handled (a read that did
+    /// not empty the socket). Until it says otherwise, datagrams from sources that are neither
+    /// trusted nor customers are dropped unparsed unless their Call-ID is a call's: the calls
+    /// that are up and the trunks keep flowing, and the kernel's queue drains of strangers
+    /// instead of dropping at random.
+    pub fn set_backlogged(&mut self, backlogged: bool) {
+        self.backlogged = backlogged;
+    }
+
     /// A configuration reload: new trunks, routes and call limit for the INVITEs from now on.
     /// Calls in progress are not touched.
     pub fn reload(
@@ -140,6 +169,7 @@ impl Dispatcher {
         limits: Limits,
     ) {
         self.router.reload(trunks, routes);
+        self.max_setup = limits.max_setup;
         self.guard.reload(limits, self.router.allowlists());
         self.max_calls = max_calls;
     }
@@ -163,13 +193,31 @@ impl Dispatcher {
         self.stats.pop_front()
     }
 
+    /// Calls admitted and not answered yet.
+    pub fn calls_in_setup(&self) -> usize {
+        self.in_setup
+    }
+
+    /// The call was answered: it no longer counts against `max_setup`.
+    pub fn call_answered(&mut self, call_id: &str) {
+        if let Some(phase) = self.calls.get_mut(call_id) {
+            if *phase == Phase::Setup {
+                *phase = Phase::Up;
+                self.in_setup -= 1;
+            }
+        }
+    }
+
     /// The call's media and agent stopped: it no longer counts against `max_calls`.
     pub fn call_ended(&mut self, call_id: &str) {
-        if let Some(active) = self.calls.get_mut(call_id) {
-            if *active {
-                *active = false;
-                self.active -= 1;
+        if let Some(phase) = self.calls.get_mut(call_id) {
+            match *phase {
+                Phase::Setup => self.in_setup -= 1,
+                Phase::Up => {}
+                Phase::Ended => return,
             }
+            *phase = Phase::Ended;
+            self.active -= 1;
         }
     }
 
@@ -180,6 +228,10 @@ impl Dispatcher {
     }
 
     pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, data: Bytes) {
+        if self.backlogged && !self.first_in_line(now, src, &data) {
+            self.stats.push_back(Stat::Dropped(Drop::Shed));
+            return;
+        }
         // Judged by its source before it is even parsed: a flood costs a lookup per packet.
         if let Err(why) = self.guard.check(now, src.ip()) {
             self.stats.push_back(Stat::Dropped(why));
@@ -221,6 +273,15 @@ impl Dispatcher {
             }
             Message::Request(req) => self.handle_request(now, req, src),
         }
+    }
+
+    /// What is still served while the socket is backlogged: trusted sources, customers, and
+    /// anything for a call that exists (its ACK, BYE, re-INVITE, or the answer to our BYE,
+    /// from whatever address).
+    fn first_in_line(&self, now: Instant, src: SocketAddr, data: &[u8]) -> bool {
+        self.guard.is_trusted(src.ip())
+            || self.guard.is_customer(now, src.ip())
+            || peek_call_id(data).is_some_and(|id| self.calls.contains_key(id))
     }
 
     fn handle_request(&mut self, now: Instant, req: Request, src: SocketAddr) {
@@ -296,10 +357,11 @@ impl Dispatcher {
             self.counters.rejected += 1;
             return self.refuse(&req, src, refusal);
         }
-        if self.draining || self.active >= self.max_calls {
+        if self.draining || self.active >= self.max_calls || self.in_setup >= self.max_setup {
             self.counters.rejected += 1;
             if self.quiet.first(now, src.ip(), "unavailable") {
-                tracing::warn!(%src, active = self.active, draining = self.draining, "INVITE refused: 503");
+                tracing::warn!(%src, active = self.active, in_setup = self.in_setup,
+                    draining = self.draining, "INVITE refused: 503");
             }
             let mut r = self.answer(&req, 503);
             r.headers
@@ -323,8 +385,9 @@ impl Dispatcher {
                     return self.respond(&req, src, r);
                 }
                 let call_id = req.call_id().unwrap_or_default().to_string();
-                self.calls.insert(call_id.clone(), true);
+                self.calls.insert(call_id.clone(), Phase::Setup);
                 self.active += 1;
+                self.in_setup += 1;
                 self.counters.calls_started += 1;
                 self.out.push_back(Output::NewCall(NewCall {
                     call_id,

@@ -43,6 +43,8 @@ pub type SipInbox = mpsc::Receiver<CallInput>;
 /// What a call tells the gateway about itself.
 #[derive(Debug)]
 pub enum CallNotice {
+    /// The call was answered: it is no longer in setup.
+    Answered(String),
     /// Media and agent stopped: the call no longer counts as active.
     Ended(String),
     /// Nothing of the call needs the process any more: it ended, and a BYE we sent has its
@@ -308,6 +310,9 @@ impl Call {
         shared.metrics.agent_connect_time(kind, connected - started);
         self.core.answer(now(), negotiated.answer);
         self.flush(shared).await;
+        let _ = shared
+            .notices
+            .send(CallNotice::Answered(self.call_id.clone()));
         let setup = self.received.elapsed();
         shared.metrics.invite_response(200);
         shared.metrics.setup_time(setup);

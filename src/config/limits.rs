@@ -19,6 +19,8 @@ pub struct RawLimits {
     pub auth_failures: Option<Spanned<u64>>,
     pub auth_window_secs: Option<Spanned<u64>>,
     pub max_sources: Option<Spanned<u64>>,
+    /// Calls admitted but not yet answered, at most (503 with Retry-After beyond).
+    pub max_calls_in_setup: Option<Spanned<u64>>,
 }
 
 pub fn resolve(ctx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
@@ -53,6 +55,16 @@ pub fn resolve(ctx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
         match usize::try_from(*v.get_ref()) {
             Ok(n) if (16..=10_000_000).contains(&n) => l.max_sources = n,
             _ => ctx.problem(v.span(), "limits.max_sources", "must be 16 to 10,000,000"),
+        }
+    }
+    if let Some(v) = &raw.max_calls_in_setup {
+        match usize::try_from(*v.get_ref()) {
+            Ok(n) if (1..=1_000_000).contains(&n) => l.max_setup = n,
+            _ => ctx.problem(
+                v.span(),
+                "limits.max_calls_in_setup",
+                "must be 1 to 1,000,000",
+            ),
         }
     }
     l

@@ -287,10 +287,12 @@ fn limits_have_fail2ban_defaults_and_checked_values() {
     let d = parse_ok("").limits;
     assert_eq!((d.rate, d.burst, d.auth_failures), (20.0, 40.0, 10));
     assert_eq!((d.ban.as_secs(), d.auth_window.as_secs()), (600, 600));
+    assert_eq!(d.max_setup, 200);
     let c = parse_ok(
         "[limits]\nsource_rate = 5.5\nsource_burst = 10\nban_secs = 60\nauth_failures = 0\n\
-         auth_window_secs = 30\nmax_sources = 1000\n",
+         auth_window_secs = 30\nmax_sources = 1000\nmax_calls_in_setup = 7\n",
     );
+    assert_eq!(c.limits.max_setup, 7);
     let l = c.limits;
     assert_eq!((l.rate, l.burst, l.auth_failures), (5.5, 10.0, 0));
     assert_eq!(
@@ -298,7 +300,7 @@ fn limits_have_fail2ban_defaults_and_checked_values() {
         (60, 30, 1000)
     );
     let p =
-        problems("[limits]\nsource_rate = -1.0\nsource_burst = 0\nban_secs = 0\nmax_sources = 3\n");
+        problems("[limits]\nsource_rate = -1.0\nsource_burst = 0\nban_secs = 0\nmax_sources = 3\nmax_calls_in_setup = 0\n");
     let keys: Vec<(&str, usize)> = p.iter().map(|p| (p.key.as_str(), p.line)).collect();
     assert_eq!(
         keys,
@@ -306,7 +308,8 @@ fn limits_have_fail2ban_defaults_and_checked_values() {
             ("limits.source_rate", 2),
             ("limits.source_burst", 3),
             ("limits.ban_secs", 4),
-            ("limits.max_sources", 5)
+            ("limits.max_sources", 5),
+            ("limits.max_calls_in_setup", 6)
         ]
     );
     let p = problems("[limits]\nsource_rat = 3\n");

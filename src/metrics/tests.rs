@@ -173,6 +173,7 @@ fn a_fresh_registry_renders_valid_text_with_every_family() {
 fn counters_and_histograms_move_and_stay_valid() {
     let m = Metrics::new();
     m.set_active_calls(3);
+    m.set_calls_in_setup(2);
     m.call_ended("agent_hangup");
     m.call_ended("agent_hangup");
     m.invite_response(200);
@@ -197,6 +198,7 @@ fn counters_and_histograms_move_and_stay_valid() {
     let text = m.render();
     let s = check_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(value(&s, "sipbridge_active_calls"), Some(3.0));
+    assert_eq!(value(&s, "sipbridge_calls_in_setup"), Some(2.0));
     assert_eq!(
         value(&s, "sipbridge_calls_total{outcome=\"agent_hangup\"}"),
         Some(2.0)

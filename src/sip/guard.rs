@@ -38,6 +38,9 @@ pub struct Limits {
     pub customer: Duration,
     /// Sources tracked at most.
     pub max_sources: usize,
+    /// Calls admitted but not yet answered, at most: a burst of new calls beyond it gets 503
+    /// with Retry-After instead of a queue of agent connections.
+    pub max_setup: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +54,8 @@ impl Default for Limits {
             auth_window: Duration::from_secs(600),
             customer: Duration::from_secs(3600),
             max_sources: 65_536,
+            // Ten seconds of setup (a LiveKit agent's ring timeout) at twenty calls a second.
+            max_setup: 200,
         }
     }
 }
@@ -64,6 +69,9 @@ pub enum Drop {
     OverRate,
     /// The overflow bucket (sources the table has no room for) is empty.
     Overflow,
+    /// The gateway was behind on its socket, and the datagram came from neither a trusted
+    /// source nor a customer, nor belonged to a call.
+    Shed,
 }
 
 /// Why a source was banned.
@@ -138,6 +146,14 @@ impl Guard {
 
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|l| l.allows(ip))
+    }
+
+    /// Whether `ip` proved it knows a trunk's password recently (and is not banned since).
+    pub fn is_customer(&self, now: Instant, ip: IpAddr) -> bool {
+        self.sources.get(&ip).is_some_and(|s| {
+            s.customer_until.is_some_and(|t| now < t)
+                && s.ban.is_none_or(|(_, _, until)| now >= until)
+        })
     }
 
     /// Judges one datagram from `ip`: `Ok` to process it, `Err` to drop it unanswered.

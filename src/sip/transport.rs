@@ -39,6 +39,18 @@ impl SipSocket {
         Ok((buf.split_to(n).freeze(), src))
     }
 
+    /// Receives one more datagram if one is queued, without waiting: `None` when the socket
+    /// is empty.
+    pub fn try_recv(&self, buf: &mut BytesMut) -> io::Result<Option<(Bytes, SocketAddr)>> {
+        buf.clear();
+        buf.reserve(MAX_DATAGRAM);
+        match self.socket.try_recv_buf_from(buf) {
+            Ok((n, src)) => Ok(Some((buf.split_to(n).freeze(), src))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sends, logging rather than failing: a lost UDP datagram is what SIP retransmission is for.
     pub async fn send(&self, to: SocketAddr, bytes: &[u8]) {
         if let Err(e) = self.socket.send_to(bytes, to).await {

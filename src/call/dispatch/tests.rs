@@ -19,6 +19,10 @@ pub(super) fn dispatcher(max_calls: usize) -> Dispatcher {
 
 /// A node whose digest nonces are keyed with `nonce_key` (shared by the nodes of a cluster).
 fn dispatcher_keyed(max_calls: usize, nonce_key: [u8; 32]) -> Dispatcher {
+    dispatcher_with(max_calls, nonce_key, Limits::default())
+}
+
+fn dispatcher_with(max_calls: usize, nonce_key: [u8; 32], limits: Limits) -> Dispatcher {
     let trunks = vec![
         Trunk {
             name: "digest".into(),
@@ -48,7 +52,7 @@ fn dispatcher_keyed(max_calls: usize, nonce_key: [u8; 32]) -> Dispatcher {
         nonce_key,
         NonceClock::system(Instant::now()),
     );
-    Dispatcher::new(Instant::now(), router, max_calls, Limits::default())
+    Dispatcher::new(Instant::now(), router, max_calls, limits)
 }
 
 pub(super) fn outputs(d: &mut Dispatcher) -> Vec<Output> {
@@ -191,6 +195,40 @@ fn full_or_draining_gateway_answers_503_with_retry_after() {
         only_response(&feed(&mut d, t0, esip, &invite("d", "z9hG4bKd", 1, ""))).status,
         503
     );
+}
+
+#[test]
+fn calls_in_setup_are_capped_apart_from_calls_up() {
+    let limits = Limits {
+        max_setup: 2,
+        ..Limits::default()
+    };
+    let mut d = dispatcher_with(10, [7; 32], limits);
+    let esip: SocketAddr = "10.9.1.1:5060".parse().unwrap();
+    let t0 = Instant::now();
+    let start =
+        |d: &mut Dispatcher, id: &str| match feed(d, t0, esip, &invite(id, id, 1, "")).as_slice() {
+            [Output::NewCall(_)] => None,
+            out => Some(only_response(out).status),
+        };
+    assert_eq!(start(&mut d, "a"), None);
+    assert_eq!(start(&mut d, "b"), None);
+    assert_eq!(d.calls_in_setup(), 2);
+    // A third while two connect their agents: 503, though max_calls has room.
+    assert_eq!(start(&mut d, "c"), Some(503));
+    // "a" is answered, "b" fails before answering: both leave setup, "a" still counts as up.
+    d.call_answered("a");
+    d.call_ended("b");
+    d.call_ended("b");
+    assert_eq!((d.calls_in_setup(), d.active_calls()), (0, 1));
+    assert_eq!(start(&mut d, "d"), None);
+    assert_eq!(start(&mut d, "e"), None);
+    assert_eq!((d.calls_in_setup(), d.active_calls()), (2, 3));
+    // An answer after the end (or twice) changes nothing.
+    d.call_ended("d");
+    d.call_answered("d");
+    d.call_answered("a");
+    assert_eq!((d.calls_in_setup(), d.active_calls()), (1, 2));
 }
 
 /// A load balancer (Kamailio's dispatcher) judges a node alive by its answer to OPTIONS: a
@@ -574,6 +612,60 @@ fn a_flooding_stranger_is_banned_and_a_trusted_trunk_never_is() {
     for _ in 0..5000 {
         assert_eq!(feed(&mut d, t0, esip, &opt).len(), 1);
     }
+}
+
+/// Behind on the socket, the front door serves its trunks, its customers and its calls, and
+/// drops strangers' datagrams unparsed; caught up, strangers are answered again.
+#[test]
+fn a_backlog_sheds_strangers_but_not_calls_trunks_or_customers() {
+    use crate::sip::guard::Drop;
+    let mut d = dispatcher(10);
+    let t0 = Instant::now();
+    let esip: SocketAddr = "10.9.1.1:5060".parse().unwrap();
+    let stranger: SocketAddr = "192.0.2.7:5060".parse().unwrap();
+    let customer: SocketAddr = "192.0.2.8:5060".parse().unwrap();
+    // A call up through the trunk, and a customer who knows the password.
+    assert!(matches!(
+        feed(&mut d, t0, esip, &invite("up", "z9hG4bKu", 1, "")).as_slice(),
+        [Output::NewCall(_)]
+    ));
+    let ch = only_response(&feed(&mut d, t0, customer, &invite("c", "z9hG4bKa", 1, "")));
+    let ok = authorized(&ch, "c", "z9hG4bKb", "pw", 1);
+    assert!(matches!(
+        feed(&mut d, t0, customer, &ok).as_slice(),
+        [Output::NewCall(_)]
+    ));
+    stats(&mut d);
+
+    d.set_backlogged(true);
+    assert!(feed(&mut d, t0, stranger, &invite("s", "z9hG4bKs", 1, "")).is_empty());
+    assert_eq!(stats(&mut d), vec![Stat::Dropped(Drop::Shed)]);
+    assert!(matches!(
+        feed(&mut d, t0, esip, &invite("t", "z9hG4bKt", 1, "")).as_slice(),
+        [Output::NewCall(_)]
+    ));
+    assert_eq!(
+        only_response(&feed(
+            &mut d,
+            t0,
+            customer,
+            &invite("c2", "z9hG4bKc", 1, "")
+        ))
+        .status,
+        407
+    );
+    // The BYE of the call that is up, from an address nobody knows: still routed.
+    let bye = request("BYE", "up", "z9hG4bKbye", 2, Some("x"), "", "");
+    assert!(matches!(
+        feed(&mut d, t0, stranger, &bye).as_slice(),
+        [Output::Route { call_id, .. }] if call_id == "up"
+    ));
+
+    d.set_backlogged(false);
+    assert_eq!(
+        only_response(&feed(&mut d, t0, stranger, &invite("s", "z9hG4bKs", 1, ""))).status,
+        407
+    );
 }
 
 /// Password guessing: ten wrong answers ban the source; then even the right password from it

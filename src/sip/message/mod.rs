@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 pub use headers::{HeaderValue, Headers};
 pub use names::{HeaderName, Method};
+pub use parse::peek_call_id;
 pub use typed::{CSeq, NameAddr, Via};
 
 /// The largest datagram accepted (the UDP payload limit, rounded up).

@@ -375,3 +375,18 @@ fn check_required(seen: &Seen) -> Result<(), ParseError> {
     }
     Ok(())
 }
+
+/// The Call-ID of a raw message, read without parsing it: under load, whether a datagram
+/// belongs to a call decides whether it is worth a parse. A folded Call-ID is not followed (no
+/// sender folds one); a miss only means the datagram is judged as a stranger's.
+pub fn peek_call_id(data: &[u8]) -> Option<&str> {
+    let head = &data[..memchr::memmem::find(data, b"\r\n\r\n").unwrap_or(data.len())];
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let colon = memchr::memchr(b':', line)?;
+        let name = line[..colon].trim_ascii();
+        if !(name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i")) {
+            return None;
+        }
+        std::str::from_utf8(line[colon + 1..].trim_ascii()).ok()
+    })
+}

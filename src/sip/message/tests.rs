@@ -576,3 +576,24 @@ fn via_typed_view() {
     );
     assert_eq!(Via::parse(&v.to_string()).unwrap(), v);
 }
+
+#[test]
+fn call_id_is_peeked_without_a_parse() {
+    let msg = b"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCALL-id :  abc@h \r\n\r\nCall-ID: body";
+    assert_eq!(peek_call_id(msg), Some("abc@h"));
+    assert_eq!(
+        peek_call_id(b"ACK sip:a@b SIP/2.0\r\ni:x\r\n\r\n"),
+        Some("x")
+    );
+    // Only the header section counts, and the start line is no header.
+    assert_eq!(
+        peek_call_id(b"Call-ID: a SIP/2.0\r\nTo: b\r\n\r\ni: c"),
+        None
+    );
+    assert_eq!(peek_call_id(b""), None);
+    assert_eq!(peek_call_id(b"\r\n\r\n"), None);
+    assert_eq!(
+        peek_call_id(b"X sip:a SIP/2.0\r\nCall-ID: \xff\r\n\r\n"),
+        None
+    );
+}
