@@ -1,7 +1,8 @@
 //! The sans-IO front door (`call::dispatch`) fed whole datagrams on a fake clock, from a few
 //! sources: whatever arrives, it answers at most once per datagram or drops it, and never
 //! panics. Input: datagrams separated by 0xFF 0xFE; each one's first byte picks the source
-//! and how far the clock moves.
+//! (bits 0-1), how far the clock moves (bits 2-6) and whether the driver is behind on its
+//! socket (bit 7: strangers are shed unparsed).
 #![no_main]
 
 use std::net::SocketAddr;
@@ -76,13 +77,17 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let src: SocketAddr = SOURCES[usize::from(first & 3)].parse().expect("source");
-        now += Duration::from_millis(u64::from(first >> 2) * 37);
+        now += Duration::from_millis(u64::from((first >> 2) & 0x1F) * 37);
+        d.set_backlogged(first & 0x80 != 0);
         d.handle_datagram(now, src, Bytes::copy_from_slice(body));
         let mut answers = 0;
         while let Some(out) = d.poll_output() {
             match out {
                 Output::Transmit { .. } => answers += 1,
-                Output::NewCall(call) => d.call_finished(&call.call_id),
+                Output::NewCall(call) => {
+                    d.call_answered(&call.call_id);
+                    d.call_finished(&call.call_id);
+                }
                 Output::Route { .. } => {}
             }
         }
