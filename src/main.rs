@@ -13,6 +13,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use sipbridge::call::{Gateway, Monitor};
 use sipbridge::codec::g711::Law;
 use sipbridge::config::{self, Config};
+use sipbridge::load::impair::ImpairSpec;
 use sipbridge::load::LoadArgs;
 
 #[derive(Parser)]
@@ -47,7 +48,7 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Place calls as Twilio does and report setup time, loss, jitter, audio round trip and
     /// MOS; exit 0 only when every call completed and loss stayed under --max-loss.
-    Load(LoadCli),
+    Load(Box<LoadCli>),
 }
 
 #[derive(clap::Args)]
@@ -84,6 +85,20 @@ struct LoadCli {
     /// Fail the run when the returned RTP loss reaches this percentage.
     #[arg(long = "max-loss", value_name = "PCT", default_value_t = 1.0)]
     max_loss: f64,
+    /// Impair the SIP link, each direction: e.g. "loss=10%" (keys: loss, burst, delay,
+    /// jitter, reorder, reorder_by, dup).
+    #[arg(long, value_name = "SPEC", value_parser = parse_impair)]
+    impair_sip: Option<ImpairSpec>,
+    /// Impair every call's RTP, each direction: e.g. "loss=5%,jitter=40ms,reorder=2%,dup=1%".
+    #[arg(long, value_name = "SPEC", value_parser = parse_impair)]
+    impair_rtp: Option<ImpairSpec>,
+    /// Seed for the impairment and the built-in audio, to replay a run exactly.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+}
+
+fn parse_impair(s: &str) -> Result<ImpairSpec, String> {
+    ImpairSpec::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -308,7 +323,8 @@ async fn watchdog(monitor: Monitor, every: Duration) {
 }
 
 /// Runs the load test and prints the summary; true when the run passed.
-fn load(a: LoadCli) -> anyhow::Result<bool> {
+fn load(a: Box<LoadCli>) -> anyhow::Result<bool> {
+    let a = *a;
     if !(a.duration.is_finite() && a.duration >= 0.0) {
         anyhow::bail!("--duration must be a number of seconds");
     }
@@ -327,6 +343,9 @@ fn load(a: LoadCli) -> anyhow::Result<bool> {
         json: a.json,
         max_loss_pct: a.max_loss,
         progress: true,
+        impair_sip: a.impair_sip,
+        impair_rtp: a.impair_rtp,
+        seed: a.seed,
     };
     let report = sipbridge::load::run(args)?;
     print!("{}", report.table());

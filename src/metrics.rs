@@ -77,6 +77,8 @@ pub struct RtpDelta {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub lost: u64,
+    /// Packets that came after their frame had been concealed.
+    pub late: u64,
 }
 
 pub struct Metrics {
@@ -96,6 +98,7 @@ pub struct Metrics {
     rtp_packets: [AtomicU64; 2],
     rtp_bytes: [AtomicU64; 2],
     rtp_lost: AtomicU64,
+    rtp_late: AtomicU64,
     setup: Mutex<Histogram>,
     agent_connect: Mutex<BTreeMap<String, Histogram>>,
     jitter: Mutex<Histogram>,
@@ -125,6 +128,7 @@ impl Metrics {
             rtp_packets: [AtomicU64::new(0), AtomicU64::new(0)],
             rtp_bytes: [AtomicU64::new(0), AtomicU64::new(0)],
             rtp_lost: AtomicU64::new(0),
+            rtp_late: AtomicU64::new(0),
             setup: Mutex::new(Histogram::new(&SETUP_BUCKETS)),
             agent_connect: Mutex::new(BTreeMap::new()),
             jitter: Mutex::new(Histogram::new(&JITTER_BUCKETS)),
@@ -219,6 +223,7 @@ impl Metrics {
         add(&self.rtp_bytes[0], d.bytes_received);
         add(&self.rtp_bytes[1], d.bytes_sent);
         add(&self.rtp_lost, d.lost);
+        add(&self.rtp_late, d.late);
     }
 
     /// INVITE received to 200 OK sent.
@@ -373,6 +378,17 @@ impl Metrics {
             out,
             "sipbridge_rtp_lost_packets_total {}",
             load(&self.rtp_lost)
+        );
+        header(
+            &mut out,
+            "sipbridge_rtp_late_packets_total",
+            "counter",
+            "RTP packets from callers that came after their frame had been concealed.",
+        );
+        let _ = writeln!(
+            out,
+            "sipbridge_rtp_late_packets_total {}",
+            load(&self.rtp_late)
         );
         let name = "sipbridge_call_setup_seconds";
         header(

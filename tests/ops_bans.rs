@@ -9,7 +9,7 @@ mod ops_support;
 use std::time::Duration;
 
 use common::raw_sip::{header, invite, invite_uri, options, RawSip};
-use common::{PASSWORD, USER};
+use common::{metric, PASSWORD, USER};
 use ops_support::*;
 use sipbridge::sip::auth::{respond, Challenge};
 

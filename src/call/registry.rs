@@ -66,6 +66,10 @@ pub struct RtpStats {
     pub jitter_ms: f64,
     /// Frames filled in by concealment because their packet never came.
     pub concealed: u64,
+    /// Packets that came after their frame had been concealed (too late to play).
+    pub late: u64,
+    /// Packets received twice (the copy is dropped).
+    pub duplicates: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

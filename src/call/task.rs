@@ -469,6 +469,8 @@ impl Call {
                 sent = rtp.packets_sent,
                 received = rtp.packets_received,
                 concealed = rtp.concealed,
+                late = rtp.late,
+                duplicates = rtp.duplicates,
                 lost = rtp.lost,
                 jitter_ms = rtp.jitter_ms,
                 "media stopped"

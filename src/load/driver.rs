@@ -25,13 +25,14 @@ use tokio::time::Instant;
 
 use super::media::{CallMedia, Received};
 use super::progress::{Counts, Progress};
-use super::report::{self, CallRecord, HarnessStats, Histogram, Report, RunInfo};
+use super::report::{self, CallRecord, HarnessStats, Histogram, LinkStats, Report, RunInfo};
 use super::signal::SplitMix;
 use super::uac::{ByeOutcome, Credentials, Outcome, SipResult, Uac, UacConfig, UacEvent};
 use super::{LoadError, Plan};
 use crate::codec::g711::Law;
 use crate::sip::message::{HeaderName, Message, Method, Response};
 use crate::sip::transaction::Timers;
+use link::Link;
 
 /// Ticks per 20 ms media cycle; a call is served on the tick of its phase (its slot modulo
 /// this), so it sends one frame per cycle.
@@ -108,6 +109,8 @@ struct Call {
     recorded: bool,
     /// The UAC's next timer, cached after every interaction (the tick checks it per visit).
     deadline: Option<std::time::Instant>,
+    /// This call's impaired RTP link (`--impair-rtp`).
+    rtp_link: Option<Link>,
 }
 
 pub(super) struct Driver {
@@ -132,6 +135,10 @@ pub(super) struct Driver {
     tick: u64,
     next_tick: Instant,
     stop_deadline: Option<Instant>,
+    /// The impaired SIP link (`--impair-sip`).
+    sip_link: Option<Link>,
+    /// What the links of calls already gone did.
+    impaired: LinkStats,
 }
 
 #[derive(Default)]
@@ -178,7 +185,13 @@ impl Driver {
             Progress::new(false)
         };
         let now = Instant::now();
+        let sip_link = a
+            .impair_sip
+            .as_ref()
+            .map(|spec| Link::new(spec, plan.seed ^ 0x5_1_9));
         Ok(Driver {
+            sip_link,
+            impaired: LinkStats::default(),
             plan,
             cfg,
             sip,
@@ -275,6 +288,7 @@ impl Driver {
         }
         self.launch_due(now);
         let std_now = now.into_std();
+        self.release_impaired(std_now);
         let abandon = self.stop_deadline.is_some_and(|d| now >= d);
         let cycle = self.tick / PHASES;
         let phase = (self.tick % PHASES) as usize;
@@ -291,8 +305,13 @@ impl Driver {
             if let Some(socket) = c.socket.as_ref() {
                 let sent_at = std::time::Instant::now();
                 if let Some((to, pkt)) = c.media.next_packet(sent_at, cycle) {
-                    if socket.try_send_to(pkt, to).is_err() {
-                        c.media.send_failed();
+                    let pkt = Bytes::copy_from_slice(pkt);
+                    if let Some(link) = c.rtp_link.as_mut() {
+                        if !link.out.push(sent_at, (to, pkt.clone())) {
+                            c.media.lost_on_way_out(&pkt);
+                        }
+                    } else if socket.try_send_to(&pkt, to).is_err() {
+                        c.media.send_failed(&pkt);
                         self.harness.rtp_send_errors += 1;
                     }
                 }
@@ -364,6 +383,12 @@ impl Driver {
             codec: None,
             recorded: false,
             deadline: None,
+            rtp_link: self
+                .plan
+                .args
+                .impair_rtp
+                .as_ref()
+                .map(|spec| Link::new(spec, seed)),
         });
         // The first poll registers the socket's waker; from then on readiness is pushed.
         self.ready.push(slot);
@@ -391,9 +416,14 @@ impl Driver {
                 budget -= 1;
                 let mut buf = ReadBuf::new(&mut self.rtp_buf);
                 match socket.poll_recv_from(&mut cx, &mut buf) {
-                    Poll::Ready(Ok(_)) => {
+                    Poll::Ready(Ok(src)) => {
                         let now = std::time::Instant::now();
-                        if let Received::Echo(rtt) = c.media.on_datagram(now, buf.filled()) {
+                        if let Some(link) = c.rtp_link.as_mut() {
+                            let pkt = Bytes::copy_from_slice(buf.filled());
+                            if !link.inn.push(now, (src, pkt.clone())) {
+                                c.media.lost_on_way_back(&pkt);
+                            }
+                        } else if let Received::Echo(rtt) = c.media.on_datagram(now, buf.filled()) {
                             self.rtt.add(rtt);
                         }
                     }
@@ -414,37 +444,81 @@ impl Driver {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(_) => continue,
             };
-            let Ok(msg) = Message::parse(Bytes::copy_from_slice(&self.sip_buf[..n])) else {
+            let data = Bytes::copy_from_slice(&self.sip_buf[..n]);
+            match self.sip_link.as_mut() {
+                Some(link) => {
+                    link.inn.push(std::time::Instant::now(), (src, data));
+                }
+                None => self.on_sip(src, data),
+            }
+        }
+    }
+
+    /// Sends and delivers what the impaired links let through by `now`.
+    fn release_impaired(&mut self, now: std::time::Instant) {
+        if let Some(link) = self.sip_link.as_mut() {
+            while let Some((to, bytes)) = link.out.pop_due(now) {
+                if self.sip.try_send_to(&bytes, to).is_err() {
+                    self.harness.sip_send_errors += 1;
+                }
+            }
+        }
+        while let Some((src, data)) = self.sip_link.as_mut().and_then(|l| l.inn.pop_due(now)) {
+            self.on_sip(src, data);
+        }
+        if self.plan.args.impair_rtp.is_none() {
+            return;
+        }
+        // Every call, every tick: a delayed packet leaves within 2 ms of its time.
+        for c in self.calls.iter_mut().flatten() {
+            let (Some(link), Some(socket)) = (c.rtp_link.as_mut(), c.socket.as_ref()) else {
                 continue;
             };
-            let now = std::time::Instant::now();
-            let slot = msg
-                .call_id()
-                .and_then(|id| self.by_call_id.get(id))
-                .copied();
-            match (slot, msg) {
-                (Some(slot), msg) => {
-                    if let Some(c) = self.calls[slot].as_mut() {
-                        c.uac.on_message(now, msg, src);
-                    }
-                    self.flush(slot);
+            while let Some((to, pkt)) = link.out.pop_due(now) {
+                if socket.try_send_to(&pkt, to).is_err() {
+                    c.media.send_failed(&pkt);
+                    self.harness.rtp_send_errors += 1;
                 }
-                (None, Message::Request(req)) if req.method != Method::Ack => {
-                    // A call we have forgotten (a late BYE retransmission): say so.
-                    let status = if req.method == Method::Options {
-                        200
-                    } else {
-                        481
-                    };
-                    let mut r = Response::for_request(&req, status, None);
-                    if status == 200 {
-                        r.headers
-                            .push(HeaderName::Allow, "INVITE,ACK,CANCEL,OPTIONS,BYE");
-                    }
-                    self.send_sip(src, &r.to_bytes());
-                }
-                _ => {}
             }
+            while let Some((_, pkt)) = link.inn.pop_due(now) {
+                if let Received::Echo(rtt) = c.media.on_datagram(now, &pkt) {
+                    self.rtt.add(rtt);
+                }
+            }
+        }
+    }
+
+    fn on_sip(&mut self, src: SocketAddr, data: Bytes) {
+        let Ok(msg) = Message::parse(data) else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let slot = msg
+            .call_id()
+            .and_then(|id| self.by_call_id.get(id))
+            .copied();
+        match (slot, msg) {
+            (Some(slot), msg) => {
+                if let Some(c) = self.calls[slot].as_mut() {
+                    c.uac.on_message(now, msg, src);
+                }
+                self.flush(slot);
+            }
+            (None, Message::Request(req)) if req.method != Method::Ack => {
+                // A call we have forgotten (a late BYE retransmission): say so.
+                let status = if req.method == Method::Options {
+                    200
+                } else {
+                    481
+                };
+                let mut r = Response::for_request(&req, status, None);
+                if status == 200 {
+                    r.headers
+                        .push(HeaderName::Allow, "INVITE,ACK,CANCEL,OPTIONS,BYE");
+                }
+                self.send_sip(src, r.to_bytes());
+            }
+            _ => {}
         }
     }
 
@@ -455,9 +529,11 @@ impl Driver {
             return;
         };
         while let Some((to, bytes)) = c.uac.poll_transmit() {
-            // UDP sends do not block in practice; a full buffer loses the datagram, which
-            // SIP's retransmission covers, and is counted.
-            if self.sip.try_send_to(&bytes, to).is_err() {
+            if let Some(link) = self.sip_link.as_mut() {
+                link.out.push(std::time::Instant::now(), (to, bytes));
+                // UDP sends do not block in practice; a full buffer loses the datagram, which
+                // SIP's retransmission covers, and is counted.
+            } else if self.sip.try_send_to(&bytes, to).is_err() {
                 self.harness.sip_send_errors += 1;
             }
         }
@@ -484,14 +560,20 @@ impl Driver {
         }
         c.deadline = c.uac.poll_timeout();
         if c.recorded && (c.uac.is_finished() || self.stop_deadline.is_some()) {
+            if let Some((out, inn)) = c.rtp_link.as_ref().map(Link::stats) {
+                self.impaired.rtp_out += out;
+                self.impaired.rtp_in += inn;
+            }
             self.by_call_id.remove(c.uac.call_id());
             self.calls[slot] = None;
             self.free.push(slot);
         }
     }
 
-    fn send_sip(&mut self, to: SocketAddr, bytes: &[u8]) {
-        if self.sip.try_send_to(bytes, to).is_err() {
+    fn send_sip(&mut self, to: SocketAddr, bytes: Bytes) {
+        if let Some(link) = self.sip_link.as_mut() {
+            link.out.push(std::time::Instant::now(), (to, bytes));
+        } else if self.sip.try_send_to(&bytes, to).is_err() {
             self.harness.sip_send_errors += 1;
         }
     }
@@ -506,7 +588,25 @@ impl Driver {
         }
         let mut records = std::mem::take(&mut self.records);
         records.sort_by_key(|r| r.index);
+        if let Some((out, inn)) = self.sip_link.as_ref().map(Link::stats) {
+            self.impaired.sip_out = out;
+            self.impaired.sip_in = inn;
+        }
+        // Calls still absorbing retransmissions when the run ends keep their links.
+        for link in self
+            .calls
+            .iter()
+            .flatten()
+            .filter_map(|c| c.rtp_link.as_ref())
+        {
+            let (out, inn) = link.stats();
+            self.impaired.rtp_out += out;
+            self.impaired.rtp_in += inn;
+        }
         let a = &self.plan.args;
+        if a.impair_sip.is_some() || a.impair_rtp.is_some() {
+            self.harness.impaired = Some(self.impaired);
+        }
         let run = RunInfo {
             target: self.plan.target.to_string(),
             codec: law_name(a.codec).into(),
@@ -577,6 +677,9 @@ fn record(c: &Call, r: &SipResult, t0: std::time::Instant, media_required: bool)
         silence_frames: counters.silence,
         echoed_frames: counters.matched,
         unmatched_frames: counters.unmatched,
+        lost_on_way_out: counters.lost_on_way_out,
+        echo_lost_on_way_back: counters.echo_lost_on_way_back,
+        not_returned: counters.not_returned,
         other_packets: counters.other,
         expected,
         lost,
@@ -606,3 +709,5 @@ fn law_name(l: Law) -> &'static str {
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+mod link;

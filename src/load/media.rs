@@ -37,6 +37,23 @@ pub struct MediaCounters {
     pub unmatched: u64,
     /// Anything else: other payload types (telephone-event), RTCP, datagrams that are not RTP.
     pub other: u64,
+    /// Frames the impaired link lost on the way to the gateway (`--impair-rtp`).
+    pub lost_on_way_out: u64,
+    /// Intact echoes the impaired link lost on the way back.
+    pub echo_lost_on_way_back: u64,
+    /// Frames that reached the gateway (as far as the caller's link knows) and whose intact
+    /// echo never came back while they were remembered (1.28 s): what the gateway lost or
+    /// mangled. Frames still in flight when the call ends are not counted.
+    pub not_returned: u64,
+}
+
+/// What became of a sent frame, as far as the caller can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Pending,
+    LostOnWayOut,
+    Echoed,
+    EchoLostOnWayBack,
 }
 
 /// Round-trip latency of one call's matched echoes.
@@ -92,6 +109,7 @@ pub struct CallMedia {
     /// per-frame scans touch 512 contiguous bytes.
     ring_hash: [u64; RING],
     ring_at: [Option<Instant>; RING],
+    ring_fate: [Fate; RING],
     ring_next: usize,
     stats: RecvStats,
     first_rx: Option<Instant>,
@@ -113,6 +131,7 @@ impl CallMedia {
             start_tick: 0,
             ring_hash: [0; RING],
             ring_at: [None; RING],
+            ring_fate: [Fate::Pending; RING],
             ring_next: 0,
             stats: RecvStats::new(8000),
             first_rx: None,
@@ -174,16 +193,59 @@ impl CallMedia {
         write_header(&header, header_bytes);
         self.seq = self.seq.wrapping_add(1);
         self.counters.sent += 1;
-        self.ring_hash[self.ring_next] = hash;
-        self.ring_at[self.ring_next] = Some(now);
-        self.ring_next = (self.ring_next + 1) % RING;
+        let slot = self.ring_next;
+        if self.ring_at[slot].is_some() && self.ring_fate[slot] == Fate::Pending {
+            self.counters.not_returned += 1;
+        }
+        self.ring_hash[slot] = hash;
+        self.ring_at[slot] = Some(now);
+        self.ring_fate[slot] = Fate::Pending;
+        self.ring_next = (slot + 1) % RING;
         Some((params.remote, &self.packet[..]))
     }
 
-    /// The send failed: it does not count as sent (the ring entry stays; it will not match).
-    pub fn send_failed(&mut self) {
+    /// The impaired link lost this packet (one we sent) on its way to the gateway.
+    pub fn lost_on_way_out(&mut self, packet: &[u8]) {
+        if let Some(i) = self.ring_slot_of(packet) {
+            if self.ring_fate[i] == Fate::Pending {
+                self.ring_fate[i] = Fate::LostOnWayOut;
+                self.counters.lost_on_way_out += 1;
+            }
+        }
+    }
+
+    /// The impaired link lost this packet on its way back: if it was an intact echo, the
+    /// gateway did its part.
+    pub fn lost_on_way_back(&mut self, packet: &[u8]) {
+        if let Some(i) = self.ring_slot_of(packet) {
+            if self.ring_fate[i] == Fate::Pending {
+                self.ring_fate[i] = Fate::EchoLostOnWayBack;
+                self.counters.echo_lost_on_way_back += 1;
+            }
+        }
+    }
+
+    /// The ring slot of the frame `packet` carries, if it is one we sent recently.
+    fn ring_slot_of(&self, packet: &[u8]) -> Option<usize> {
+        let (_, payload) = rtp::parse(packet).ok()?;
+        let payload = <&[u8; FRAME]>::try_from(payload).ok()?;
+        self.find(frame_hash(payload))
+    }
+
+    /// Newest first: an echo is almost always of one of the last few frames.
+    fn find(&self, hash: u64) -> Option<usize> {
+        (1..=RING)
+            .map(|back| (self.ring_next + RING - back) % RING)
+            .find(|&i| self.ring_hash[i] == hash && self.ring_at[i].is_some())
+    }
+
+    /// The socket refused `packet`: it does not count as sent, and no echo is expected.
+    pub fn send_failed(&mut self, packet: &[u8]) {
         self.counters.sent = self.counters.sent.saturating_sub(1);
         self.counters.send_errors += 1;
+        if let Some(i) = self.ring_slot_of(packet) {
+            self.ring_fate[i] = Fate::LostOnWayOut;
+        }
     }
 
     /// A datagram arrived on this call's RTP port at `now`.
@@ -209,16 +271,12 @@ impl CallMedia {
             self.counters.silence += 1;
             return Received::Silence;
         }
-        let found = <&[u8; FRAME]>::try_from(payload).ok().and_then(|p| {
-            let hash = frame_hash(p);
-            // Newest first: an echo is almost always of one of the last few frames.
-            (1..=RING)
-                .map(|back| (self.ring_next + RING - back) % RING)
-                .find(|&i| self.ring_hash[i] == hash)
-                .and_then(|i| self.ring_at[i])
-        });
-        match found {
-            Some(sent_at) => {
+        let found = <&[u8; FRAME]>::try_from(payload)
+            .ok()
+            .and_then(|p| self.find(frame_hash(p)));
+        match found.and_then(|i| Some((i, self.ring_at[i]?))) {
+            Some((i, sent_at)) => {
+                self.ring_fate[i] = Fate::Echoed;
                 let rtt = now.saturating_duration_since(sent_at);
                 self.counters.matched += 1;
                 self.rtt.add(rtt);

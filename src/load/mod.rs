@@ -9,6 +9,7 @@
 //! [`uac::Uac`]; the per-call RTP logic is the sans-IO [`media::CallMedia`].
 
 mod driver;
+pub mod impair;
 pub mod media;
 pub mod progress;
 pub mod report;
@@ -47,6 +48,13 @@ pub struct LoadArgs {
     pub max_loss_pct: f64,
     /// Draw the progress line (on stderr, when it is a terminal).
     pub progress: bool,
+    /// The network between caller and gateway, each direction of SIP and of every call's RTP
+    /// (see [`impair`]); `None` for a clear link.
+    pub impair_sip: Option<impair::ImpairSpec>,
+    pub impair_rtp: Option<impair::ImpairSpec>,
+    /// Seeds the impairment (and the built-in audio), so a run can be replayed; random when
+    /// `None`.
+    pub seed: Option<u64>,
 }
 
 impl Default for LoadArgs {
@@ -62,6 +70,9 @@ impl Default for LoadArgs {
             audio: None,
             json: None,
             max_loss_pct: 1.0,
+            impair_sip: None,
+            impair_rtp: None,
+            seed: None,
             progress: true,
         }
     }
@@ -163,7 +174,7 @@ impl Plan {
             what: format!("finding the local address towards {target}"),
             error,
         })?;
-        let seed: u64 = rand::random();
+        let seed: u64 = args.seed.unwrap_or_else(rand::random);
         let program = match &args.audio {
             Some(path) => signal::Program::from_wav(wav::read_file(path)?),
             None => signal::Program::builtin(seed),

@@ -1,6 +1,7 @@
 //! What a run measured: per-call records, the summary (percentiles, loss, jitter, intact audio,
 //! E-model MOS), the table printed at the end and the JSON written for scripts.
 
+use super::impair::ImpairStats;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -224,6 +225,11 @@ pub struct CallRecord {
     pub silence_frames: u64,
     pub echoed_frames: u64,
     pub unmatched_frames: u64,
+    /// Frames the impaired link lost going out, and intact echoes it lost coming back.
+    pub lost_on_way_out: u64,
+    pub echo_lost_on_way_back: u64,
+    /// Frames that reached the gateway and never came back intact (see `MediaCounters`).
+    pub not_returned: u64,
     pub other_packets: u64,
     pub expected: u64,
     pub lost: i64,
@@ -246,6 +252,18 @@ pub struct HarnessStats {
     pub ticks_skipped: u64,
     pub rtp_send_errors: u64,
     pub sip_send_errors: u64,
+    /// What the impaired link did (`--impair-sip`, `--impair-rtp`), when there was one.
+    pub impaired: Option<LinkStats>,
+}
+
+/// Packets each direction of the impaired link carried, lost, reordered and duplicated: "out"
+/// is towards the gateway.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LinkStats {
+    pub sip_out: ImpairStats,
+    pub sip_in: ImpairStats,
+    pub rtp_out: ImpairStats,
+    pub rtp_in: ImpairStats,
 }
 
 /// What the run was asked to do.
@@ -288,6 +306,7 @@ pub struct Summary {
     pub silence_frames: u64,
     pub echoed_frames: u64,
     pub unmatched_frames: u64,
+    pub not_returned: u64,
     pub expected: u64,
     pub lost: i64,
     pub loss_pct: f64,
@@ -356,6 +375,7 @@ impl Report {
             silence_frames: sum(|c| c.silence_frames),
             echoed_frames: echoed,
             unmatched_frames: unmatched,
+            not_returned: sum(|c| c.not_returned),
             expected,
             lost,
             loss_pct,
@@ -434,11 +454,13 @@ impl Report {
         );
         let _ = writeln!(
             t,
-            "  audio       intact {} ({} echoed frames matched, {} did not)",
+            "  audio       intact {} ({} echoed frames matched, {} did not; {} frames that \
+             reached the gateway never came back intact)",
             s.intact_pct
                 .map_or("n/a".to_string(), |p| format!("{p:.2} %")),
             s.echoed_frames,
-            s.unmatched_frames
+            s.unmatched_frames,
+            s.not_returned
         );
         let _ = writeln!(
             t,
@@ -453,6 +475,26 @@ impl Report {
             "  harness     tick late max {:.1} ms, {} ticks skipped, send errors RTP {} SIP {}",
             h.max_tick_late_ms, h.ticks_skipped, h.rtp_send_errors, h.sip_send_errors
         );
+        if let Some(l) = &h.impaired {
+            let dir = |d: &ImpairStats| {
+                format!(
+                    "{} lost, {} reordered, {} duplicated of {}",
+                    d.lost, d.reordered, d.duplicated, d.offered
+                )
+            };
+            let _ = writeln!(
+                t,
+                "  impaired    SIP out {}; in {}",
+                dir(&l.sip_out),
+                dir(&l.sip_in)
+            );
+            let _ = writeln!(
+                t,
+                "              RTP out {}; in {}",
+                dir(&l.rtp_out),
+                dir(&l.rtp_in)
+            );
+        }
         if s.passed {
             let _ = writeln!(
                 t,

@@ -132,6 +132,12 @@ impl MediaSession {
         self.counters
     }
 
+    /// The reorder buffer's counters: duplicates, and packets that came after their frame was
+    /// given up as lost.
+    pub fn jitter_stats(&self) -> crate::media::jitter::JitterStats {
+        self.jitter.stats()
+    }
+
     pub fn recv_stats(&self) -> &RecvStats {
         &self.stats
     }

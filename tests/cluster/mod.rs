@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use crate::common::raw_sip::*;
-use crate::common::{rtp_range, PASSWORD, USER};
-use crate::ops_support::{get, metric, poll, Gateway};
+use crate::common::{metric, rtp_range, PASSWORD, USER};
+use crate::ops_support::{get, poll, Gateway};
 
 /// How many of `poll`'s 50 ms tries fit in `within`.
 fn tries(within: Duration) -> u32 {

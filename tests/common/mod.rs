@@ -2,6 +2,7 @@
 //! temp directories and SIPp.
 #![allow(dead_code)]
 
+pub mod load;
 pub mod raw_sip;
 pub mod sipp;
 
@@ -128,4 +129,12 @@ pub fn python_script(name: &str, args: &[&str]) -> (bool, String) {
          (Debian: apt-get install python3 python3-venv python3-pip; scripts/test installs them):\n{text}"
     );
     (out.status.success(), text)
+}
+
+/// The value of one series (`name` or `name{labels}` exactly as exposed) in a scrape.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (s, v) = l.rsplit_once(' ')?;
+        (s == series).then(|| v.parse().ok()).flatten()
+    })
 }

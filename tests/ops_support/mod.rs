@@ -99,14 +99,6 @@ pub async fn get(addr: SocketAddr, path: &str) -> Resp {
     http(addr, "GET", path, &[], b"").await
 }
 
-/// The value of one series (`name` or `name{labels}` exactly as exposed) in a scrape.
-pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (s, v) = l.rsplit_once(' ')?;
-        (s == series).then(|| v.parse().ok()).flatten()
-    })
-}
-
 /// Every line of a scrape is a HELP, a TYPE (before its samples) or a `series value` sample.
 pub fn assert_exposition(text: &str) {
     let mut typed = std::collections::HashSet::new();

@@ -452,6 +452,53 @@ fn local_hangup_sends_bye_and_finishes_on_200() {
     assert!(core.is_finished());
 }
 
+/// On a lossy link our BYE is retransmitted (timer E, doubling from T1 up to T2) until a
+/// response comes; a 200 that is lost every time ends the transaction at timer F (64 T1), so
+/// the call is finished either way and never stays listed.
+#[test]
+fn our_bye_retransmits_until_answered_or_timer_f() {
+    for answered_after in [Some(3), None] {
+        let t0 = Instant::now();
+        let mut core = answered(t0);
+        core.handle_message(t0, ack(&core, 7), src());
+        events(&mut core);
+        core.hangup(t0, "agent ended");
+        let bye = parse_request(&sent(&mut core)[0].1);
+        let mut retransmitted = Vec::new();
+        while let Some(t) = core.poll_timeout() {
+            core.handle_timeout(t);
+            for (_, b) in sent(&mut core) {
+                let again = parse_request(&b);
+                assert_eq!(again.method, Method::Bye);
+                assert_eq!(
+                    again.headers.top_branch(),
+                    bye.headers.top_branch(),
+                    "the same transaction"
+                );
+                retransmitted.push(t - t0);
+            }
+            if answered_after == Some(retransmitted.len()) {
+                let ok = Response::for_request(&bye, 200, None);
+                core.handle_message(t, Message::Response(ok), src());
+            }
+            if core.is_finished() || t - t0 > Duration::from_secs(60) {
+                break;
+            }
+        }
+        let ms: Vec<u128> = retransmitted.iter().map(|d| d.as_millis()).collect();
+        match answered_after {
+            Some(n) => assert_eq!(ms, [500, 1500, 3500][..n], "{ms:?}"),
+            None => {
+                // 0.5, 1.5, 3.5, 7.5, then every T2 (4 s) until 32 s.
+                assert_eq!(ms[..5], [500, 1500, 3500, 7500, 11500], "{ms:?}");
+                assert!(ms.iter().all(|&t| t < 32_000), "{ms:?}");
+                assert_eq!(ms.len(), 10, "{ms:?}");
+            }
+        }
+        assert!(core.is_finished(), "{answered_after:?}: finished");
+    }
+}
+
 #[test]
 fn retransmitted_invite_gets_the_last_response_again() {
     let t0 = Instant::now();

@@ -99,6 +99,7 @@ impl ActiveMedia {
     pub(super) fn rtp_stats(&self) -> RtpStats {
         let c = self.session.counters();
         let s = self.session.recv_stats();
+        let j = self.session.jitter_stats();
         RtpStats {
             packets_sent: c.packets_sent,
             packets_received: c.packets_received,
@@ -107,6 +108,8 @@ impl ActiveMedia {
             lost: s.lost(),
             jitter_ms: s.jitter_ms(),
             concealed: c.concealed,
+            late: j.late,
+            duplicates: j.duplicates,
         }
     }
 
@@ -121,6 +124,7 @@ impl ActiveMedia {
             bytes_sent: rtp.bytes_sent,
             bytes_received: rtp.bytes_received,
             lost: rtp.lost.max(0) as u64,
+            late: rtp.late,
         };
         let before = self.reported;
         shared.metrics.rtp(RtpDelta {
@@ -129,6 +133,7 @@ impl ActiveMedia {
             bytes_sent: now.bytes_sent.saturating_sub(before.bytes_sent),
             bytes_received: now.bytes_received.saturating_sub(before.bytes_received),
             lost: now.lost.saturating_sub(before.lost),
+            late: now.late.saturating_sub(before.late),
         });
         // Loss can shrink (late packets); never report a negative change, and never count
         // the same loss twice.
