@@ -114,6 +114,14 @@ fn metadata_later() -> fake_evi::Step {
     step(When::Connected, vec![Act::Sleep(300), Act::Metadata])
 }
 
+/// The Reason header of the gateway's BYE.
+fn bye_reason(call: &CallResult) -> String {
+    call.sip
+        .as_ref()
+        .and_then(|s| s.remote_bye_reason.clone())
+        .expect("the gateway's BYE carries a Reason")
+}
+
 fn speech(call: &CallResult) -> Vec<&hume_uac::Rx> {
     call.rx.iter().filter(|r| r.rms() > SPEECH_RMS).collect()
 }
@@ -371,6 +379,11 @@ async fn the_hang_up_tool_plays_out_the_goodbye_then_sends_bye() {
     let call = place_call(plan(&gw, 15000)).await;
     assert_eq!(call.status(), Some(200));
     assert_eq!(call.bye(), Some(ByeOutcome::Remote), "the gateway hung up");
+    assert_eq!(
+        bye_reason(&call),
+        "Q.850;cause=16;text=\"EVI hung up (hang_up tool)\"",
+        "a conversation ended on purpose is normal clearing"
+    );
     assert!(
         speech(&call).len() >= 48,
         "the goodbye played out: {}",
@@ -507,6 +520,26 @@ async fn a_second_drop_ends_the_call() {
     assert_eq!(call.bye(), Some(ByeOutcome::Remote));
     assert_eq!(fake.accepted(), 2, "one reconnect only");
     assert!(logged("EVI connection lost again after a reconnect"));
+    // The caller is told it failed (Q.850 41, temporary failure), and why, within 2 s of the
+    // second drop (the fake drops as the 20th audio_input of its second socket arrives).
+    let reason = bye_reason(&call);
+    assert!(
+        reason.starts_with("Q.850;cause=41;text=\"EVI connection lost again after a reconnect"),
+        "{reason}"
+    );
+    let dropped = fake
+        .records()
+        .into_iter()
+        .filter(|r| r.conn == 1 && r.dir == Dir::In && r.kind() == "audio_input")
+        .nth(19)
+        .expect("the 20th audio_input of the second socket")
+        .at;
+    let bye_at = call.sip.as_ref().unwrap().remote_bye_at.unwrap();
+    assert!(
+        bye_at.saturating_duration_since(dropped) < Duration::from_secs(2),
+        "BYE {:?} after the drop",
+        bye_at.saturating_duration_since(dropped)
+    );
     gw.stop().await;
 }
 

@@ -97,6 +97,9 @@ pub enum AgentEvent {
     ClearPlayout,
     /// The agent ended the conversation; play out what is queued, then hang up.
     Hangup { reason: String },
+    /// The agent's far end failed (closed, reset, stopped answering, could not be resumed);
+    /// play out what is queued, then hang up with a failure cause.
+    Failed { reason: String },
     /// A key press for the caller.
     Dtmf(char),
     Transcript {

@@ -228,9 +228,9 @@ impl CallCore {
         self.drain_ist(now);
     }
 
-    /// Hangs up from our side: BYE through the dialog's route set, or, before answer, a final
-    /// error so the caller can fail over.
-    pub fn hangup(&mut self, now: Instant, reason: &str) {
+    /// Hangs up from our side: BYE through the dialog's route set, with a Reason header that
+    /// gives `cause` and `reason`; or, before answer, a final error so the caller can fail over.
+    pub fn hangup(&mut self, now: Instant, cause: HangupCause, reason: &str) {
         match self.state {
             State::Proceeding => self.reject(now, 480, None),
             State::Answered => {
@@ -243,10 +243,8 @@ impl CallCore {
                     &new_branch(),
                     &self.local.contact,
                 );
-                bye.headers.push(
-                    HeaderName::Reason,
-                    "Q.850;cause=16;text=\"Normal call clearing\"",
-                );
+                bye.headers
+                    .push(HeaderName::Reason, cause.reason_header(reason));
                 let mut tx = NonInviteClient::new(now, self.timers, bye.to_bytes());
                 while let Some(b) = tx.poll_transmit() {
                     self.out.push_back((Destination::Uri(next_hop.clone()), b));
@@ -515,7 +513,7 @@ impl CallCore {
             if e == TxEvent::AckTimeout && self.state == State::Answered {
                 // The caller never confirmed our 200: it is gone or never heard us. Hang up so
                 // its side is torn down too (RFC 3261 13.3.1.4).
-                self.hangup(now, "no ACK for 200 OK");
+                self.hangup(now, HangupCause::Timeout, "no ACK for 200 OK");
                 if let Some(CallEvent::Ended { reason }) = self.events.back_mut() {
                     *reason = EndReason::AckTimeout;
                 }
@@ -562,6 +560,43 @@ impl CallCore {
         if tx.is_terminated() {
             self.bye = None;
         }
+    }
+}
+
+/// Why we hang up, as the BYE's Reason header tells the caller (RFC 3326, with ITU-T Q.850
+/// causes, which Twilio shows as the call's hangup cause).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HangupCause {
+    /// The agent ended the conversation, or the gateway shuts down: 16, normal call clearing.
+    Normal,
+    /// The agent's far end failed: closed, reset, or stopped answering. 41, temporary failure.
+    AgentFailure,
+    /// A timer ran out: no RTP from the caller, no ACK for our 200. 102, recovery on timer
+    /// expiry.
+    Timeout,
+}
+
+impl HangupCause {
+    pub fn q850(self) -> u16 {
+        match self {
+            HangupCause::Normal => 16,
+            HangupCause::AgentFailure => 41,
+            HangupCause::Timeout => 102,
+        }
+    }
+
+    /// `Q.850;cause=N;text="why"`, the text reduced to what a quoted string may carry.
+    pub fn reason_header(self, why: &str) -> String {
+        let text: String = why
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' => '\'',
+                c if c.is_ascii_graphic() || c == ' ' => c,
+                _ => '?',
+            })
+            .take(120)
+            .collect();
+        format!("Q.850;cause={};text=\"{text}\"", self.q850())
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::agent::{CallInfo, CallerEvent};
-use crate::call::core::{CallCore, CallEvent, Destination, EndReason, LocalContact};
+use crate::call::core::{CallCore, CallEvent, Destination, EndReason, HangupCause, LocalContact};
 use crate::call::dispatch::NewCall;
 use crate::call::registry::{rfc3339, AgentRef, CallRecord, CallState, RtpStats, Timings};
 use crate::call::Shared;
@@ -495,7 +495,12 @@ impl Call {
     /// Hangs up from our side, noting how the call ended for the metrics.
     fn hang_up(&mut self, t: std::time::Instant, reason: &str, outcome: &'static str) {
         self.outcome.get_or_insert(outcome);
-        self.core.hangup(t, reason);
+        let cause = match outcome {
+            "agent_error" => HangupCause::AgentFailure,
+            "media_timeout" => HangupCause::Timeout,
+            _ => HangupCause::Normal,
+        };
+        self.core.hangup(t, cause, reason);
     }
 
     /// Moves the call's record to the ended list (once).

@@ -671,6 +671,7 @@ fn record(c: &Call, r: &SipResult, t0: std::time::Instant, media_required: bool)
             ByeOutcome::Remote => "remote".into(),
             ByeOutcome::Interrupted => "interrupted".into(),
         },
+        bye_reason: r.remote_bye_reason.clone(),
         rtp_sent: counters.sent,
         send_errors: counters.send_errors,
         rtp_received: counters.received,

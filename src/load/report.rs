@@ -219,6 +219,8 @@ pub struct CallRecord {
     pub codec: Option<String>,
     /// "200" (or another final), "timeout", "remote", "not sent", "interrupted".
     pub bye: String,
+    /// The Reason header of the gateway's BYE, when it hung up.
+    pub bye_reason: Option<String>,
     pub rtp_sent: u64,
     pub send_errors: u64,
     pub rtp_received: u64,

@@ -111,6 +111,9 @@ pub struct SipResult {
     pub auth_rounds: u32,
     /// A problem worth reporting with the outcome (bad SDP answer, unanswerable challenge).
     pub note: Option<String>,
+    /// When the far end hung up: its BYE's arrival and its Reason header (RFC 3326).
+    pub remote_bye_at: Option<Instant>,
+    pub remote_bye_reason: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,6 +235,8 @@ impl Uac {
                 bye: ByeOutcome::NotSent,
                 auth_rounds: 0,
                 note: None,
+                remote_bye_at: None,
+                remote_bye_reason: None,
             },
             done: false,
             out: VecDeque::new(),
@@ -354,7 +359,7 @@ impl Uac {
     pub fn on_message(&mut self, now: Instant, msg: Message, src: SocketAddr) {
         match msg {
             Message::Response(r) => self.on_response(now, r),
-            Message::Request(r) => self.on_request(r, src),
+            Message::Request(r) => self.on_request(now, r, src),
         }
     }
 
@@ -711,7 +716,7 @@ impl Uac {
 
     /// Requests from the far end inside the call: BYE ends it; OPTIONS is answered; a
     /// re-INVITE is refused without changing the session (this caller never re-negotiates).
-    fn on_request(&mut self, req: Request, src: SocketAddr) {
+    fn on_request(&mut self, now: Instant, req: Request, src: SocketAddr) {
         let status = match req.method {
             Method::Ack => return,
             Method::Bye => {
@@ -721,6 +726,9 @@ impl Uac {
                     // After our own BYE (a glare), its answer decides; before it, theirs does.
                     if self.phase == Phase::Answered {
                         self.result.bye = ByeOutcome::Remote;
+                        self.result.remote_bye_at = Some(now);
+                        self.result.remote_bye_reason =
+                            req.headers.get(&HeaderName::Reason).map(str::to_string);
                         self.finish();
                     }
                     200

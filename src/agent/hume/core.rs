@@ -97,6 +97,8 @@ pub enum Output {
     /// after it the caller hears what is queued, then BYE. Nothing follows.
     End {
         reason: String,
+        /// EVI failed (unreachable, broken, an error), as opposed to ending the chat.
+        failed: bool,
     },
 }
 
@@ -252,7 +254,7 @@ impl EviCore {
             let id = c.id;
             self.out.push_back(Output::Close { conn: id });
             self.active = None;
-            self.end(reason);
+            self.fail(reason);
             return;
         }
         if let Some(c) = self
@@ -301,7 +303,7 @@ impl EviCore {
         }
         if self.active.as_ref().is_some_and(|c| c.id == conn) {
             self.active = None;
-            self.end(format!("cannot reach EVI: {error}"));
+            self.fail(format!("cannot reach EVI: {error}"));
         } else if let Some(c) = self.standby.take_if(|c| c.id == conn) {
             self.standby_failed(c.purpose, error);
         }
@@ -324,7 +326,7 @@ impl EviCore {
             return;
         }
         if active.ready_at.is_none() {
-            self.end(format!(
+            self.fail(format!(
                 "EVI closed the connection before chat_metadata ({})",
                 describe(&how)
             ));
@@ -344,7 +346,7 @@ impl EviCore {
                         self.promote(now);
                     }
                 } else if self.reconnect_spent {
-                    self.end(format!(
+                    self.fail(format!(
                         "EVI connection lost again after a reconnect ({})",
                         describe(&how)
                     ));
@@ -543,7 +545,7 @@ impl EviCore {
             request_id = e.request_id.as_deref().unwrap_or(""), "EVI error");
         let reason = format!("EVI error {} {}: {}", e.code, e.slug, e.message);
         if from_active {
-            self.end(reason);
+            self.fail(reason);
         } else if let Some(c) = self.standby.take() {
             self.out.push_back(Output::Close { conn });
             self.standby_failed(c.purpose, reason);
@@ -693,14 +695,24 @@ impl EviCore {
                 tracing::warn!(%error, "resumed EVI socket failed before the handover");
             }
             Purpose::First | Purpose::Reconnect => {
-                self.end(format!(
+                self.fail(format!(
                     "EVI connection lost and the reconnect failed: {error}"
                 ));
             }
         }
     }
 
+    /// The conversation is over, as EVI or the caller meant it to be.
     fn end(&mut self, reason: String) {
+        self.finish(reason, false);
+    }
+
+    /// The conversation is over because EVI failed: the caller is told so (a failure cause).
+    fn fail(&mut self, reason: String) {
+        self.finish(reason, true);
+    }
+
+    fn finish(&mut self, reason: String, failed: bool) {
         for c in [self.active.take(), self.standby.take()]
             .into_iter()
             .flatten()
@@ -713,7 +725,7 @@ impl EviCore {
             .end_of_turn(&mut |f| out.push_back(Output::Audio(f)), &mut |_| {});
         self.ended = true;
         self.hang_up_at = None;
-        self.out.push_back(Output::End { reason });
+        self.out.push_back(Output::End { reason, failed });
     }
 }
 

@@ -152,9 +152,17 @@ fn sends(out: &[Output]) -> Vec<(ConnId, &ClientMessage)> {
         .collect()
 }
 
+/// The reason the session ended with, checking on the way that only the ends EVI or the
+/// caller meant (the hang_up tool, a clean close, the caller's BYE) are not failures.
 fn end_reason(out: &[Output]) -> Option<&str> {
     out.iter().find_map(|o| match o {
-        Output::End { reason } => Some(reason.as_str()),
+        Output::End { reason, failed } => {
+            let meant = ["EVI hung up", "EVI ended the chat", "caller hung up"]
+                .iter()
+                .any(|p| reason.starts_with(p));
+            assert_eq!(*failed, !meant, "{reason}: failed = {failed}");
+            Some(reason.as_str())
+        }
         _ => None,
     })
 }

@@ -296,7 +296,7 @@ impl Driver {
                     let _ = tx.send(Ok(()));
                 }
             }
-            Output::End { reason } => {
+            Output::End { reason, failed } => {
                 if let Some(tx) = self.ready_tx.take() {
                     tracing::warn!(%reason, "EVI session could not start");
                     let _ = tx.send(Err(reason));
@@ -304,7 +304,7 @@ impl Driver {
                     if !self.caller_gone {
                         tracing::info!(%reason, "EVI session ended");
                     }
-                    self.down(Down::End(reason));
+                    self.down(Down::End { reason, failed });
                 }
             }
         }

@@ -44,8 +44,12 @@ enum Down {
     /// Barge-in: everything queued before this marker is dropped.
     Clear,
     Event(AgentEvent),
-    /// The conversation is over: play what is queued, then hang up.
-    End(String),
+    /// The conversation is over: play what is queued, then hang up (with a failure cause
+    /// when `failed`).
+    End {
+        reason: String,
+        failed: bool,
+    },
 }
 
 /// `kind = "hume"`.
@@ -114,7 +118,7 @@ pub struct HumeSession {
     down_rx: mpsc::UnboundedReceiver<Down>,
     queue: VecDeque<AudioFrame>,
     events: VecDeque<AgentEvent>,
-    ending: Option<String>,
+    ending: Option<(String, bool)>,
     hangup_reported: bool,
     up_dropped: u64,
     down_dropped: u64,
@@ -160,12 +164,12 @@ impl HumeSession {
                     self.events.push_back(AgentEvent::ClearPlayout);
                 }
                 Poll::Ready(Some(Down::Event(e))) => self.events.push_back(e),
-                Poll::Ready(Some(Down::End(reason))) => {
-                    self.ending.get_or_insert(reason);
+                Poll::Ready(Some(Down::End { reason, failed })) => {
+                    self.ending.get_or_insert((reason, failed));
                 }
                 Poll::Ready(None) => {
                     self.ending
-                        .get_or_insert_with(|| "the EVI driver stopped".into());
+                        .get_or_insert_with(|| ("the EVI driver stopped".into(), true));
                     return;
                 }
                 Poll::Pending => return,
@@ -203,14 +207,17 @@ impl AgentSession for HumeSession {
             }
         }
         if self.queue.is_empty() {
-            if let Some(reason) = &self.ending {
+            if let Some((reason, failed)) = &self.ending {
                 if self.hangup_reported {
                     return Poll::Ready(None);
                 }
                 self.hangup_reported = true;
-                return Poll::Ready(Some(AgentOutput::Event(AgentEvent::Hangup {
-                    reason: reason.clone(),
-                })));
+                let reason = reason.clone();
+                let event = match failed {
+                    true => AgentEvent::Failed { reason },
+                    false => AgentEvent::Hangup { reason },
+                };
+                return Poll::Ready(Some(AgentOutput::Event(event)));
             }
         }
         Poll::Pending
@@ -279,7 +286,11 @@ mod tests {
     fn the_end_comes_after_the_queue_has_played() {
         let (mut s, _up, down) = session();
         down.send(Down::Frame(frame(1))).unwrap();
-        down.send(Down::End("EVI hung up".into())).unwrap();
+        down.send(Down::End {
+            reason: "EVI hung up".into(),
+            failed: false,
+        })
+        .unwrap();
         drop(down);
         assert!(poll(&mut s, false).is_pending(), "a frame is still queued");
         assert!(matches!(
@@ -300,7 +311,7 @@ mod tests {
         let (mut s, _up, down) = session();
         drop(down);
         match poll(&mut s, false) {
-            Poll::Ready(Some(AgentOutput::Event(AgentEvent::Hangup { reason }))) => {
+            Poll::Ready(Some(AgentOutput::Event(AgentEvent::Failed { reason }))) => {
                 assert!(reason.contains("driver stopped"))
             }
             other => panic!("{other:?}"),

@@ -69,7 +69,7 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         if let Err(reason) = self.session().await {
             tracing::warn!(room = %self.room, %reason, "LiveKit session failed");
-            self.hang_up(reason, true);
+            self.hang_up(reason, true, true);
         }
         if self.created {
             match tokio::time::timeout(CLOSE_TIMEOUT, self.api.delete_room(&self.room)).await {
@@ -81,14 +81,17 @@ impl Driver {
     }
 
     /// The session ended for `reason`: before the answer the call is rejected (a server that
-    /// cannot be reached is `unreachable`, 503), after it the call hangs up.
-    fn hang_up(&mut self, reason: String, unreachable: bool) {
+    /// cannot be reached is `unreachable`, 503), after it the call hangs up, with a failure
+    /// cause when the room `failed` rather than ended.
+    fn hang_up(&mut self, reason: String, unreachable: bool, failed: bool) {
         let control = if std::mem::take(&mut self.answering) {
             Control::Failed(if unreachable {
                 AgentError::Unreachable(reason)
             } else {
                 AgentError::Refused(reason)
             })
+        } else if failed {
+            Control::Agent(AgentEvent::Failed { reason })
         } else {
             Control::Agent(AgentEvent::Hangup { reason })
         };
@@ -220,9 +223,9 @@ impl Driver {
                     self.tell(Control::Ready);
                 }
             }
-            SessionEvent::Hangup { reason } => {
-                tracing::info!(room = %self.room, %reason, "room ended the session");
-                self.hang_up(reason, false);
+            SessionEvent::Hangup { reason, failed } => {
+                tracing::info!(room = %self.room, %reason, failed, "room ended the session");
+                self.hang_up(reason, false, failed);
             }
         }
     }

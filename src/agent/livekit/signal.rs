@@ -84,9 +84,10 @@ pub enum SessionEvent {
     ParticipantsChanged,
     /// Our track is published and the room's audio is subscribed: answer the call.
     Ready,
-    /// The room ended the session (or the connection to it was lost).
+    /// The room ended the session, or (`failed`) the connection to it was lost.
     Hangup {
         reason: String,
+        failed: bool,
     },
 }
 
@@ -231,8 +232,8 @@ impl Signal {
             }
             M::Update(update) => self.on_update(update.participants),
             M::Leave(leave) => {
-                let reason = leave_reason(leave.reason);
-                self.close(Some(reason));
+                let (reason, failed) = leave_reason(leave.reason);
+                self.close(Some((reason, failed)));
             }
             M::PongResp(pong) => {
                 self.last_pong = now;
@@ -304,7 +305,7 @@ impl Signal {
 
     /// The WebSocket or a peer connection failed: the session is over.
     pub fn lost(&mut self, reason: &str) {
-        self.close(Some(reason.to_string()));
+        self.close(Some((reason.to_string(), true)));
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -412,14 +413,15 @@ impl Signal {
         ));
     }
 
-    fn close(&mut self, reason: Option<String>) {
+    /// Ends the session; with `ending`, tells the call why and whether it was a failure.
+    fn close(&mut self, ending: Option<(String, bool)>) {
         if self.state == State::Closed {
             return;
         }
         self.state = State::Closed;
         self.peer(PeerAction::Close);
-        if let Some(reason) = reason {
-            self.event(SessionEvent::Hangup { reason });
+        if let Some((reason, failed)) = ending {
+            self.event(SessionEvent::Hangup { reason, failed });
         }
     }
 
@@ -488,21 +490,23 @@ fn participant(p: &proto::ParticipantInfo) -> Participant {
 }
 
 /// The hang-up reason for a server `leave`.
-fn leave_reason(reason: i32) -> String {
+/// Why the server made us leave, and whether that is a failure: an agent ends a call by
+/// removing the SIP participant or deleting the room; anything else is the room going wrong.
+fn leave_reason(reason: i32) -> (String, bool) {
     use proto::DisconnectReason as R;
-    let why = match R::try_from(reason) {
-        Ok(R::ParticipantRemoved) => "participant removed",
-        Ok(R::RoomDeleted) => "room deleted",
-        Ok(R::RoomClosed) => "room closed",
-        Ok(R::DuplicateIdentity) => "duplicate identity",
-        Ok(R::ServerShutdown) => "server shutdown",
-        Ok(R::JoinFailure) => "join failure",
-        Ok(R::StateMismatch) => "state mismatch",
-        Ok(R::Migration) => "migration",
-        Ok(R::SignalClose) => "signal closed",
-        _ => "left the room",
+    let (why, failed) = match R::try_from(reason) {
+        Ok(R::ParticipantRemoved) => ("participant removed", false),
+        Ok(R::RoomDeleted) => ("room deleted", false),
+        Ok(R::RoomClosed) => ("room closed", false),
+        Ok(R::DuplicateIdentity) => ("duplicate identity", true),
+        Ok(R::ServerShutdown) => ("server shutdown", true),
+        Ok(R::JoinFailure) => ("join failure", true),
+        Ok(R::StateMismatch) => ("state mismatch", true),
+        Ok(R::Migration) => ("migration", true),
+        Ok(R::SignalClose) => ("signal closed", true),
+        _ => ("left the room", true),
     };
-    format!("livekit: {why}")
+    (format!("livekit: {why}"), failed)
 }
 
 #[cfg(test)]

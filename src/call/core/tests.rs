@@ -145,7 +145,7 @@ fn record_route_is_copied_into_the_180_and_the_200() {
     assert_eq!(ok.status, 200);
     assert_eq!(values(&ok), want);
     // The dialog's own route set, for our BYE, is the same list in the same order.
-    core.hangup(t0, "test");
+    core.hangup(t0, HangupCause::Normal, "test");
     let bye = parse_request(&sent(&mut core)[0].1);
     let routes: Vec<&str> = bye.headers.get_all(&HeaderName::Route).collect();
     assert_eq!(routes, want);
@@ -439,13 +439,16 @@ fn local_hangup_sends_bye_and_finishes_on_200() {
     let mut core = answered(t0);
     core.handle_message(t0, ack(&core, 7), src());
     events(&mut core);
-    core.hangup(t0, "agent ended");
+    core.hangup(t0, HangupCause::Normal, "agent ended");
     let out = sent(&mut core);
     assert_eq!(out.len(), 1);
     let bye = parse_request(&out[0].1);
     assert_eq!(bye.method, Method::Bye);
     assert_eq!(bye.to().unwrap().tag(), Some("f1"));
-    assert!(bye.headers.get(&HeaderName::Reason).is_some());
+    assert_eq!(
+        bye.headers.get(&HeaderName::Reason),
+        Some("Q.850;cause=16;text=\"agent ended\"")
+    );
     let ok = Response::for_request(&bye, 200, None);
     core.handle_message(t0, Message::Response(ok), src());
     advance_to(&mut core, t0 + Duration::from_secs(40));
@@ -462,7 +465,7 @@ fn our_bye_retransmits_until_answered_or_timer_f() {
         let mut core = answered(t0);
         core.handle_message(t0, ack(&core, 7), src());
         events(&mut core);
-        core.hangup(t0, "agent ended");
+        core.hangup(t0, HangupCause::Normal, "agent ended");
         let bye = parse_request(&sent(&mut core)[0].1);
         let mut retransmitted = Vec::new();
         while let Some(t) = core.poll_timeout() {
@@ -497,6 +500,20 @@ fn our_bye_retransmits_until_answered_or_timer_f() {
         }
         assert!(core.is_finished(), "{answered_after:?}: finished");
     }
+}
+
+#[test]
+fn the_reason_header_names_the_cause() {
+    assert_eq!(
+        HangupCause::AgentFailure.reason_header("EVI connection lost (reset)"),
+        "Q.850;cause=41;text=\"EVI connection lost (reset)\""
+    );
+    assert_eq!(
+        HangupCause::Timeout.reason_header("say \"hi\"\\\r\n\u{e9}"),
+        "Q.850;cause=102;text=\"say 'hi''???\""
+    );
+    let long = HangupCause::Normal.reason_header(&"x".repeat(500));
+    assert_eq!(long.len(), "Q.850;cause=16;text=\"\"".len() + 120);
 }
 
 #[test]
@@ -555,7 +572,7 @@ mod never_panics {
                     3 => core.handle_message(now, Message::Request(request("CANCEL", "c1", "z9hG4bKinv", 7, None, "", "")), src()),
                     4 => core.handle_message(now, Message::Request(request("INVITE", "c1", &format!("z9hG4bKre{cseq}"), cseq, Some(&tag), "", TWILIO_SDP)), src()),
                     5 => core.answer_reinvite(now, if ours { Ok("v=0\r\n".into()) } else { Err(488) }),
-                    6 => core.hangup(now, "test"),
+                    6 => core.hangup(now, HangupCause::AgentFailure, "test"),
                     7 => {
                         let bye = req("BYE");
                         core.handle_message(now, Message::Response(Response::for_request(&bye, 200, None)), src());
@@ -565,7 +582,7 @@ mod never_panics {
                 sent(&mut core);
                 events(&mut core);
             }
-            core.hangup(now, "end");
+            core.hangup(now, HangupCause::Timeout, "end");
             let mut steps = 0;
             while let Some(t) = core.poll_timeout() {
                 core.handle_timeout(t.max(now));

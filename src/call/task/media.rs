@@ -54,6 +54,10 @@ impl ActiveMedia {
             Some(AgentOutput::Event(AgentEvent::Hangup { reason })) => {
                 Some((reason, "agent_hangup"))
             }
+            Some(AgentOutput::Event(AgentEvent::Failed { reason })) => {
+                shared.metrics.agent_error(self.kind, "session_failed");
+                Some((reason, "agent_error"))
+            }
             // Frames go out the moment their slot opens, so there is no queue on our side to
             // drop: the agent clears its own.
             Some(AgentOutput::Event(AgentEvent::ClearPlayout)) => None,

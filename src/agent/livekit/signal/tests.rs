@@ -266,7 +266,8 @@ fn pings_at_the_servers_interval_and_a_missing_pong_is_a_lost_connection() {
         let Some(next) = s.poll_timeout() else { break };
         s.handle_timeout(next);
         for o in drain(&mut s) {
-            if let Output::Event(SessionEvent::Hangup { reason }) = o {
+            if let Output::Event(SessionEvent::Hangup { reason, failed }) = o {
+                assert!(failed, "a lost connection is a failure");
                 hangup = Some((next, reason));
             }
         }
@@ -288,7 +289,7 @@ fn no_join_in_time_hangs_up() {
     let out = drain(&mut s);
     assert_eq!(out[0], Output::Peer(PeerAction::Close));
     assert!(
-        matches!(&out[1], Output::Event(SessionEvent::Hangup { reason }) if reason.contains("no join"))
+        matches!(&out[1], Output::Event(SessionEvent::Hangup { reason, failed: true }) if reason.contains("no join"))
     );
     // Nothing is sent to a server that never joined us.
     assert!(sent(&out).is_empty());
@@ -296,18 +297,26 @@ fn no_join_in_time_hangs_up() {
 
 #[test]
 fn server_leave_hangs_up_naming_the_reason_and_sends_nothing() {
-    for (reason, text) in [
+    for (reason, text, failed) in [
         (
             proto::DisconnectReason::ParticipantRemoved,
             "livekit: participant removed",
+            false,
         ),
         (
             proto::DisconnectReason::RoomDeleted,
             "livekit: room deleted",
+            false,
+        ),
+        (
+            proto::DisconnectReason::ServerShutdown,
+            "livekit: server shutdown",
+            true,
         ),
         (
             proto::DisconnectReason::UnknownReason,
             "livekit: left the room",
+            true,
         ),
     ] {
         let t0 = Instant::now();
@@ -325,7 +334,8 @@ fn server_leave_hangs_up_naming_the_reason_and_sends_nothing() {
             vec![
                 Output::Peer(PeerAction::Close),
                 Output::Event(SessionEvent::Hangup {
-                    reason: text.into()
+                    reason: text.into(),
+                    failed
                 })
             ]
         );
