@@ -543,6 +543,50 @@ async fn a_second_drop_ends_the_call() {
     gw.stop().await;
 }
 
+/// A far end that hangs with its socket open (no close, no reset, pings unanswered): the
+/// gateway gives the socket up after 2 s of silence, resumes the chat on a new one, and when
+/// that one hangs too, hangs up with a failure cause naming why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_far_end_is_resumed_once_then_the_call_fails() {
+    let fake = FakeEvi::start(|conn| match conn {
+        0 => vec![
+            metadata_later(),
+            step(When::AudioInputs(20), vec![Act::Hang]),
+        ],
+        _ => vec![
+            step(When::Connected, vec![Act::Metadata]),
+            step(When::AudioInputs(20), vec![Act::Hang]),
+        ],
+    })
+    .await;
+    let gw = gateway(&fake, API_KEY, "").await;
+    let call = place_call(plan(&gw, 15000)).await;
+    assert_eq!(call.bye(), Some(ByeOutcome::Remote), "the gateway hung up");
+    assert_eq!(fake.accepted(), 2, "resumed once");
+    let reconnect = &sent_by_gateway(&fake, "session_settings");
+    assert_eq!(reconnect.len(), 2);
+    let reason = bye_reason(&call);
+    assert_eq!(
+        reason,
+        "Q.850;cause=41;text=\"EVI connection lost again after a reconnect (dropped: no answer \
+         to pings for 2 s)\""
+    );
+    let hung = fake
+        .records()
+        .into_iter()
+        .filter(|r| r.conn == 1 && r.dir == Dir::In && r.kind() == "audio_input")
+        .nth(19)
+        .expect("the 20th audio_input of the second socket")
+        .at;
+    let after = call.sip.as_ref().unwrap().remote_bye_at.unwrap() - hung;
+    // 2 s of silence (pings every 0.5 s), then the BYE.
+    assert!(
+        after >= Duration::from_millis(1500) && after < Duration::from_millis(2600),
+        "BYE {after:?} after the far end hung"
+    );
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_socket_limit_moves_to_a_resumed_socket_with_no_gap() {
     let stream = || Act::Stream {

@@ -97,6 +97,9 @@ pub enum Act {
     Close(u16),
     /// The TCP connection dropped without a close frame.
     Drop,
+    /// The server hangs with the connection open: it stops reading (so pings go unanswered)
+    /// and stops writing, until the test ends.
+    Hang,
 }
 
 #[derive(Clone, Debug)]
@@ -296,19 +299,26 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) {
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let (kill_tx, mut kill_rx) = watch::channel(false);
+    let (hang_tx, mut hang_rx) = watch::channel(false);
     let steps = (shared.script)(conn);
     let ctx = Ctx {
         conn,
         tx: tx.clone(),
         kill: Arc::new(kill_tx),
+        hang: Arc::new(hang_tx),
         shared: shared.clone(),
     };
 
     let log = shared.clone();
     let mut writer_kill = kill_rx.clone();
+    let mut writer_hang = hang_rx.clone();
     let writer = tokio::spawn(async move {
         loop {
             tokio::select! {
+                _ = writer_hang.changed() => {
+                    let _ = writer_kill.changed().await;
+                    break;
+                }
                 m = rx.recv() => {
                     let Some(m) = m else { break };
                     if let Message::Text(t) = &m {
@@ -336,6 +346,11 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) {
         let msg = tokio::select! {
             m = stream.next() => m,
             _ = kill_rx.changed() => break,
+            _ = hang_rx.changed() => {
+                // Hung: read nothing more (no pongs), keep the connection open.
+                let _ = kill_rx.changed().await;
+                break;
+            }
         };
         match msg {
             Some(Ok(Message::Text(t))) => {
@@ -372,6 +387,7 @@ struct Ctx {
     conn: usize,
     tx: mpsc::UnboundedSender<Message>,
     kill: Arc<watch::Sender<bool>>,
+    hang: Arc<watch::Sender<bool>>,
     shared: Arc<Shared>,
 }
 
@@ -560,6 +576,10 @@ async fn run(ctx: &Ctx, act: Act) -> bool {
         }
         Act::Drop => {
             let _ = ctx.kill.send(true);
+            false
+        }
+        Act::Hang => {
+            let _ = ctx.hang.send(true);
             false
         }
     }

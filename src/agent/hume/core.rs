@@ -35,6 +35,12 @@ const HANG_UP_GRACE: Duration = Duration::from_secs(2);
 const RECONNECT_RESET: Duration = Duration::from_secs(60);
 /// Emotion scores reported with a transcript line.
 const TOP_EMOTIONS: usize = 3;
+/// An open socket is pinged this often: EVI is silent between replies, so a far end that
+/// hangs with its connection open shows only as pongs that stop.
+pub const PING_EVERY: Duration = Duration::from_millis(500);
+/// A socket that has sent nothing, not even a pong, for this long is treated as dropped (the
+/// one reconnect is tried, then the call fails).
+pub const SILENT_LIMIT: Duration = Duration::from_secs(2);
 
 /// Settings for one call's session.
 #[derive(Clone, Debug)]
@@ -86,6 +92,10 @@ pub enum Output {
     Close {
         conn: ConnId,
     },
+    /// Send a WebSocket ping (its pong, like any frame, goes to [`EviCore::on_heard`]).
+    Ping {
+        conn: ConnId,
+    },
     /// 20 ms at 8 kHz for the caller, in play order.
     Audio(AudioFrame),
     /// Barge-in: drop everything queued for the caller.
@@ -120,6 +130,10 @@ struct Conn {
     upgraded_at: Option<Instant>,
     /// When chat_metadata arrived and session_settings went out.
     ready_at: Option<Instant>,
+    /// When the socket last sent anything (a message, a pong), once ready.
+    heard_at: Option<Instant>,
+    /// When it is next pinged, once ready.
+    ping_at: Option<Instant>,
 }
 
 impl Conn {
@@ -222,6 +236,13 @@ impl EviCore {
         };
         at(self.active.as_ref().and_then(connect_by));
         at(self.standby.as_ref().and_then(connect_by));
+        for c in [self.active.as_ref(), self.standby.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            at(c.ping_at);
+            at(c.heard_at.map(|t| t + SILENT_LIMIT));
+        }
         at(self.handover_open_at());
         at(self.force_switch_at());
         at(self.hang_up_at);
@@ -240,6 +261,9 @@ impl EviCore {
         if self.reconnect_reset_at.is_some_and(|t| t <= now) {
             self.reconnect_reset_at = None;
             self.reconnect_spent = false;
+        }
+        if self.keep_alive(now) {
+            return;
         }
         let timeout = self.cfg.connect_timeout;
         if let Some(c) = self
@@ -293,6 +317,13 @@ impl EviCore {
     pub fn on_connected(&mut self, now: Instant, conn: ConnId) {
         if let Some(c) = self.conn_mut(conn) {
             c.upgraded_at.get_or_insert(now);
+        }
+    }
+
+    /// The socket sent a frame: a pong, a ping, anything (messages count by themselves).
+    pub fn on_heard(&mut self, now: Instant, conn: ConnId) {
+        if let Some(c) = self.conn_mut(conn).filter(|c| c.heard_at.is_some()) {
+            c.heard_at = Some(now);
         }
     }
 
@@ -376,6 +407,7 @@ impl EviCore {
         if !from_active && !from_standby {
             return;
         }
+        self.on_heard(now, conn);
         match msg {
             ServerMessage::ChatMetadata(m) => {
                 self.detail("chat_id", m.chat_id.into());
@@ -389,6 +421,9 @@ impl EviCore {
                     return;
                 }
                 c.ready_at = Some(now);
+                // Until now the connect timeout watched it; from now on, the keep-alive.
+                c.heard_at = Some(now);
+                c.ping_at = Some(now + PING_EVERY);
                 let settings = self.session_settings();
                 self.out.push_back(Output::Send {
                     conn,
@@ -628,7 +663,41 @@ impl EviCore {
             opened_at: now,
             upgraded_at: None,
             ready_at: None,
+            heard_at: None,
+            ping_at: None,
         }
+    }
+
+    /// Pings the open sockets that are due, and gives up on one that has gone silent, as if it
+    /// had dropped. True when that ended the session.
+    fn keep_alive(&mut self, now: Instant) -> bool {
+        let silent = [self.active.as_ref(), self.standby.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|c| c.heard_at.is_some_and(|t| t + SILENT_LIMIT <= now))
+            .map(|c| c.id);
+        if let Some(conn) = silent {
+            tracing::warn!(
+                conn,
+                "EVI socket silent, pings unanswered: treating it as dropped"
+            );
+            self.out.push_back(Output::Close { conn });
+            let error = format!("no answer to pings for {} s", SILENT_LIMIT.as_secs_f64());
+            self.on_closed(now, conn, SocketClose::Dropped { error });
+            if self.ended {
+                return true;
+            }
+        }
+        for c in [self.active.as_mut(), self.standby.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if c.ping_at.is_some_and(|t| t <= now) {
+                c.ping_at = Some(now + PING_EVERY);
+                self.out.push_back(Output::Ping { conn: c.id });
+            }
+        }
+        false
     }
 
     fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {

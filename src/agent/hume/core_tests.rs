@@ -23,6 +23,8 @@ struct H {
     core: EviCore,
     now: Instant,
     t0: Instant,
+    /// Sockets that stopped answering (a hung far end); the others answer every ping.
+    hung: Vec<ConnId>,
 }
 
 impl H {
@@ -32,6 +34,7 @@ impl H {
             core: EviCore::new(t0, cfg),
             now: t0,
             t0,
+            hung: Vec::new(),
         }
     }
 
@@ -45,8 +48,11 @@ impl H {
         h
     }
 
+    /// The outputs so far, but the keep-alive pings (the far end answers them in `at`).
     fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.core.poll_output()).collect()
+        std::iter::from_fn(|| self.core.poll_output())
+            .filter(|o| !matches!(o, Output::Ping { .. }))
+            .collect()
     }
 
     fn msg(&mut self, conn: ConnId, m: ServerMessage) {
@@ -59,6 +65,10 @@ impl H {
         while let Some(t) = self.core.poll_timeout().filter(|&t| t <= target) {
             self.now = t.max(self.now);
             self.core.handle_timeout(self.now);
+            // A live far end answers each ping at once (the pings stay in the outputs).
+            for conn in (1..8).filter(|c| !self.hung.contains(c)) {
+                self.core.on_heard(self.now, conn);
+            }
         }
         self.now = target;
     }
@@ -600,7 +610,6 @@ fn the_caller_hanging_up_closes_every_socket() {
 fn before_the_socket_limit_a_resumed_socket_takes_over_between_turns() {
     let mut h = H::live(cfg());
     // Limit 100 s, margin 20 s: the resumed socket opens at 80 s.
-    assert_eq!(h.core.poll_timeout(), Some(h.t0 + Duration::from_secs(80)));
     h.at(79.0);
     assert!(h.drain().is_empty());
     h.at(80.0);
@@ -618,8 +627,11 @@ fn before_the_socket_limit_a_resumed_socket_takes_over_between_turns() {
     assert_eq!(closes(&out), vec![1]);
     h.caller_frame();
     assert!(matches!(sends(&h.drain())[..], [(2, _)]));
-    // The new socket's own limit counts from its upgrade.
-    assert_eq!(h.core.poll_timeout(), Some(h.t0 + Duration::from_secs(160)));
+    // The new socket's own limit counts from its upgrade: its handover opens at 160 s.
+    h.at(159.9);
+    assert!(connects(&h.drain()).is_empty());
+    h.at(160.0);
+    assert_eq!(connects(&h.drain()), vec![(3, Some("group-1".into()))]);
 }
 
 #[test]
@@ -680,9 +692,9 @@ fn a_failed_handover_leaves_the_old_socket_and_its_close_at_the_limit_reconnects
     h.core.on_connect_failed(h.now, 2, "HTTP 429".into());
     let out = h.drain();
     assert_eq!(end_reason(&out), None);
-    assert_eq!(
-        h.core.poll_timeout(),
-        None,
+    h.at(99.9);
+    assert!(
+        connects(&h.drain()).is_empty(),
         "no second handover attempt on this socket"
     );
     h.at(100.0);
@@ -731,4 +743,45 @@ fn margins_scale_with_short_limits() {
     };
     assert_eq!(c(1800).handover_margin(), Duration::from_secs(60));
     assert_eq!(c(3).handover_margin(), Duration::from_millis(600));
+}
+
+#[test]
+fn a_ready_socket_is_pinged_every_half_second() {
+    let mut h = H::live(cfg());
+    h.at(2.0);
+    let pings = std::iter::from_fn(|| h.core.poll_output())
+        .filter(|o| matches!(o, Output::Ping { conn: 1 }))
+        .count();
+    assert_eq!(pings, 4);
+}
+
+/// A far end that keeps its socket open but stops answering: after 2 s without a frame the
+/// socket counts as dropped; the one reconnect resumes the chat, and when that socket hangs
+/// too the call fails, naming why.
+#[test]
+fn a_hung_far_end_is_dropped_after_silent_pings_then_the_call_fails() {
+    let mut h = H::live(cfg());
+    h.at(10.0);
+    h.drain();
+    h.hung.push(1);
+    h.at(11.9);
+    assert!(closes(&h.drain()).is_empty(), "still within the limit");
+    h.at(12.0);
+    let out = h.drain();
+    assert_eq!(closes(&out), vec![1]);
+    assert_eq!(connects(&out), vec![(2, Some("group-1".into()))]);
+    assert_eq!(end_reason(&out), None, "resumed first");
+    h.core.on_connected(h.now, 2);
+    h.msg(2, metadata("chat-2", "group-1"));
+    h.drain();
+    h.at(20.0);
+    assert!(closes(&h.drain()).is_empty(), "the resumed socket answers");
+    h.hung.push(2);
+    h.at(22.0);
+    let out = h.drain();
+    assert_eq!(closes(&out), vec![2]);
+    assert_eq!(
+        end_reason(&out),
+        Some("EVI connection lost again after a reconnect (dropped: no answer to pings for 2 s)")
+    );
 }

@@ -206,8 +206,12 @@ impl Driver {
                 code: frame.as_ref().map_or(1005, |f| u16::from(f.code)),
                 reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
             },
-            // Pings are answered by tungstenite itself; EVI defines no binary messages.
-            Some(Ok(_)) => return,
+            // Pings are answered by tungstenite itself; EVI defines no binary messages. Pongs
+            // (to our keep-alive pings) and the rest prove the socket alive.
+            Some(Ok(_)) => {
+                self.core.on_heard(now, conn);
+                return;
+            }
             Some(Err(e)) => SocketClose::Dropped {
                 error: e.to_string(),
             },
@@ -239,9 +243,6 @@ impl Driver {
                 self.connecting.push((conn, Box::pin(fut)));
             }
             Output::Send { conn, msg } => {
-                let Some(pos) = self.sockets.iter().position(|(c, _)| *c == conn) else {
-                    return;
-                };
                 let text = match serde_json::to_string(&msg) {
                     Ok(t) => t,
                     Err(e) => {
@@ -249,18 +250,9 @@ impl Driver {
                         return;
                     }
                 };
-                let ws = &mut self.sockets[pos].1;
-                let sent = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::text(text))).await;
-                let error = match sent {
-                    Ok(Ok(())) => return,
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => format!("write stalled for {} s", SEND_TIMEOUT.as_secs()),
-                };
-                self.sockets.swap_remove(pos);
-                let now = now();
-                self.core
-                    .on_closed(now, conn, SocketClose::Dropped { error });
+                self.send(conn, Message::text(text)).await;
             }
+            Output::Ping { conn } => self.send(conn, Message::Ping(Default::default())).await,
             Output::Close { conn } => {
                 self.connecting.retain(|(c, _)| *c != conn);
                 if let Some(pos) = self.sockets.iter().position(|(c, _)| *c == conn) {
@@ -308,6 +300,22 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Writes one frame to socket `conn`; a failed or stalled write drops the socket.
+    async fn send(&mut self, conn: ConnId, frame: Message) {
+        let Some(pos) = self.sockets.iter().position(|(c, _)| *c == conn) else {
+            return;
+        };
+        let ws = &mut self.sockets[pos].1;
+        let error = match tokio::time::timeout(SEND_TIMEOUT, ws.send(frame)).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("write stalled for {} s", SEND_TIMEOUT.as_secs()),
+        };
+        self.sockets.swap_remove(pos);
+        self.core
+            .on_closed(now(), conn, SocketClose::Dropped { error });
     }
 
     fn down(&self, d: Down) {
