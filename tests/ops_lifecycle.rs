@@ -209,3 +209,85 @@ async fn systemd_hears_ready_status_watchdog_and_stopping() {
     assert!(gw.wait_exit().await.success());
     let _ = std::fs::remove_file(&sock_path);
 }
+
+/// SIGKILL with a call up, then a restart on the same ports: the new process binds at once,
+/// takes new calls, and answers the dead process's in-dialog requests with 481 rather than
+/// silence (so the caller's BYE ends its side instead of retransmitting for 32 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkill_a_restart_binds_at_once_and_answers_old_dialogs_481() {
+    use common::raw_sip::{in_dialog, invite, RawSip};
+    let sip_port = free_udp_port();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (lo, hi) = rtp_range();
+    let config = temp_file(
+        "restart.toml",
+        &format!(
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n\
+             [media]\nrtp_ports = \"{lo}-{hi}\"\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+             [[trunks]]\nname = \"esip\"\nallowed_addresses = [\"127.0.0.0/8\"]\n"
+        ),
+    );
+    let mut first = Gateway::spawn(&config, &[]).await;
+    let sip = RawSip::bind([127, 0, 0, 1]).await;
+    let rtp = common::raw_sip::rtp_sink();
+    let rtp_port = rtp.local_addr().unwrap().port();
+    let to = first.sip;
+    sip.send(
+        to,
+        &invite(to, sip.local, "before-kill", 1, "k1", rtp_port, None),
+    )
+    .await;
+    let ok = sip
+        .final_response("INVITE", Duration::from_secs(5))
+        .await
+        .expect("answered");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    sip.send(to, &in_dialog(sip.local, to, "before-kill", &ok, "ACK", 1))
+        .await;
+
+    first.signal("KILL");
+    first.wait_exit().await;
+    let second = Gateway::spawn(&config, &[]).await;
+    assert_eq!(
+        (second.sip, second.http),
+        (first.sip, first.http),
+        "same ports"
+    );
+
+    // The old call's BYE: 481, at once.
+    sip.send(to, &in_dialog(sip.local, to, "before-kill", &ok, "BYE", 2))
+        .await;
+    let bye = sip
+        .final_response("BYE", Duration::from_secs(5))
+        .await
+        .expect("the BYE is answered");
+    assert!(bye.starts_with("SIP/2.0 481"), "{bye}");
+    // A new call is served.
+    sip.send(
+        to,
+        &invite(to, sip.local, "after-restart", 1, "k2", rtp_port, None),
+    )
+    .await;
+    let ok = sip
+        .final_response("INVITE", Duration::from_secs(5))
+        .await
+        .expect("answered");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    sip.send(
+        to,
+        &in_dialog(sip.local, to, "after-restart", &ok, "ACK", 1),
+    )
+    .await;
+    sip.send(
+        to,
+        &in_dialog(sip.local, to, "after-restart", &ok, "BYE", 2),
+    )
+    .await;
+    let bye = sip.final_response("BYE", Duration::from_secs(5)).await;
+    assert!(bye.is_some_and(|b| b.starts_with("SIP/2.0 200")));
+}

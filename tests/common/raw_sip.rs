@@ -116,9 +116,16 @@ pub fn invite_uri(to: SocketAddr) -> String {
     format!("sip:+447846855904@{to}")
 }
 
-/// ACK for the 2xx `ok` and BYE, both sent straight to `to`; true when the BYE got a 200.
-pub async fn ack_and_bye(sip: &RawSip, to: SocketAddr, call_id: &str, ok: &str) -> bool {
-    let local = sip.local;
+/// A request inside the dialog the 2xx `ok` (to our [`invite`] for `call_id`) set up, sent
+/// straight to the gateway's Contact.
+pub fn in_dialog(
+    local: SocketAddr,
+    to: SocketAddr,
+    call_id: &str,
+    ok: &str,
+    method: &str,
+    cseq: u32,
+) -> String {
     let to_hdr = header(ok, "To").unwrap_or_default();
     let target = header(ok, "Contact")
         .and_then(|c| {
@@ -127,21 +134,24 @@ pub async fn ack_and_bye(sip: &RawSip, to: SocketAddr, call_id: &str, ok: &str) 
             Some(c[start..end].to_string())
         })
         .unwrap_or_else(|| invite_uri(to));
-    let common = |method: &str, cseq: u32, branch: &str| {
-        format!(
-            "{method} {target} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bK-{branch};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:+15551230000@sip.twilio.com>;tag=from-{call_id}\r\n\
-             To: {to_hdr}\r\n\
-             Call-ID: {call_id}\r\n\
-             CSeq: {cseq} {method}\r\n\
-             Content-Length: 0\r\n\r\n"
-        )
-    };
-    sip.send(to, &common("ACK", 2, &format!("ack-{call_id}")))
+    let branch = format!("{}-{call_id}-{cseq}", method.to_ascii_lowercase());
+    format!(
+        "{method} {target} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-{branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+15551230000@sip.twilio.com>;tag=from-{call_id}\r\n\
+         To: {to_hdr}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// ACK for the 2xx `ok` and BYE, both sent straight to `to`; true when the BYE got a 200.
+pub async fn ack_and_bye(sip: &RawSip, to: SocketAddr, call_id: &str, ok: &str) -> bool {
+    sip.send(to, &in_dialog(sip.local, to, call_id, ok, "ACK", 2))
         .await;
-    sip.send(to, &common("BYE", 3, &format!("bye-{call_id}")))
+    sip.send(to, &in_dialog(sip.local, to, call_id, ok, "BYE", 3))
         .await;
     sip.final_response("BYE", Duration::from_secs(5))
         .await
