@@ -25,6 +25,7 @@ fn pipeline(c: &mut Criterion) {
             send: true,
             media_timeout: Duration::from_secs(3600),
             initial_media_timeout: Duration::from_secs(3600),
+            latch: false,
         },
     );
     let mut agent = EchoSession::new();

@@ -143,6 +143,10 @@ pub struct Trunk {
     pub allowed: AddressList,
     /// Called numbers this trunk serves, normalised; empty means any.
     pub numbers: Vec<String>,
+    /// Send RTP back to where the caller's RTP comes from (latching), not to its SDP address:
+    /// for callers behind NAT. Off for Twilio, whose media edge may send from another address
+    /// than the one it receives on.
+    pub symmetric_rtp: bool,
 }
 
 #[derive(Clone)]
@@ -367,6 +371,7 @@ pub fn embedded_default() -> Config {
             }),
             allowed: AddressList::any(),
             numbers: Vec::new(),
+            symmetric_rtp: false,
         }],
         routes: vec![Route {
             numbers: Vec::new(),
@@ -543,6 +548,8 @@ mod raw {
         pub allowed_addresses: Vec<Spanned<String>>,
         #[serde(default)]
         pub numbers: Vec<Spanned<String>>,
+        #[serde(default)]
+        pub symmetric_rtp: bool,
     }
 
     #[derive(Deserialize)]
@@ -832,6 +839,7 @@ fn resolve_trunk(
         credentials,
         allowed,
         numbers: numbers(ctx, &r.numbers, &key("numbers")),
+        symmetric_rtp: r.symmetric_rtp,
     })
 }
 

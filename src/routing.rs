@@ -62,6 +62,8 @@ pub struct Admitted {
     /// The dialled number as presented (`+447846855904`), never the normalised matching key:
     /// agents, `/calls`, transcripts and webhooks show what the caller dialled.
     pub called: String,
+    /// The trunk's `symmetric_rtp`.
+    pub symmetric_rtp: bool,
 }
 
 pub struct Router {
@@ -154,11 +156,16 @@ impl Router {
                 reason,
             };
         };
+        let symmetric_rtp = self
+            .trunks
+            .iter()
+            .any(|t| t.name == trunk && t.symmetric_rtp);
         Admission::Accept(Admitted {
             trunk,
             agent,
             caller,
             called,
+            symmetric_rtp,
         })
     }
 

@@ -27,12 +27,14 @@ fn dispatcher(now: Instant) -> Dispatcher {
             }),
             allowed: AddressList::parse(&[]).expect("any"),
             numbers: vec![],
+            symmetric_rtp: false,
         },
         Trunk {
             name: "esip".into(),
             credentials: None,
             allowed: AddressList::parse(&["10.9.0.0/16".to_string()]).expect("cidr"),
             numbers: vec![],
+            symmetric_rtp: false,
         },
     ];
     let routes = vec![Route {

@@ -301,11 +301,12 @@ impl Call {
                 return None; // cancelled while connecting
             }
         };
-        let params = media_params(
+        let mut params = media_params(
             &negotiated,
             shared.media_timeout,
             shared.initial_media_timeout,
         );
+        params.latch = self.admitted.symmetric_rtp;
         let connected = Instant::now();
         shared.metrics.agent_connect_time(kind, connected - started);
         self.core.answer(now(), negotiated.answer);
@@ -548,9 +549,9 @@ impl Call {
             Ok(n) => {
                 tracing::info!(direction = ?n.local_direction, remote = ?n.remote_rtp, "re-INVITE");
                 // The stream carries on: same socket, SSRC and timers, new far end and codec.
-                let timeouts = m.session.params();
-                let params =
-                    media_params(&n, timeouts.media_timeout, timeouts.initial_media_timeout);
+                let old = m.session.params();
+                let mut params = media_params(&n, old.media_timeout, old.initial_media_timeout);
+                params.latch = old.latch;
                 m.session.update(params);
                 self.core.answer_reinvite(now(), Ok(n.answer));
             }
@@ -630,6 +631,7 @@ fn media_params(n: &Negotiated, media_timeout: Duration, initial: Duration) -> M
         send: n.local_direction.sends(),
         media_timeout,
         initial_media_timeout: initial,
+        latch: false,
     }
 }
 

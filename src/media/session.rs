@@ -41,7 +41,14 @@ pub struct MediaParams {
     pub send: bool,
     pub media_timeout: Duration,
     pub initial_media_timeout: Duration,
+    /// Symmetric RTP: once [`LATCH_AFTER`] packets in a row come from one new address, send
+    /// there instead of `remote` (the trunk's `symmetric_rtp`, for callers behind NAT).
+    pub latch: bool,
 }
+
+/// Consecutive packets from a new address that move a latching call's RTP there: one stray or
+/// forged packet does not steal the stream, a NAT rebinding moves it within 60 ms.
+pub const LATCH_AFTER: u8 = 3;
 
 /// Why the media ended the call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +97,8 @@ pub struct MediaSession {
     dtmf_queue: VecDeque<char>,
     dtmf_out: Option<DtmfOut>,
     source_noted: bool,
+    /// A new source address and how many packets in a row came from it (latching calls).
+    latch_candidate: Option<(SocketAddr, u8)>,
     counters: MediaCounters,
     out: [u8; MAX_PACKET],
 }
@@ -112,6 +121,7 @@ impl MediaSession {
             dtmf_queue: VecDeque::new(),
             dtmf_out: None,
             source_noted: false,
+            latch_candidate: None,
             counters: MediaCounters::default(),
             out: [0; MAX_PACKET],
             params,
@@ -152,9 +162,12 @@ impl MediaSession {
             return;
         };
         // RTP is taken from any source: Twilio's media servers may send from an address other
-        // than their SDP's, and refusing it would be one-way audio. We still send to the SDP
-        // address (Twilio advises against symmetric RTP); a mismatch is logged once.
-        if !self.source_noted && self.params.remote.is_some_and(|r| r != src) {
+        // than their SDP's, and refusing it would be one-way audio. Unless the trunk latches,
+        // we still send to the SDP address (Twilio advises against symmetric RTP); a mismatch
+        // is logged once.
+        if self.params.latch {
+            self.latch(src);
+        } else if !self.source_noted && self.params.remote.is_some_and(|r| r != src) {
             self.source_noted = true;
             tracing::info!(sdp = ?self.params.remote, seen = %src, "RTP arrives from another address than the SDP's");
         }
@@ -246,6 +259,28 @@ impl MediaSession {
             return self.emit(now, &payload, true);
         }
         None
+    }
+
+    /// Symmetric RTP: follows the caller's source once it has held for [`LATCH_AFTER`] packets.
+    fn latch(&mut self, src: SocketAddr) {
+        let Some(remote) = self.params.remote else {
+            return; // on hold: nothing is sent anyway
+        };
+        if src == remote {
+            self.latch_candidate = None;
+            return;
+        }
+        let run = match self.latch_candidate {
+            Some((addr, n)) if addr == src => n + 1,
+            _ => 1,
+        };
+        if run < LATCH_AFTER {
+            self.latch_candidate = Some((src, run));
+            return;
+        }
+        tracing::info!(from = %remote, to = %src, "RTP latched to the caller's source address");
+        self.params.remote = Some(src);
+        self.latch_candidate = None;
     }
 
     fn emit(&mut self, now: Instant, payload: &[u8], silence: bool) -> Option<(SocketAddr, &[u8])> {

@@ -13,6 +13,7 @@ fn trunk(name: &str, user: Option<&str>, allowed: &[&str], numbers: &[&str]) -> 
         allowed: AddressList::parse(&allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap(),
         numbers: numbers.iter().map(|n| n.to_string()).collect(),
+        symmetric_rtp: false,
     }
 }
 

@@ -112,6 +112,55 @@ pub fn invite(
     )
 }
 
+/// A digest call: INVITE, the 407, INVITE with credentials for `user`/`password`; the final
+/// response to the second INVITE (CSeq 2), `None` when either went unanswered.
+pub async fn authenticated_invite(
+    sip: &RawSip,
+    to: SocketAddr,
+    call_id: &str,
+    rtp_port: u16,
+    user: &str,
+    password: &str,
+) -> Option<String> {
+    use sipbridge::sip::auth::{respond, Challenge};
+    let wait = Duration::from_secs(5);
+    sip.send(
+        to,
+        &invite(
+            to,
+            sip.local,
+            call_id,
+            1,
+            &format!("{call_id}-1"),
+            rtp_port,
+            None,
+        ),
+    )
+    .await;
+    let challenge = sip.final_response("INVITE", wait).await?;
+    let ch = Challenge::parse(&header(&challenge, "Proxy-Authenticate")?).ok()?;
+    let auth = respond(
+        &ch,
+        "INVITE",
+        &invite_uri(to),
+        user,
+        password,
+        "0a4f113b",
+        1,
+    );
+    let second = invite(
+        to,
+        sip.local,
+        call_id,
+        2,
+        &format!("{call_id}-2"),
+        rtp_port,
+        Some(&auth),
+    );
+    sip.send(to, &second).await;
+    sip.final_response("INVITE", wait).await
+}
+
 pub fn invite_uri(to: SocketAddr) -> String {
     format!("sip:+447846855904@{to}")
 }

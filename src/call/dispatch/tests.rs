@@ -32,12 +32,14 @@ fn dispatcher_with(max_calls: usize, nonce_key: [u8; 32], limits: Limits) -> Dis
             }),
             allowed: AddressList::parse(&[]).unwrap(),
             numbers: vec![],
+            symmetric_rtp: false,
         },
         Trunk {
             name: "esip".into(),
             credentials: None,
             allowed: AddressList::parse(&["10.9.0.0/16".to_string()]).unwrap(),
             numbers: vec![],
+            symmetric_rtp: false,
         },
     ];
     let routes = vec![Route {
@@ -476,6 +478,7 @@ fn a_source_no_trunk_admits_counts_as_address_not_allowed() {
         credentials: None,
         allowed: AddressList::parse(&["10.9.0.0/16".to_string()]).unwrap(),
         numbers: vec![],
+        symmetric_rtp: false,
     };
     let routes = vec![Route {
         numbers: vec![],
@@ -519,6 +522,7 @@ fn a_reload_changes_passwords_but_keeps_nonces_valid() {
         }),
         allowed: AddressList::parse(&[]).unwrap(),
         numbers: vec![],
+        symmetric_rtp: false,
     };
     let routes = vec![Route {
         numbers: vec![],

@@ -15,6 +15,7 @@ fn params() -> MediaParams {
         send: true,
         media_timeout: Duration::from_secs(15),
         initial_media_timeout: Duration::from_secs(30),
+        latch: false,
     }
 }
 
@@ -270,4 +271,52 @@ fn dtmf_without_telephone_event_is_refused() {
     assert!(!s.send_dtmf('1'));
     let out = run_slots(&mut s, t0, 3);
     assert!(out.iter().all(|(h, _)| h.payload_type == 0));
+}
+
+/// The agent's audio goes to the SDP address unless the trunk latches; then it follows the
+/// caller's source once three packets in a row came from there (a NAT rebinding), and a single
+/// stray packet from elsewhere moves nothing.
+#[test]
+fn latching_follows_a_rebound_source_after_three_packets() {
+    let t0 = Instant::now();
+    let rebound: SocketAddr = "198.51.100.9:40000".parse().unwrap();
+    let stray: SocketAddr = "203.0.113.66:5004".parse().unwrap();
+    let frame = AudioFrame::silence(8000);
+    let mut t = t0;
+    let mut send_to = |m: &mut MediaSession| {
+        t += Duration::from_millis(20);
+        m.send_frame(t, &frame).map(|(to, _)| to)
+    };
+
+    let mut fixed = MediaSession::new(t0, params());
+    for seq in 0..5 {
+        fixed.on_datagram(t0, rebound, &packet(seq, 0, &tone_payload(100)));
+    }
+    assert_eq!(
+        send_to(&mut fixed),
+        Some(remote()),
+        "Twilio-style: the SDP address"
+    );
+
+    let mut nat = MediaSession::new(
+        t0,
+        MediaParams {
+            latch: true,
+            ..params()
+        },
+    );
+    nat.on_datagram(t0, remote(), &packet(1, 0, &tone_payload(100)));
+    nat.on_datagram(t0, stray, &packet(2, 0, &tone_payload(100)));
+    nat.on_datagram(t0, remote(), &packet(3, 0, &tone_payload(100)));
+    assert_eq!(
+        send_to(&mut nat),
+        Some(remote()),
+        "one stray packet moves nothing"
+    );
+    nat.on_datagram(t0, rebound, &packet(4, 0, &tone_payload(100)));
+    nat.on_datagram(t0, rebound, &packet(5, 0, &tone_payload(100)));
+    assert_eq!(send_to(&mut nat), Some(remote()), "two are not enough");
+    nat.on_datagram(t0, rebound, &packet(6, 0, &tone_payload(100)));
+    assert_eq!(send_to(&mut nat), Some(rebound), "the third moves it");
+    assert_eq!(nat.params().remote, Some(rebound));
 }
