@@ -324,6 +324,11 @@ async fn removal_from_the_room_sends_bye_to_the_caller() {
         "no BYE after removal"
     );
     assert_eq!(caller.result().unwrap().bye, ByeOutcome::Remote);
+    // The agent hung up on purpose: normal clearing.
+    assert_eq!(
+        caller.result().unwrap().remote_bye_reason.as_deref(),
+        Some("Q.850;cause=16;text=\"livekit: participant removed\"")
+    );
     // The gateway made the room, so it deletes it; it sends no leave to a session the server
     // ended.
     mock.wait_for("DeleteRoom", WAIT, |s| !s.deleted.is_empty())
@@ -337,12 +342,22 @@ async fn a_lost_signalling_connection_sends_bye_to_the_caller() {
     let mock = MockLivekit::start(MockConfig::default()).await;
     let gw = gateway(&mock.url, "").await;
     let mut caller = answered_call(&mock, &gw).await;
+    let dropped = std::time::Instant::now();
     mock.command(0, Command::DropConnection);
     assert!(
         caller.run_until(WAIT, |c| c.result().is_some()).await,
         "no BYE after the connection dropped"
     );
-    assert_eq!(caller.result().unwrap().bye, ByeOutcome::Remote);
+    let result = caller.result().unwrap();
+    assert_eq!(result.bye, ByeOutcome::Remote);
+    // A failure, named, within 2 s.
+    let reason = result.remote_bye_reason.clone().unwrap_or_default();
+    assert!(reason.starts_with("Q.850;cause=41;text="), "{reason}");
+    let after = result.remote_bye_at.unwrap() - dropped;
+    assert!(
+        after < Duration::from_secs(2),
+        "BYE {after:?} after the drop"
+    );
     gw.stop().await;
 }
 

@@ -257,6 +257,28 @@ mod tests {
         AudioFrame::from_samples(8000, &[v; 160])
     }
 
+    /// A far end that streams faster than real time without end: the queue stops at two
+    /// minutes of speech (memory bounded), the excess is dropped and counted, and what is
+    /// queued still plays in order.
+    #[test]
+    fn a_flood_of_speech_is_capped_at_two_minutes() {
+        let (mut s, _up, down) = session();
+        for i in 0..MAX_PLAYOUT_FRAMES + 500 {
+            down.send(Down::Frame(frame((i % 1000) as i16))).unwrap();
+        }
+        assert!(poll(&mut s, false).is_pending());
+        assert_eq!(s.queue.len(), MAX_PLAYOUT_FRAMES);
+        assert_eq!(s.down_dropped, 500);
+        match poll(&mut s, true) {
+            Poll::Ready(Some(AgentOutput::Audio(f))) => assert_eq!(f.samples()[0], 0),
+            other => panic!("{other:?}"),
+        }
+        // Room again: new speech is queued behind the old.
+        down.send(Down::Frame(frame(-1))).unwrap();
+        assert!(poll(&mut s, false).is_pending());
+        assert_eq!(s.queue.back().map(|f| f.samples()[0]), Some(-1));
+    }
+
     #[test]
     fn frames_leave_only_on_the_paced_clock_and_a_clear_drops_them_at_once() {
         let (mut s, _up, down) = session();
