@@ -101,3 +101,47 @@ async fn impaired_rtp_keeps_calls_up_and_echoes_every_frame_that_arrived() {
     );
     gw.stop().await;
 }
+
+/// A caller that vanishes after the ACK (no RTP, no BYE): the media timeout ends the call with
+/// a BYE that says so (Q.850 102, recovery on timer expiry), and nothing of the call is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_caller_gets_bye_with_cause_102_and_nothing_is_left() {
+    use common::raw_sip::{authenticated_invite, header, in_dialog, rtp_sink, RawSip};
+    let gw = gateway_with(
+        "initial_media_timeout_secs = 1\nmedia_timeout_secs = 1\n",
+        "",
+    )
+    .await;
+    let sip = RawSip::bind([127, 0, 0, 1]).await;
+    let sink = rtp_sink();
+    let rtp_port = sink.local_addr().unwrap().port();
+    let to = gw.sip_addr;
+    let ok = authenticated_invite(&sip, to, "vanished", rtp_port, USER, PASSWORD)
+        .await
+        .expect("answered");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    sip.send(to, &in_dialog(sip.local, to, "vanished", &ok, "ACK", 2))
+        .await;
+    // Silence: the gateway's BYE comes within its timeout and a bounded wait.
+    let mut bye = None;
+    for _ in 0..20 {
+        match sip.recv(Duration::from_millis(500)).await {
+            Some(m) if m.starts_with("BYE ") => {
+                bye = Some(m);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let bye = bye.expect("the gateway hangs up");
+    let reason = header(&bye, "Reason").unwrap_or_default();
+    assert!(
+        reason.starts_with("Q.850;cause=102;text=\"media timeout"),
+        "{reason}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), gw.wait_for(|s| s.active == 0))
+        .await
+        .expect("the call ends");
+    assert_eq!(gw.shared().registry.active_count(), 0);
+    gw.stop().await;
+}
