@@ -84,6 +84,7 @@ pub struct RtpDelta {
 pub struct Metrics {
     active_calls: AtomicU64,
     calls_in_setup: AtomicU64,
+    call_tasks: AtomicU64,
     draining: AtomicBool,
     calls: Family,
     invite_responses: Family,
@@ -115,6 +116,7 @@ impl Metrics {
         let m = Metrics {
             active_calls: AtomicU64::new(0),
             calls_in_setup: AtomicU64::new(0),
+            call_tasks: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             calls: Family::default(),
             invite_responses: Family::default(),
@@ -155,6 +157,10 @@ impl Metrics {
 
     pub fn set_calls_in_setup(&self, n: usize) {
         self.calls_in_setup.store(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_call_tasks(&self, n: usize) {
+        self.call_tasks.store(n as u64, Ordering::Relaxed);
     }
 
     pub fn active_calls(&self) -> u64 {
@@ -270,6 +276,13 @@ impl Metrics {
             "sipbridge_calls_in_setup {}",
             load(&self.calls_in_setup)
         );
+        header(
+            &mut out,
+            "sipbridge_call_tasks",
+            "gauge",
+            "Call tasks alive: active calls and ended ones absorbing retransmissions.",
+        );
+        let _ = writeln!(out, "sipbridge_call_tasks {}", load(&self.call_tasks));
         header(
             &mut out,
             "sipbridge_draining",

@@ -193,6 +193,11 @@ impl Dispatcher {
         self.stats.pop_front()
     }
 
+    /// Call tasks alive: active calls and ended ones still absorbing retransmissions.
+    pub fn call_tasks(&self) -> usize {
+        self.calls.len()
+    }
+
     /// Calls admitted and not answered yet.
     pub fn calls_in_setup(&self) -> usize {
         self.in_setup

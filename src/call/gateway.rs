@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -24,7 +23,7 @@ use crate::routing::Router;
 use crate::sip::auth::{nonce_key, NonceClock};
 use crate::sip::guard::Limits;
 use crate::sip::transaction::Timers;
-use crate::sip::transport::SipSocket;
+use crate::sip::transport::{RecvBuf, SipSocket};
 
 /// Messages queued for one call before the transport drops more (UDP retransmission covers
 /// what is dropped; a stuck call must not grow memory).
@@ -385,7 +384,7 @@ const READ_BATCH: usize = 32;
 /// does not empty the socket tells the front door it is behind, and it sheds strangers until a
 /// read finds the socket empty again: the kernel queue then drains of a flood, instead of
 /// dropping at random the ACKs and BYEs of calls that are up.
-fn read_queued(sip: &SipSocket, core: &mut Dispatcher, buf: &mut BytesMut) {
+fn read_queued(sip: &SipSocket, core: &mut Dispatcher, buf: &mut RecvBuf) {
     for _ in 1..READ_BATCH {
         match sip.try_recv(buf) {
             Ok(Some((data, src))) => core.handle_datagram(Instant::now().into_std(), src, data),
@@ -417,7 +416,7 @@ async fn serve(
     let mut calls: HashMap<String, CallHandle> = HashMap::new();
     // Kept as a count rather than recounted: this loop runs per datagram.
     let mut unsettled = 0usize;
-    let mut buf = BytesMut::with_capacity(crate::sip::transport::MAX_DATAGRAM);
+    let mut buf = RecvBuf::default();
     loop {
         tokio::select! {
             r = shared.sip.recv(&mut buf) => match r {
@@ -516,6 +515,7 @@ async fn serve(
         };
         shared.metrics.set_active_calls(now.active);
         shared.metrics.set_calls_in_setup(core.calls_in_setup());
+        shared.metrics.set_call_tasks(core.call_tasks());
         status.send_if_modified(|s| {
             let changed = *s != now;
             *s = now;

@@ -200,6 +200,7 @@ fn counters_and_histograms_move_and_stay_valid() {
     let s = check_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(value(&s, "sipbridge_active_calls"), Some(3.0));
     assert_eq!(value(&s, "sipbridge_calls_in_setup"), Some(2.0));
+    assert_eq!(value(&s, "sipbridge_call_tasks"), Some(0.0));
     assert_eq!(value(&s, "sipbridge_rtp_late_packets_total"), Some(2.0));
     assert_eq!(
         value(&s, "sipbridge_calls_total{outcome=\"agent_hangup\"}"),
