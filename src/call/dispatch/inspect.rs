@@ -33,18 +33,13 @@ pub(super) fn inspect(req: &Request) -> Result<(), Refusal> {
     {
         return Err(Refusal::bare(416));
     }
-    if crate::sip::uri::Uri::parse(&req.uri).is_err() {
+    // Read in place: the router builds the owned URI for admitted requests.
+    if crate::sip::uri::scan_uri(&req.uri).is_err() {
         return Err(Refusal::bare(400));
     }
     // §8.2.2.3: we implement no extension a caller could require (no 100rel, no session
     // timers), so every tag it requires is unsupported. Proxy-Require is for proxies.
-    let required: Vec<&str> = req
-        .headers
-        .get_all(&HeaderName::Require)
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect();
+    let required: Vec<&str> = req.headers.get_all(&HeaderName::Require).collect();
     if !required.is_empty() {
         return Err(Refusal {
             status: 420,
@@ -68,13 +63,7 @@ pub(super) fn inspect(req: &Request) -> Result<(), Refusal> {
     }
     // §20.1: our answer is SDP; an Accept that lists types and none that covers SDP rules it
     // out (RFC 4475 sdp01). An empty Accept is read as absent, not as "no body at all".
-    let mut accepts = req
-        .headers
-        .get_all(&HeaderName::Accept)
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .peekable();
+    let mut accepts = req.headers.get_all(&HeaderName::Accept).peekable();
     if accepts.peek().is_some() && !accepts.any(|t| media_type_is(t, "application", "sdp")) {
         return Err(Refusal {
             status: 406,
