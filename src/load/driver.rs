@@ -305,13 +305,15 @@ impl Driver {
             if let Some(socket) = c.socket.as_ref() {
                 let sent_at = std::time::Instant::now();
                 if let Some((to, pkt)) = c.media.next_packet(sent_at, cycle) {
-                    let pkt = Bytes::copy_from_slice(pkt);
                     if let Some(link) = c.rtp_link.as_mut() {
+                        // Only an impaired link holds packets, so only it copies them.
+                        let pkt = Bytes::copy_from_slice(pkt);
                         if !link.out.push(sent_at, (to, pkt.clone())) {
                             c.media.lost_on_way_out(&pkt);
                         }
-                    } else if socket.try_send_to(&pkt, to).is_err() {
-                        c.media.send_failed(&pkt);
+                    } else if socket.try_send_to(pkt, to).is_err() {
+                        let refused = pkt.to_vec();
+                        c.media.send_failed(&refused);
                         self.harness.rtp_send_errors += 1;
                     }
                 }
@@ -458,9 +460,7 @@ impl Driver {
     fn release_impaired(&mut self, now: std::time::Instant) {
         if let Some(link) = self.sip_link.as_mut() {
             while let Some((to, bytes)) = link.out.pop_due(now) {
-                if self.sip.try_send_to(&bytes, to).is_err() {
-                    self.harness.sip_send_errors += 1;
-                }
+                send_sip(&self.sip, None, &mut self.harness, to, bytes);
             }
         }
         while let Some((src, data)) = self.sip_link.as_mut().and_then(|l| l.inn.pop_due(now)) {
@@ -516,7 +516,13 @@ impl Driver {
                     r.headers
                         .push(HeaderName::Allow, "INVITE,ACK,CANCEL,OPTIONS,BYE");
                 }
-                self.send_sip(src, r.to_bytes());
+                send_sip(
+                    &self.sip,
+                    self.sip_link.as_mut(),
+                    &mut self.harness,
+                    src,
+                    r.to_bytes(),
+                );
             }
             _ => {}
         }
@@ -529,13 +535,13 @@ impl Driver {
             return;
         };
         while let Some((to, bytes)) = c.uac.poll_transmit() {
-            if let Some(link) = self.sip_link.as_mut() {
-                link.out.push(std::time::Instant::now(), (to, bytes));
-                // UDP sends do not block in practice; a full buffer loses the datagram, which
-                // SIP's retransmission covers, and is counted.
-            } else if self.sip.try_send_to(&bytes, to).is_err() {
-                self.harness.sip_send_errors += 1;
-            }
+            send_sip(
+                &self.sip,
+                self.sip_link.as_mut(),
+                &mut self.harness,
+                to,
+                bytes,
+            );
         }
         while let Some(ev) = c.uac.poll_event() {
             match ev {
@@ -567,14 +573,6 @@ impl Driver {
             self.by_call_id.remove(c.uac.call_id());
             self.calls[slot] = None;
             self.free.push(slot);
-        }
-    }
-
-    fn send_sip(&mut self, to: SocketAddr, bytes: Bytes) {
-        if let Some(link) = self.sip_link.as_mut() {
-            link.out.push(std::time::Instant::now(), (to, bytes));
-        } else if self.sip.try_send_to(&bytes, to).is_err() {
-            self.harness.sip_send_errors += 1;
         }
     }
 
@@ -618,6 +616,28 @@ impl Driver {
             interrupted,
         };
         Report::build(run, records, &self.rtt, self.harness)
+    }
+}
+
+/// Sends one SIP datagram, through the impaired link when there is one. UDP sends do not block
+/// in practice; a full buffer loses the datagram, which SIP's retransmission covers, and is
+/// counted.
+fn send_sip(
+    sip: &UdpSocket,
+    link: Option<&mut Link>,
+    harness: &mut HarnessStats,
+    to: SocketAddr,
+    bytes: Bytes,
+) {
+    match link {
+        Some(link) => {
+            link.out.push(std::time::Instant::now(), (to, bytes));
+        }
+        None => {
+            if sip.try_send_to(&bytes, to).is_err() {
+                harness.sip_send_errors += 1;
+            }
+        }
     }
 }
 
