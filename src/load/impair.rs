@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// What one direction of the link does, e.g. `loss=5%,jitter=40ms,reorder=2%,dup=1%`.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What one direction of the link does, e.g. `loss=5%,jitter=40ms,reorder=2%,dup=1%`. The
+/// default is a clear link, what an empty spec parses to.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ImpairSpec {
     /// Probability that a packet is lost (0 to 1).
     pub loss: f64,
@@ -36,6 +37,20 @@ pub struct ImpairSpec {
     pub reorder_by: Duration,
     /// Probability that a packet is delivered twice.
     pub duplicate: f64,
+}
+
+impl Default for ImpairSpec {
+    fn default() -> Self {
+        ImpairSpec {
+            loss: 0.0,
+            burst: 1.0,
+            delay: Duration::ZERO,
+            jitter: Duration::ZERO,
+            reorder: 0.0,
+            reorder_by: Duration::from_millis(50),
+            duplicate: 0.0,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -54,11 +69,7 @@ impl ImpairSpec {
     /// (`5%` or `5`), `burst` as a mean run length, `delay`, `jitter` and `reorder_by` as
     /// durations (`40ms`, `1s`).
     pub fn parse(text: &str) -> Result<ImpairSpec, SpecError> {
-        let mut s = ImpairSpec {
-            burst: 1.0,
-            reorder_by: Duration::from_millis(50),
-            ..ImpairSpec::default()
-        };
+        let mut s = ImpairSpec::default();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part
                 .split_once('=')
@@ -89,15 +100,6 @@ impl ImpairSpec {
             return Err(SpecError("loss=100% leaves no link".into()));
         }
         Ok(s)
-    }
-
-    pub fn is_clear(&self) -> bool {
-        *self
-            == ImpairSpec {
-                burst: self.burst,
-                reorder_by: self.reorder_by,
-                ..ImpairSpec::default()
-            }
     }
 }
 

@@ -31,8 +31,8 @@ fn spec_parses_and_names_the_bad_key() {
         (0.05, 3.0, 0.02, 0.01)
     );
     assert_eq!((s.delay, s.jitter), (FRAME / 2, FRAME * 2));
-    assert!(ImpairSpec::parse("").unwrap().is_clear());
-    assert!(!s.is_clear());
+    assert_eq!(ImpairSpec::parse("").unwrap(), ImpairSpec::default());
+    assert_ne!(s, ImpairSpec::default());
     for (bad, key) in [
         ("loss=150%", "loss"),
         ("loss=100", "loss"),
