@@ -106,7 +106,7 @@ async fn impaired_rtp_keeps_calls_up_and_echoes_every_frame_that_arrived() {
 /// a BYE that says so (Q.850 102, recovery on timer expiry), and nothing of the call is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_caller_gets_bye_with_cause_102_and_nothing_is_left() {
-    use common::raw_sip::{authenticated_invite, header, in_dialog, rtp_sink, RawSip};
+    use common::raw_sip::{ack, authenticated_invite, header, rtp_sink, RawSip};
     let gw = gateway_with(
         "initial_media_timeout_secs = 1\nmedia_timeout_secs = 1\n",
         "",
@@ -120,8 +120,7 @@ async fn a_vanished_caller_gets_bye_with_cause_102_and_nothing_is_left() {
         .await
         .expect("answered");
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    sip.send(to, &in_dialog(sip.local, to, "vanished", &ok, "ACK", 2))
-        .await;
+    ack(&sip, to, "vanished", &ok).await;
     // Silence: the gateway's BYE comes within its timeout and a bounded wait.
     let mut bye = None;
     for _ in 0..20 {

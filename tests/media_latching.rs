@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::raw_sip::{authenticated_invite, in_dialog, RawSip};
+use common::raw_sip::{ack, authenticated_invite, bye, RawSip};
 use common::*;
 use sipbridge::media::rtp::{self, RtpHeader};
 use sipbridge::sdp::SessionDescription;
@@ -73,8 +73,7 @@ async fn a_latching_trunk_follows_a_rebinding_and_a_twilio_trunk_keeps_the_sdp_a
             .await
             .expect("answered");
         assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-        sip.send(to, &in_dialog(sip.local, to, &call_id, &ok, "ACK", 2))
-            .await;
+        ack(&sip, to, &call_id, &ok).await;
         let gw_rtp = answer_rtp(&ok);
 
         // From the SDP address first: the gateway's frames come back there.
@@ -95,10 +94,8 @@ async fn a_latching_trunk_follows_a_rebinding_and_a_twilio_trunk_keeps_the_sdp_a
             assert!(at_sdp > 5, "Twilio-style: {at_sdp} at the SDP address");
             assert_eq!(at_rebound, 0);
         }
-        sip.send(to, &in_dialog(sip.local, to, &call_id, &ok, "BYE", 3))
-            .await;
-        let bye = sip.final_response("BYE", Duration::from_secs(5)).await;
-        assert!(bye.is_some_and(|b| b.starts_with("SIP/2.0 200")));
+        let answer = bye(&sip, to, &call_id, &ok).await;
+        assert!(answer.is_some_and(|b| b.starts_with("SIP/2.0 200")));
         gw.stop().await;
     }
 }

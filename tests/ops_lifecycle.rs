@@ -215,7 +215,7 @@ async fn systemd_hears_ready_status_watchdog_and_stopping() {
 /// silence (so the caller's BYE ends its side instead of retransmitting for 32 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_sigkill_a_restart_binds_at_once_and_answers_old_dialogs_481() {
-    use common::raw_sip::{in_dialog, invite, RawSip};
+    use common::raw_sip::{ack, ack_and_bye, bye, unauthenticated_invite, RawSip};
     let sip_port = free_udp_port();
     let http_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -237,18 +237,11 @@ async fn after_sigkill_a_restart_binds_at_once_and_answers_old_dialogs_481() {
     let rtp = common::raw_sip::rtp_sink();
     let rtp_port = rtp.local_addr().unwrap().port();
     let to = first.sip;
-    sip.send(
-        to,
-        &invite(to, sip.local, "before-kill", 1, "k1", rtp_port, None),
-    )
-    .await;
-    let ok = sip
-        .final_response("INVITE", Duration::from_secs(5))
+    let ok = unauthenticated_invite(&sip, to, "before-kill", rtp_port)
         .await
         .expect("answered");
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    sip.send(to, &in_dialog(sip.local, to, "before-kill", &ok, "ACK", 1))
-        .await;
+    ack(&sip, to, "before-kill", &ok).await;
 
     first.signal("KILL");
     first.wait_exit().await;
@@ -260,34 +253,14 @@ async fn after_sigkill_a_restart_binds_at_once_and_answers_old_dialogs_481() {
     );
 
     // The old call's BYE: 481, at once.
-    sip.send(to, &in_dialog(sip.local, to, "before-kill", &ok, "BYE", 2))
-        .await;
-    let bye = sip
-        .final_response("BYE", Duration::from_secs(5))
+    let old_bye = bye(&sip, to, "before-kill", &ok)
         .await
         .expect("the BYE is answered");
-    assert!(bye.starts_with("SIP/2.0 481"), "{bye}");
+    assert!(old_bye.starts_with("SIP/2.0 481"), "{old_bye}");
     // A new call is served.
-    sip.send(
-        to,
-        &invite(to, sip.local, "after-restart", 1, "k2", rtp_port, None),
-    )
-    .await;
-    let ok = sip
-        .final_response("INVITE", Duration::from_secs(5))
+    let ok = unauthenticated_invite(&sip, to, "after-restart", rtp_port)
         .await
         .expect("answered");
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    sip.send(
-        to,
-        &in_dialog(sip.local, to, "after-restart", &ok, "ACK", 1),
-    )
-    .await;
-    sip.send(
-        to,
-        &in_dialog(sip.local, to, "after-restart", &ok, "BYE", 2),
-    )
-    .await;
-    let bye = sip.final_response("BYE", Duration::from_secs(5)).await;
-    assert!(bye.is_some_and(|b| b.starts_with("SIP/2.0 200")));
+    assert!(ack_and_bye(&sip, to, "after-restart", &ok).await);
 }

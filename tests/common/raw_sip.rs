@@ -112,6 +112,23 @@ pub fn invite(
     )
 }
 
+/// An INVITE without credentials (CSeq 1, for a trunk that admits by address); its final
+/// response.
+pub async fn unauthenticated_invite(
+    sip: &RawSip,
+    to: SocketAddr,
+    call_id: &str,
+    rtp_port: u16,
+) -> Option<String> {
+    let branch = format!("{call_id}-1");
+    sip.send(
+        to,
+        &invite(to, sip.local, call_id, 1, &branch, rtp_port, None),
+    )
+    .await;
+    sip.final_response("INVITE", Duration::from_secs(5)).await
+}
+
 /// A digest call: INVITE, the 407, INVITE with credentials for `user`/`password`; the final
 /// response to the second INVITE (CSeq 2), `None` when either went unanswered.
 pub async fn authenticated_invite(
@@ -123,21 +140,7 @@ pub async fn authenticated_invite(
     password: &str,
 ) -> Option<String> {
     use sipbridge::sip::auth::{respond, Challenge};
-    let wait = Duration::from_secs(5);
-    sip.send(
-        to,
-        &invite(
-            to,
-            sip.local,
-            call_id,
-            1,
-            &format!("{call_id}-1"),
-            rtp_port,
-            None,
-        ),
-    )
-    .await;
-    let challenge = sip.final_response("INVITE", wait).await?;
+    let challenge = unauthenticated_invite(sip, to, call_id, rtp_port).await?;
     let ch = Challenge::parse(&header(&challenge, "Proxy-Authenticate")?).ok()?;
     let auth = respond(
         &ch,
@@ -158,7 +161,7 @@ pub async fn authenticated_invite(
         Some(&auth),
     );
     sip.send(to, &second).await;
-    sip.final_response("INVITE", wait).await
+    sip.final_response("INVITE", Duration::from_secs(5)).await
 }
 
 pub fn invite_uri(to: SocketAddr) -> String {
@@ -167,7 +170,7 @@ pub fn invite_uri(to: SocketAddr) -> String {
 
 /// A request inside the dialog the 2xx `ok` (to our [`invite`] for `call_id`) set up, sent
 /// straight to the gateway's Contact.
-pub fn in_dialog(
+fn in_dialog(
     local: SocketAddr,
     to: SocketAddr,
     call_id: &str,
@@ -196,13 +199,32 @@ pub fn in_dialog(
     )
 }
 
+/// The CSeq number of the INVITE the 2xx `ok` answers.
+fn invite_cseq(ok: &str) -> u32 {
+    header(ok, "CSeq")
+        .and_then(|c| c.split_whitespace().next()?.parse().ok())
+        .expect("the 2xx carries the INVITE's CSeq")
+}
+
+/// ACK for the 2xx `ok`, with its INVITE's CSeq (RFC 3261 17.1.1.3), straight to `to`.
+pub async fn ack(sip: &RawSip, to: SocketAddr, call_id: &str, ok: &str) {
+    let cseq = invite_cseq(ok);
+    sip.send(to, &in_dialog(sip.local, to, call_id, ok, "ACK", cseq))
+        .await;
+}
+
+/// BYE in the dialog `ok` set up, the CSeq after its INVITE's; the final response to it.
+pub async fn bye(sip: &RawSip, to: SocketAddr, call_id: &str, ok: &str) -> Option<String> {
+    let cseq = invite_cseq(ok) + 1;
+    sip.send(to, &in_dialog(sip.local, to, call_id, ok, "BYE", cseq))
+        .await;
+    sip.final_response("BYE", Duration::from_secs(5)).await
+}
+
 /// ACK for the 2xx `ok` and BYE, both sent straight to `to`; true when the BYE got a 200.
 pub async fn ack_and_bye(sip: &RawSip, to: SocketAddr, call_id: &str, ok: &str) -> bool {
-    sip.send(to, &in_dialog(sip.local, to, call_id, ok, "ACK", 2))
-        .await;
-    sip.send(to, &in_dialog(sip.local, to, call_id, ok, "BYE", 3))
-        .await;
-    sip.final_response("BYE", Duration::from_secs(5))
+    ack(sip, to, call_id, ok).await;
+    bye(sip, to, call_id, ok)
         .await
         .is_some_and(|r| r.starts_with("SIP/2.0 200"))
 }
