@@ -502,19 +502,33 @@ async fn a_dropped_socket_reconnects_once_with_the_chat_group() {
     gw.stop().await;
 }
 
+/// A fake whose first socket and every later one do `fail` as their 20th `audio_input`
+/// arrives (the first answers after a pause, the later ones at once).
+async fn failing_twice(fail: Act) -> FakeEvi {
+    FakeEvi::start(move |conn| {
+        let first = if conn == 0 {
+            metadata_later()
+        } else {
+            step(When::Connected, vec![Act::Metadata])
+        };
+        vec![first, step(When::AudioInputs(20), vec![fail.clone()])]
+    })
+    .await
+}
+
+/// When the second socket failed: as its 20th `audio_input` arrived.
+fn second_failure_at(fake: &FakeEvi) -> Instant {
+    fake.records()
+        .into_iter()
+        .filter(|r| r.conn == 1 && r.dir == Dir::In && r.kind() == "audio_input")
+        .nth(19)
+        .expect("the 20th audio_input of the second socket")
+        .at
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_drop_ends_the_call() {
-    let fake = FakeEvi::start(|conn| match conn {
-        0 => vec![
-            metadata_later(),
-            step(When::AudioInputs(20), vec![Act::Drop]),
-        ],
-        _ => vec![
-            step(When::Connected, vec![Act::Metadata]),
-            step(When::AudioInputs(20), vec![Act::Drop]),
-        ],
-    })
-    .await;
+    let fake = failing_twice(Act::Drop).await;
     let gw = gateway(&fake, API_KEY, "").await;
     let call = place_call(plan(&gw, 15000)).await;
     assert_eq!(call.bye(), Some(ByeOutcome::Remote));
@@ -527,13 +541,7 @@ async fn a_second_drop_ends_the_call() {
         reason.starts_with("Q.850;cause=41;text=\"EVI connection lost again after a reconnect"),
         "{reason}"
     );
-    let dropped = fake
-        .records()
-        .into_iter()
-        .filter(|r| r.conn == 1 && r.dir == Dir::In && r.kind() == "audio_input")
-        .nth(19)
-        .expect("the 20th audio_input of the second socket")
-        .at;
+    let dropped = second_failure_at(&fake);
     let bye_at = call.sip.as_ref().unwrap().remote_bye_at.unwrap();
     assert!(
         bye_at.saturating_duration_since(dropped) < Duration::from_secs(2),
@@ -548,17 +556,7 @@ async fn a_second_drop_ends_the_call() {
 /// that one hangs too, hangs up with a failure cause naming why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_far_end_is_resumed_once_then_the_call_fails() {
-    let fake = FakeEvi::start(|conn| match conn {
-        0 => vec![
-            metadata_later(),
-            step(When::AudioInputs(20), vec![Act::Hang]),
-        ],
-        _ => vec![
-            step(When::Connected, vec![Act::Metadata]),
-            step(When::AudioInputs(20), vec![Act::Hang]),
-        ],
-    })
-    .await;
+    let fake = failing_twice(Act::Hang).await;
     let gw = gateway(&fake, API_KEY, "").await;
     let call = place_call(plan(&gw, 15000)).await;
     assert_eq!(call.bye(), Some(ByeOutcome::Remote), "the gateway hung up");
@@ -571,13 +569,7 @@ async fn a_hung_far_end_is_resumed_once_then_the_call_fails() {
         "Q.850;cause=41;text=\"EVI connection lost again after a reconnect (dropped: no answer \
          to pings for 2 s)\""
     );
-    let hung = fake
-        .records()
-        .into_iter()
-        .filter(|r| r.conn == 1 && r.dir == Dir::In && r.kind() == "audio_input")
-        .nth(19)
-        .expect("the 20th audio_input of the second socket")
-        .at;
+    let hung = second_failure_at(&fake);
     let after = call.sip.as_ref().unwrap().remote_bye_at.unwrap() - hung;
     // 2 s of silence (pings every 0.5 s), then the BYE.
     assert!(
