@@ -95,6 +95,10 @@ struct LoadCli {
     /// Seed for the impairment and the built-in audio, to replay a run exactly.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// The number every call dials (the Request-URI and To user), which picks the gateway's
+    /// route and so its agent.
+    #[arg(long, value_name = "NUMBER", default_value = sipbridge::load::DEFAULT_CALLED)]
+    called: String,
 }
 
 fn parse_impair(s: &str) -> Result<ImpairSpec, String> {
@@ -144,8 +148,19 @@ fn env_var(name: &str) -> Option<String> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    // The WebRTC stack's ICE agent warns twice on every LiveKit call that it has no candidate
+    // pair yet (it pings before a remote candidate is known): two false alarms per call. Quiet
+    // it unless RUST_LOG names it.
+    let spec = if spec.contains("rtc_ice") {
+        spec
+    } else {
+        format!("{spec},rtc_ice::agent=error")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+        eprintln!("RUST_LOG={spec:?}: {e}; logging at info");
+        tracing_subscriber::EnvFilter::new("info,rtc_ice::agent=error")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -346,6 +361,7 @@ fn load(a: Box<LoadCli>) -> anyhow::Result<bool> {
         impair_sip: a.impair_sip,
         impair_rtp: a.impair_rtp,
         seed: a.seed,
+        called: a.called,
     };
     let report = sipbridge::load::run(args)?;
     print!("{}", report.table());

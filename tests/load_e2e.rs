@@ -157,3 +157,32 @@ async fn stopping_early_ends_calls_with_bye_and_still_reports() {
     assert!(answered.iter().all(|c| c.bye == "200"), "{:?}", answered);
     gw.stop().await;
 }
+
+/// `--called` picks the number dialled, and so the gateway's route: with a route for one
+/// number only, calls to it complete and calls to the default number are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_called_number_picks_the_route() {
+    let gw = gateway(
+        "[agents.echo]\nkind = \"echo\"\n[[routes]]\nnumbers = [\"+15550100\"]\nagent = \"echo\"\n",
+    )
+    .await;
+    let mut a = args(gw.sip_addr, 2, 10.0, 1);
+    a.called = "+15550100".into();
+    let (report, json) = run(a).await;
+    assert!(report.passed(), "{}", report.table());
+    assert_eq!(json["summary"]["completed"], 2);
+    let (report, json) = run(args(gw.sip_addr, 2, 10.0, 1)).await;
+    assert!(!report.passed());
+    assert_eq!(json["summary"]["outcomes"]["404"], 2, "{}", json["summary"]);
+    gw.stop().await;
+}
+
+#[test]
+fn a_called_number_that_is_not_dialable_is_refused() {
+    let mut a = args("127.0.0.1:5060".parse().unwrap(), 1, 1.0, 1);
+    a.called = "+1 555 0100".into();
+    let Err(e) = load::run(a) else {
+        panic!("a called number with spaces was accepted")
+    };
+    assert!(e.to_string().contains("--called \"+1 555 0100\""), "{e}");
+}

@@ -176,7 +176,7 @@ impl Driver {
             timers: Timers::default(),
             setup_timeout: SETUP_TIMEOUT,
             caller: "+447700900123".into(),
-            called: "+447846855904".into(),
+            called: a.called.clone(),
             account_sid: format!("AC{:016x}{:016x}", plan.seed, !plan.seed),
         };
         let progress = if a.progress {

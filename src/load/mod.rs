@@ -55,7 +55,12 @@ pub struct LoadArgs {
     /// Seeds the impairment (and the built-in audio), so a run can be replayed; random when
     /// `None`.
     pub seed: Option<u64>,
+    /// The number dialled (Request-URI and To user): it picks the gateway's route.
+    pub called: String,
 }
+
+/// The number `sipbridge load` dials unless told otherwise (Ofcom's drama range).
+pub const DEFAULT_CALLED: &str = "+447846855904";
 
 impl Default for LoadArgs {
     fn default() -> Self {
@@ -73,6 +78,7 @@ impl Default for LoadArgs {
             impair_sip: None,
             impair_rtp: None,
             seed: None,
+            called: DEFAULT_CALLED.into(),
             progress: true,
         }
     }
@@ -152,6 +158,14 @@ impl Plan {
         }
         if !(args.max_loss_pct.is_finite() && args.max_loss_pct >= 0.0) {
             return Err(LoadError::Args("--max-loss must be a percentage".into()));
+        }
+        // It goes into the Request-URI unescaped: keep to what a URI user part takes as is.
+        let dialable = |c: char| c.is_ascii_alphanumeric() || "+-_.".contains(c);
+        if args.called.is_empty() || !args.called.chars().all(dialable) {
+            return Err(LoadError::Args(format!(
+                "--called {:?}: a number or name of letters, digits and + - _ .",
+                args.called
+            )));
         }
         if args.username.is_some() != args.password.is_some() {
             return Err(LoadError::Args(
