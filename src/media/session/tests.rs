@@ -320,3 +320,93 @@ fn latching_follows_a_rebound_source_after_three_packets() {
     assert_eq!(send_to(&mut nat), Some(rebound), "the third moves it");
     assert_eq!(nat.params().remote, Some(rebound));
 }
+
+/// The caller's stream, one packet per 20 ms, played straight back as the echo agent does:
+/// the payload codes the caller sent, in the order they come back, `None` for a slot filled
+/// with anything else (comfort silence or concealment).
+fn echo_through(packets: &[(u32, u16, u32, u8)]) -> (Vec<Option<u8>>, MediaCounters) {
+    let t0 = Instant::now();
+    let mut m = MediaSession::new(t0, params());
+    let mut heard = Vec::new();
+    let mut queue = VecDeque::new();
+    let mut buf = [0u8; 12 + 160];
+    // Four slots past the last packet, for anything the jitter buffer still holds.
+    for k in 0..packets.len() + 4 {
+        let now = t0 + Duration::from_millis(20 * k as u64);
+        if let Some(&(ssrc, sequence, timestamp, code)) = packets.get(k) {
+            let h = RtpHeader {
+                marker: false,
+                payload_type: 0,
+                sequence,
+                timestamp,
+                ssrc,
+            };
+            let n = rtp::write(&h, &[code; 160], &mut buf).unwrap();
+            m.on_datagram(now, remote(), &buf[..n]);
+        }
+        while let Some(f) = m.poll_caller_audio(now) {
+            queue.push_back(f);
+        }
+        let sent = match queue.pop_front() {
+            Some(f) if m.slot_open(now) => m.send_frame(now, &f),
+            _ => m.handle_timeout(now),
+        };
+        if let Some((_, pkt)) = sent {
+            let (_, payload) = rtp::parse(pkt).unwrap();
+            let code = payload[0];
+            heard.push(
+                (code != Law::Mu.silence() && payload.iter().all(|&b| b == code)).then_some(code),
+            );
+        }
+    }
+    (heard, m.counters())
+}
+
+/// Distinct mu-law codes that survive decode and encode unchanged (0x7F, minus zero, does not).
+fn code(i: usize) -> u8 {
+    0x10 + i as u8
+}
+
+#[test]
+fn a_sequence_wrap_plays_on_without_a_gap() {
+    // 65526 .. 65535, then 0 .. 9: twenty packets, the timestamp wrapping too.
+    let packets: Vec<_> = (0..20)
+        .map(|i| {
+            let seq = 65526u16.wrapping_add(i as u16);
+            (
+                0x5151,
+                seq,
+                (u32::MAX - 1600).wrapping_add(160 * i as u32),
+                code(i),
+            )
+        })
+        .collect();
+    let (heard, counters) = echo_through(&packets);
+    let codes: Vec<u8> = heard.iter().flatten().copied().collect();
+    assert_eq!(codes, (0..20).map(code).collect::<Vec<_>>(), "{heard:?}");
+    // Each frame went out in the slot it arrived in: no silence between them.
+    let first = heard.iter().position(Option::is_some).unwrap();
+    assert!(
+        heard[first..first + 20].iter().all(Option::is_some),
+        "{heard:?}"
+    );
+    assert_eq!(counters.concealed, 0);
+}
+
+#[test]
+fn an_ssrc_change_mid_call_costs_at_most_one_frame() {
+    // What an SBC failover does: a new SSRC, sequence and timestamp, at the same cadence.
+    let packets: Vec<_> = (0..20)
+        .map(|i| match i {
+            0..10 => (0xA1, 40_000 + i as u16, 1_000 + 160 * i as u32, code(i)),
+            _ => (0xB2, 7 + i as u16, 9_999_999 + 160 * i as u32, code(i)),
+        })
+        .collect();
+    let (heard, counters) = echo_through(&packets);
+    let codes: Vec<u8> = heard.iter().flatten().copied().collect();
+    assert_eq!(codes, (0..20).map(code).collect::<Vec<_>>(), "{heard:?}");
+    let first = heard.iter().position(|h| *h == Some(code(0))).unwrap();
+    let last = heard.iter().position(|h| *h == Some(code(19))).unwrap();
+    assert!(last - first <= 20, "more than one frame's gap: {heard:?}");
+    assert!(counters.concealed <= 1);
+}

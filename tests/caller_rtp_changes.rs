@@ -1,6 +1,7 @@
-//! Where the agent's audio goes when the caller's RTP starts coming from a new address mid-call
-//! (a NAT rebinding): a trunk with `symmetric_rtp = true` follows it after three packets in a
-//! row; a Twilio trunk (the default) keeps sending to the SDP address, as Twilio asks.
+//! The caller's RTP changing mid-call, through the gateway and its echo agent. A new source
+//! address (a NAT rebinding): a trunk with `symmetric_rtp = true` follows it after three packets
+//! in a row; a Twilio trunk (the default) keeps sending to the SDP address, as Twilio asks. A
+//! sequence-number wrap and a new SSRC (an SBC failover): every frame still comes back, in order.
 
 mod common;
 
@@ -27,18 +28,28 @@ fn answer_rtp(ok: &str) -> SocketAddr {
 
 /// Sends `n` PCMU packets from `from`, 20 ms apart, sequence numbers from `seq`.
 async fn send_rtp(from: &UdpSocket, to: SocketAddr, seq: u16, n: u16) {
+    let packets: Vec<_> = (0..n)
+        .map(|i| (0x5151_0001, seq + i, u32::from(seq + i) * 160, 0x55))
+        .collect();
+    send_stream(from, to, &packets).await;
+}
+
+/// Sends one PCMU packet per `(ssrc, sequence, timestamp, code)`, 20 ms apart, its payload
+/// all `code`.
+async fn send_stream(from: &UdpSocket, to: SocketAddr, packets: &[(u32, u16, u32, u8)]) {
     let mut buf = [0u8; 172];
-    for i in 0..n {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for &(ssrc, sequence, timestamp, code) in packets {
+        tick.tick().await;
         let h = RtpHeader {
             marker: false,
             payload_type: 0,
-            sequence: seq + i,
-            timestamp: u32::from(seq + i) * 160,
-            ssrc: 0x5151_0001,
+            sequence,
+            timestamp,
+            ssrc,
         };
-        let len = rtp::write(&h, &[0x55; 160], &mut buf).unwrap();
+        let len = rtp::write(&h, &[code; 160], &mut buf).unwrap();
         from.send_to(&buf[..len], to).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -98,4 +109,60 @@ async fn a_latching_trunk_follows_a_rebinding_and_a_twilio_trunk_keeps_the_sdp_a
         assert!(answer.is_some_and(|b| b.starts_with("SIP/2.0 200")));
         gw.stop().await;
     }
+}
+
+/// The payload codes of the frames that reach `sock` within `window` and are one code
+/// throughout (the echo of a frame of [`send_stream`]), in arrival order; silence is skipped.
+async fn echoed_codes(sock: &UdpSocket, window: Duration) -> Vec<u8> {
+    let mut buf = [0u8; 2048];
+    let mut codes = Vec::new();
+    let end = tokio::time::Instant::now() + window;
+    while let Ok(Ok((n, _))) = tokio::time::timeout_at(end, sock.recv_from(&mut buf)).await {
+        let Ok((_, payload)) = rtp::parse(&buf[..n]) else {
+            continue;
+        };
+        let code = payload[0];
+        if code != 0xFF && payload.iter().all(|&b| b == code) {
+            codes.push(code);
+        }
+    }
+    codes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_wrap_and_a_new_ssrc_lose_no_frame() {
+    let gw = gateway("").await;
+    let sip = RawSip::bind([127, 0, 0, 1]).await;
+    let rtp_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = gw.sip_addr;
+    let call_id = "wrap-and-failover";
+    let port = rtp_sock.local_addr().unwrap().port();
+    let ok = authenticated_invite(&sip, to, call_id, port, USER, PASSWORD)
+        .await
+        .expect("answered");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    ack(&sip, to, call_id, &ok).await;
+    // Distinct mu-law codes that decode and encode back unchanged (not 0x7F, not silence).
+    let code = |i: usize| 0x10 + i as u8;
+    // Twenty packets across the sequence (and timestamp) wrap, then an SBC failover: twenty
+    // more with a new SSRC, sequence and timestamp.
+    let packets: Vec<_> = (0..40)
+        .map(|i| match i {
+            0..20 => (
+                0xA1A1,
+                65526u16.wrapping_add(i as u16),
+                (u32::MAX - 1600).wrapping_add(160 * i as u32),
+                code(i),
+            ),
+            _ => (0xB2B2, 3000 + i as u16, 77_000 + 160 * i as u32, code(i)),
+        })
+        .collect();
+    let (_, codes) = tokio::join!(
+        send_stream(&rtp_sock, answer_rtp(&ok), &packets),
+        echoed_codes(&rtp_sock, Duration::from_millis(40 * 20 + 500)),
+    );
+    assert_eq!(codes, (0..40).map(code).collect::<Vec<_>>());
+    let answer = bye(&sip, to, call_id, &ok).await;
+    assert!(answer.is_some_and(|b| b.starts_with("SIP/2.0 200")));
+    gw.stop().await;
 }
