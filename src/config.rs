@@ -177,6 +177,7 @@ pub enum AgentSpec {
     Echo,
     Hume(HumeSpec),
     Livekit(LivekitSpec),
+    Stream(StreamSpec),
 }
 
 /// `kind = "hume"`: Hume's EVI speech-to-speech WebSocket.
@@ -249,6 +250,36 @@ impl fmt::Debug for LivekitSpec {
             .field("room_prefix", &self.room_prefix)
             .field("agent_name", &self.agent_name)
             .field("ringing_timeout", &self.ringing_timeout)
+            .finish()
+    }
+}
+
+/// `kind = "stream"`: a bot that speaks Twilio's bidirectional Media Streams, one WebSocket per
+/// call, with the gateway in Twilio's place.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// `ws://` or `wss://` URL of the bot.
+    pub url: String,
+    /// Headers sent with the WebSocket upgrade (name, value read from `headers_env`).
+    pub headers: Vec<(String, String)>,
+    /// Static `customParameters`, after the call's own.
+    pub parameters: Vec<(String, String)>,
+    /// Ring while connecting for at most this long, then 503.
+    pub connect_timeout: Duration,
+    /// A closed stream ends the call (Twilio would go on to the next TwiML verb; there is none).
+    pub hangup_on_close: bool,
+}
+
+impl fmt::Debug for StreamSpec {
+    // Header values are credentials: never in a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("StreamSpec")
+            .field("url", &self.url)
+            .field("headers", &headers)
+            .field("parameters", &self.parameters)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("hangup_on_close", &self.hangup_on_close)
             .finish()
     }
 }

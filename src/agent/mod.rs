@@ -1,4 +1,5 @@
-//! Agents: the far end of a call (the built-in echo agent, Hume EVI, a LiveKit room).
+//! Agents: the far end of a call (the built-in echo agent, Hume EVI, a LiveKit room, a Media
+//! Streams bot).
 //!
 //! A call talks to its agent through [`AgentSession`], in 20 ms frames of 16-bit mono PCM that
 //! carry their sample rate, plus events both ways. The session is polled from inside the call's
@@ -8,6 +9,9 @@
 pub mod echo;
 pub mod hume;
 pub mod livekit;
+pub mod remote;
+pub mod stream;
+pub mod ws;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -158,7 +162,13 @@ pub struct CallInfo {
     pub agent: String,
     pub twilio_call_sid: Option<String>,
     pub twilio_account_sid: Option<String>,
+    /// The INVITE's `X-` headers (Twilio's `X-Twilio-*`, a customer's own), as received; at
+    /// most [`MAX_X_HEADERS`], each name and value under 500 bytes together.
+    pub x_headers: Vec<(String, String)>,
 }
+
+/// `X-` headers an agent is told about; more are a flood, not call data.
+pub const MAX_X_HEADERS: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

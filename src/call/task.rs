@@ -244,6 +244,7 @@ impl Call {
             agent: self.admitted.agent.clone(),
             twilio_call_sid: (!sid.is_empty()).then_some(sid),
             twilio_account_sid: account_sid,
+            x_headers: self.x_headers(),
         };
         let policy = agent.setup_policy();
         let mut connecting = agent.connect(&info);
@@ -494,6 +495,23 @@ impl Call {
     }
 
     /// Hangs up from our side, noting how the call ended for the metrics.
+    /// The INVITE's `X-` headers for the agent, bounded (see [`CallInfo::x_headers`]).
+    fn x_headers(&self) -> Vec<(String, String)> {
+        self.core
+            .invite()
+            .headers
+            .iter()
+            .filter(|(name, value)| {
+                let name = name.as_str();
+                name.len() > 2
+                    && name.as_bytes()[..2].eq_ignore_ascii_case(b"x-")
+                    && name.len() + value.len() < 500
+            })
+            .take(crate::agent::MAX_X_HEADERS)
+            .map(|(name, value)| (name.as_str().to_string(), value.to_string()))
+            .collect()
+    }
+
     fn hang_up(&mut self, t: std::time::Instant, reason: &str, outcome: &'static str) {
         self.outcome.get_or_insert(outcome);
         let cause = match outcome {

@@ -5,24 +5,26 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{secret_from_env, AgentSpec, Ctx, HumeSpec, LivekitSpec};
+use super::{secret_from_env, AgentSpec, Ctx, HumeSpec, LivekitSpec, StreamSpec};
 
 /// Every key any agent kind accepts. `deny_unknown_fields` names typos with their location.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAgent {
     pub kind: Spanned<String>,
-    // hume and livekit
+    // hume, livekit and stream
     pub url: Option<Spanned<String>>,
     pub api_key_env: Option<Spanned<String>>,
+    // hume and stream
+    pub connect_timeout_secs: Option<Spanned<u64>>,
     // hume
     pub config_id: Option<Spanned<String>>,
     pub config_version: Option<Spanned<i64>>,
     pub resume: Option<Spanned<bool>>,
     pub verbose_transcription: Option<Spanned<bool>>,
-    pub connect_timeout_secs: Option<Spanned<u64>>,
     pub session_limit_secs: Option<Spanned<u64>>,
     pub audio_batch_ms: Option<Spanned<u64>>,
     // livekit
@@ -30,6 +32,10 @@ pub struct RawAgent {
     pub room_prefix: Option<Spanned<String>>,
     pub agent_name: Option<Spanned<String>>,
     pub ringing_timeout_secs: Option<Spanned<u64>>,
+    // stream
+    pub headers_env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub parameters: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub hangup_on_close: Option<Spanned<bool>>,
 }
 
 impl RawAgent {
@@ -57,7 +63,10 @@ impl RawAgent {
             api_secret_env,
             room_prefix,
             agent_name,
-            ringing_timeout_secs
+            ringing_timeout_secs,
+            headers_env,
+            parameters,
+            hangup_on_close
         )
     }
 
@@ -75,7 +84,7 @@ impl RawAgent {
     }
 }
 
-const KINDS: &str = "echo, hume, livekit";
+const KINDS: &str = "echo, hume, livekit, stream";
 
 const LIVEKIT_KEYS: &[&str] = &[
     "url",
@@ -127,6 +136,10 @@ pub(super) fn resolve(
         "livekit" => {
             raw.refuse_others(ctx, name, "livekit", LIVEKIT_KEYS);
             resolve_livekit(ctx, env, name, agent).map(AgentSpec::Livekit)
+        }
+        "stream" => {
+            raw.refuse_others(ctx, name, "stream", STREAM_KEYS);
+            resolve_stream(ctx, env, name, agent).map(AgentSpec::Stream)
         }
         other => {
             ctx.problem(
@@ -317,6 +330,109 @@ fn resolve_livekit(
     })
 }
 
+const STREAM_KEYS: &[&str] = &[
+    "url",
+    "headers_env",
+    "parameters",
+    "connect_timeout_secs",
+    "hangup_on_close",
+];
+
+/// Twilio's limit on one custom parameter, name and value together.
+const MAX_PARAMETER: usize = 500;
+
+fn resolve_stream(
+    ctx: &mut Ctx<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    agent: &Spanned<RawAgent>,
+) -> Option<StreamSpec> {
+    let raw = agent.get_ref();
+    let key = |k: &str| format!("agents.{name}.{k}");
+    let problems_before = ctx.problems.len();
+    let url = match &raw.url {
+        Some(u) => ws_url(ctx, u, &key("url"), "wss://bot.example.com/ws"),
+        None => {
+            ctx.problem(
+                agent.span(),
+                &key("url"),
+                "required for kind = \"stream\" (the bot's ws:// or wss:// URL)",
+            );
+            None
+        }
+    };
+    let mut headers = Vec::new();
+    for (header, var) in raw
+        .headers_env
+        .as_ref()
+        .map(|m| m.get_ref().iter())
+        .into_iter()
+        .flatten()
+    {
+        let k = key(&format!("headers_env.{header}"));
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if header.is_empty() || !header.chars().all(token) {
+            ctx.problem(var.span(), &k, "not an HTTP header name");
+            continue;
+        }
+        let Some(value) = secret_from_env(ctx, env, var, &k) else {
+            continue;
+        };
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            ctx.problem(
+                var.span(),
+                &k,
+                format!(
+                    "environment variable {} holds a control character",
+                    var.get_ref()
+                ),
+            );
+            continue;
+        }
+        headers.push((header.clone(), value));
+    }
+    let mut parameters = Vec::new();
+    for (param, value) in raw
+        .parameters
+        .as_ref()
+        .map(|m| m.get_ref().iter())
+        .into_iter()
+        .flatten()
+    {
+        if param.len() + value.get_ref().len() >= MAX_PARAMETER {
+            ctx.problem(
+                value.span(),
+                &key(&format!("parameters.{param}")),
+                format!("name and value must stay under {MAX_PARAMETER} bytes together (Twilio's limit)"),
+            );
+            continue;
+        }
+        parameters.push((param.clone(), value.get_ref().clone()));
+    }
+    let connect_timeout = match &raw.connect_timeout_secs {
+        Some(v) if !(1..=120).contains(v.get_ref()) => {
+            ctx.problem(
+                v.span(),
+                &key("connect_timeout_secs"),
+                "must be between 1 and 120",
+            );
+            10
+        }
+        Some(v) => *v.get_ref(),
+        None => 10,
+    };
+    if ctx.problems.len() > problems_before {
+        return None;
+    }
+    Some(StreamSpec {
+        url: url?,
+        headers,
+        parameters,
+        connect_timeout: Duration::from_secs(connect_timeout),
+        hangup_on_close: raw.hangup_on_close.as_ref().is_none_or(|v| *v.get_ref()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{parse, AgentSpec, Problem};
@@ -326,6 +442,7 @@ mod tests {
         match k {
             "LK_KEY" => Some("APIkey".into()),
             "LK_SECRET" => Some("s3cret".into()),
+            "BOT_TOKEN" => Some("Bearer t0ken".into()),
             _ => None,
         }
     }
@@ -411,5 +528,78 @@ mod tests {
                 "agents.room.api_secret_env"
             ]
         );
+    }
+
+    #[test]
+    fn stream_agent_with_defaults_and_with_every_key() {
+        let c = parse(
+            "[agents.bot]\nkind = \"stream\"\nurl = \"wss://bot.example.com/ws\"\n",
+            "t.toml",
+            &env,
+        )
+        .unwrap();
+        let Some(AgentSpec::Stream(s)) = c.agents.get("bot") else {
+            panic!("not a stream agent: {:?}", c.agents);
+        };
+        assert_eq!(s.url, "wss://bot.example.com/ws");
+        assert!(s.headers.is_empty() && s.parameters.is_empty());
+        assert_eq!(s.connect_timeout, Duration::from_secs(10));
+        assert!(s.hangup_on_close);
+
+        let c = parse(
+            "[agents.bot]\nkind = \"stream\"\nurl = \"ws://127.0.0.1:8765/ws\"\n\
+             headers_env = { Authorization = \"BOT_TOKEN\" }\n\
+             parameters = { tenant = \"acme\", lang = \"en\" }\n\
+             connect_timeout_secs = 3\nhangup_on_close = false\n",
+            "t.toml",
+            &env,
+        )
+        .unwrap();
+        let Some(AgentSpec::Stream(s)) = c.agents.get("bot") else {
+            panic!("not a stream agent");
+        };
+        assert_eq!(s.headers, [("Authorization".into(), "Bearer t0ken".into())]);
+        assert_eq!(
+            s.parameters,
+            [
+                ("lang".into(), "en".into()),
+                ("tenant".into(), "acme".into())
+            ]
+        );
+        assert_eq!(s.connect_timeout, Duration::from_secs(3));
+        assert!(!s.hangup_on_close);
+        assert!(
+            !format!("{s:?}").contains("t0ken"),
+            "header values are secrets"
+        );
+    }
+
+    #[test]
+    fn stream_agent_problems_name_their_key() {
+        let p = problems("[agents.bot]\nkind = \"stream\"\n");
+        assert_eq!(p[0].key, "agents.bot.url");
+        let p = problems(
+            "[agents.bot]\nkind = \"stream\"\nurl = \"https://bot/ws\"\n\
+             headers_env = { \"Bad Header\" = \"BOT_TOKEN\", X-Key = \"NOT_SET\" }\n\
+             connect_timeout_secs = 0\nresume = true\n",
+        );
+        let keys: Vec<(&str, usize)> = p.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("agents.bot.resume", 6),
+                ("agents.bot.url", 3),
+                ("agents.bot.headers_env.Bad Header", 4),
+                ("agents.bot.headers_env.X-Key", 4),
+                ("agents.bot.connect_timeout_secs", 5),
+            ],
+            "{p:?}"
+        );
+        let long = "x".repeat(500);
+        let p = problems(&format!(
+            "[agents.bot]\nkind = \"stream\"\nurl = \"ws://b/ws\"\nparameters = {{ k = \"{long}\" }}\n"
+        ));
+        assert_eq!(p[0].key, "agents.bot.parameters.k");
+        assert!(p[0].message.contains("500"), "{}", p[0].message);
     }
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
+// A silent socket counts as dropped: the one reconnect is tried, then the call fails.
+pub use crate::agent::ws::{SocketClose, PING_EVERY, SILENT_LIMIT};
 use crate::agent::{AgentEvent, AudioFrame, Role};
 
 use super::playout::{Playout, PlayoutStats};
@@ -35,12 +37,6 @@ const HANG_UP_GRACE: Duration = Duration::from_secs(2);
 const RECONNECT_RESET: Duration = Duration::from_secs(60);
 /// Emotion scores reported with a transcript line.
 const TOP_EMOTIONS: usize = 3;
-/// An open socket is pinged this often: EVI is silent between replies, so a far end that
-/// hangs with its connection open shows only as pongs that stop.
-pub const PING_EVERY: Duration = Duration::from_millis(500);
-/// A socket that has sent nothing, not even a pong, for this long is treated as dropped (the
-/// one reconnect is tried, then the call fails).
-pub const SILENT_LIMIT: Duration = Duration::from_secs(2);
 
 /// Settings for one call's session.
 #[derive(Clone, Debug)]
@@ -64,15 +60,6 @@ impl CoreConfig {
     pub fn handover_margin(&self) -> Duration {
         MAX_HANDOVER_MARGIN.min(self.session_limit / 5)
     }
-}
-
-/// How a socket ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SocketClose {
-    /// The server closed it with a close frame.
-    Clean { code: u16, reason: String },
-    /// It broke: reset, EOF without a close frame, a read or write error.
-    Dropped { error: String },
 }
 
 /// What the driver must do.

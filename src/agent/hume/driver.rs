@@ -7,47 +7,29 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use crate::timer::{now, sleep_until_opt};
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tracing::Instrument;
 
 use super::core::{ConnId, CoreConfig, EviCore, Output, SocketClose};
 use super::protocol::ServerMessage;
-use super::Down;
+use crate::agent::remote::{Down, DriverEnds, Up};
+use crate::agent::ws::{self, Ws};
 use crate::agent::{AgentEvent, AudioFrame, CallInfo, CallerEvent};
 use crate::config::HumeSpec;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Connecting = Pin<Box<dyn Future<Output = Result<Box<Ws>, String>> + Send>>;
-
-/// A write that has not gone out in this long means the socket is dead.
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a socket we close waits for EVI's closing handshake.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
-
-pub(super) struct Channels {
-    pub audio_rx: mpsc::Receiver<AudioFrame>,
-    pub events_rx: mpsc::UnboundedReceiver<CallerEvent>,
-    pub down_tx: mpsc::UnboundedSender<Down>,
-    pub ready_tx: oneshot::Sender<Result<(), String>>,
-}
 
 pub(super) struct Driver {
     spec: Arc<HumeSpec>,
     core: EviCore,
     audio_rx: mpsc::Receiver<AudioFrame>,
-    events_rx: mpsc::UnboundedReceiver<CallerEvent>,
+    up_rx: mpsc::UnboundedReceiver<Up>,
     down_tx: mpsc::UnboundedSender<Down>,
     ready_tx: Option<oneshot::Sender<Result<(), String>>>,
     sockets: Vec<(ConnId, Ws)>,
@@ -58,7 +40,7 @@ pub(super) struct Driver {
 // Caller audio is the common wake-up, 50 times a second: boxing it would allocate each time.
 #[allow(clippy::large_enum_variant)]
 enum Wake {
-    Caller(Option<CallerEvent>),
+    Caller(Option<Up>),
     Audio(Option<AudioFrame>),
     Socket(ConnId, Option<Result<Message, tungstenite::Error>>),
     Connected(ConnId, Result<Box<Ws>, String>),
@@ -66,7 +48,12 @@ enum Wake {
 }
 
 impl Driver {
-    pub(super) fn new(spec: Arc<HumeSpec>, call: &CallInfo, ch: Channels) -> Driver {
+    pub(super) fn new(
+        spec: Arc<HumeSpec>,
+        call: &CallInfo,
+        ch: DriverEnds,
+        ready_tx: oneshot::Sender<Result<(), String>>,
+    ) -> Driver {
         let cfg = CoreConfig {
             call_id: call.call_id.clone(),
             caller: call.caller.clone(),
@@ -80,9 +67,9 @@ impl Driver {
             core: EviCore::new(now(), cfg),
             spec,
             audio_rx: ch.audio_rx,
-            events_rx: ch.events_rx,
+            up_rx: ch.up_rx,
             down_tx: ch.down_tx,
-            ready_tx: Some(ch.ready_tx),
+            ready_tx: Some(ready_tx),
             sockets: Vec::new(),
             connecting: Vec::new(),
             caller_gone: false,
@@ -100,14 +87,15 @@ impl Driver {
             let wake = self.next_wake().await;
             let now = now();
             match wake {
-                Wake::Caller(Some(CallerEvent::Hangup)) | Wake::Caller(None) => {
+                Wake::Caller(Some(Up::Caller(CallerEvent::Hangup))) | Wake::Caller(None) => {
                     self.caller_gone = true;
                     self.core.on_caller_hangup();
                 }
-                Wake::Caller(Some(CallerEvent::Dtmf(d))) => {
+                Wake::Caller(Some(Up::Caller(CallerEvent::Dtmf(d)))) => {
                     tracing::debug!(digit = %d, "EVI has no key presses; DTMF not forwarded");
                 }
-                Wake::Caller(Some(CallerEvent::Answered)) => {}
+                // EVI has no marks: nothing is sent down that would come back played.
+                Wake::Caller(Some(Up::Caller(CallerEvent::Answered) | Up::Played(_))) => {}
                 Wake::Audio(Some(frame)) => self.core.on_caller_audio(now, frame.samples()),
                 Wake::Audio(None) => {
                     self.caller_gone = true;
@@ -135,8 +123,8 @@ impl Driver {
             "EVI session finished"
         );
         // Sockets the core did not close (none, normally) are closed politely too.
-        for (conn, ws) in std::mem::take(&mut self.sockets) {
-            close_in_background(conn, ws);
+        for (_, ws) in std::mem::take(&mut self.sockets) {
+            ws::close_in_background("EVI", ws);
         }
     }
 
@@ -144,7 +132,7 @@ impl Driver {
         let deadline = self.core.poll_timeout().map(Instant::from_std);
         let Driver {
             audio_rx,
-            events_rx,
+            up_rx,
             sockets,
             connecting,
             caller_gone,
@@ -153,7 +141,7 @@ impl Driver {
         let caller_gone = *caller_gone;
         let io = std::future::poll_fn(|cx| {
             if !caller_gone {
-                if let Poll::Ready(ev) = events_rx.poll_recv(cx) {
+                if let Poll::Ready(ev) = up_rx.poll_recv(cx) {
                     return Poll::Ready(Wake::Caller(ev));
                 }
                 if let Poll::Ready(f) = audio_rx.poll_recv(cx) {
@@ -202,21 +190,14 @@ impl Driver {
                 }
                 return;
             }
-            Some(Ok(Message::Close(frame))) => SocketClose::Clean {
-                code: frame.as_ref().map_or(1005, |f| u16::from(f.code)),
-                reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
-            },
             // Pings are answered by tungstenite itself; EVI defines no binary messages. Pongs
             // (to our keep-alive pings) and the rest prove the socket alive.
-            Some(Ok(_)) => {
-                self.core.on_heard(now, conn);
-                return;
-            }
-            Some(Err(e)) => SocketClose::Dropped {
-                error: e.to_string(),
-            },
-            None => SocketClose::Dropped {
-                error: "connection ended without a close frame".into(),
+            other => match SocketClose::from_read(other) {
+                Some(close) => close,
+                None => {
+                    self.core.on_heard(now, conn);
+                    return;
+                }
             },
         };
         tracing::info!(conn, how = ?close, "EVI socket closed");
@@ -224,7 +205,7 @@ impl Driver {
             let (_, ws) = self.sockets.swap_remove(pos);
             if matches!(close, SocketClose::Clean { .. }) {
                 // Finish the closing handshake (tungstenite queued our reply).
-                close_in_background(conn, ws);
+                ws::close_in_background("EVI", ws);
             }
         }
         self.core.on_closed(now, conn, close);
@@ -257,7 +238,7 @@ impl Driver {
                 self.connecting.retain(|(c, _)| *c != conn);
                 if let Some(pos) = self.sockets.iter().position(|(c, _)| *c == conn) {
                     let (_, ws) = self.sockets.swap_remove(pos);
-                    close_in_background(conn, ws);
+                    ws::close_in_background("EVI", ws);
                 }
             }
             Output::Audio(f) => self.down(Down::Frame(f)),
@@ -307,11 +288,8 @@ impl Driver {
         let Some(pos) = self.sockets.iter().position(|(c, _)| *c == conn) else {
             return;
         };
-        let ws = &mut self.sockets[pos].1;
-        let error = match tokio::time::timeout(SEND_TIMEOUT, ws.send(frame)).await {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("write stalled for {} s", SEND_TIMEOUT.as_secs()),
+        let Err(error) = ws::send(&mut self.sockets[pos].1, frame).await else {
+            return;
         };
         self.sockets.swap_remove(pos);
         self.core
@@ -322,26 +300,6 @@ impl Driver {
         // The call may be gone already; then nothing is listening.
         let _ = self.down_tx.send(d);
     }
-}
-
-/// Sends a normal close and waits (bounded, in the background) for the server's reply.
-fn close_in_background(conn: ConnId, mut ws: Ws) {
-    let task = async move {
-        let frame = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        };
-        let done = tokio::time::timeout(CLOSE_WAIT, async {
-            // An error here means the socket is already closing or closed.
-            let _ = ws.close(Some(frame)).await;
-            while let Some(Ok(_)) = ws.next().await {}
-        })
-        .await;
-        if done.is_err() {
-            tracing::debug!(conn, "EVI did not complete the closing handshake");
-        }
-    };
-    tokio::spawn(task.instrument(tracing::Span::current()));
 }
 
 /// Opens one EVI socket: the API key in the `X-Hume-Api-Key` header (never in the URL, which
@@ -355,31 +313,7 @@ async fn open_socket(spec: &HumeSpec, resume_group: Option<&str>) -> Result<Box<
     let key = HeaderValue::from_str(&spec.api_key)
         .map_err(|_| "the Hume API key is not a valid HTTP header value".to_string())?;
     request.headers_mut().insert("X-Hume-Api-Key", key);
-    // Buffers sized for EVI's traffic rather than tungstenite's 128 KiB defaults, which were
-    // most of a call's memory: speech chunks are a few tens of KiB, caller audio ~0.5 KiB a
-    // message, written at once. A socket that stops draining errors out past 1 MiB instead of
-    // growing. Nagle off: audio goes up every 20 ms and must not wait for an ACK.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(1 << 20)
-        .max_message_size(Some(16 << 20));
-    match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
-        Ok((ws, _response)) => Ok(Box::new(ws)),
-        Err(tungstenite::Error::Http(response)) => {
-            let status = response.status();
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned())
-                .unwrap_or_default();
-            Err(format!(
-                "EVI refused the WebSocket: HTTP {status} {}",
-                body.trim()
-            ))
-        }
-        Err(e) => Err(format!("cannot connect to {}: {e}", spec.url)),
-    }
+    ws::connect(request, "EVI").await
 }
 
 /// The chat URL with its query parameters.
@@ -427,6 +361,7 @@ fn percent_encode(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn spec() -> HumeSpec {
         HumeSpec {

@@ -161,6 +161,7 @@ mod tests {
             agent: "room".into(),
             twilio_call_sid: Some("CA123".into()),
             twilio_account_sid: Some("AC456".into()),
+            x_headers: Vec::new(),
         }
     }
 

@@ -1,0 +1,455 @@
+//! One call's Media Stream, sans-IO: the gateway plays Twilio's side towards a bot. Caller
+//! audio goes up as mu-law `media` every 20 ms (silence when the caller sends none, so the
+//! bot's clock keeps real time); the bot's audio comes down as bytes of any length, cut into
+//! 20 ms frames for the call's paced playout, its marks kept in their place in that audio and
+//! echoed once it has played, a `clear` dropping the lot. Driven by `driver`, tested with a
+//! fake clock.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use super::protocol::{self, BotMessage, StreamIds};
+use crate::agent::remote::Down;
+use crate::agent::ws::{SocketClose, PING_EVERY, SILENT_LIMIT};
+use crate::agent::AudioFrame;
+use crate::codec::g711::{self, Law};
+
+/// One frame: 20 ms of mu-law at 8 kHz.
+const FRAME_BYTES: usize = 160;
+const FRAME: Duration = Duration::from_millis(20);
+/// With no caller audio for this long, silence goes up in its place, frame by frame.
+const FILL_AFTER: Duration = Duration::from_millis(60);
+/// At most this many silence frames catch up at once (after a stall, time is not replayed).
+const MAX_FILL: u32 = 5;
+/// Marks waiting for a partial frame to complete; beyond this a bot is flooding and marks are
+/// passed on at once.
+const MAX_PENDING_MARKS: usize = 1000;
+
+/// Settings for one call's stream.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    pub ids: StreamIds,
+    /// `customParameters` of the `start` message.
+    pub parameters: Vec<(String, String)>,
+    pub connect_timeout: Duration,
+    /// End the call when the bot closes the stream (otherwise the caller stays on, in silence).
+    pub hangup_on_close: bool,
+}
+
+/// What the driver must do.
+#[allow(clippy::large_enum_variant)] // frames are the common case; boxing them would allocate
+#[derive(Debug)]
+pub enum Output {
+    /// Open the WebSocket.
+    Connect,
+    /// Send a text message.
+    Send(String),
+    Ping,
+    /// Close the socket (normal closure).
+    Close,
+    /// Hand to the call, in play order.
+    Down(Down),
+    /// The stream is open: answer the call.
+    Ready,
+    /// The stream is over: before [`Output::Ready`] the call is refused, after it hung up
+    /// (with a failure cause when `failed`).
+    End {
+        reason: String,
+        failed: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Connecting {
+        give_up_at: Instant,
+    },
+    Open,
+    /// The bot closed the stream and `hangup_on_close` is off: the caller stays on.
+    Detached,
+    Ended,
+}
+
+/// Counters, logged when the stream ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub media_sent: u64,
+    pub silence_sent: u64,
+    pub frames_received: u64,
+    pub marks: u64,
+    pub clears: u64,
+    pub ignored: u64,
+}
+
+pub struct StreamCore {
+    cfg: CoreConfig,
+    state: State,
+    out: VecDeque<Output>,
+    started_at: Instant,
+    /// The last `sequenceNumber` used (`start` is 1).
+    seq: u64,
+    /// `media` messages sent.
+    chunk: u64,
+    /// When silence goes up if no caller frame comes first.
+    fill_at: Instant,
+    /// The bot's audio that does not make a whole frame yet, and the marks placed after it.
+    partial: Vec<u8>,
+    marks_after_partial: Vec<String>,
+    /// When the call will have played every frame handed down (an estimate on the 20 ms
+    /// clock): a partial frame is padded and sent no earlier, so that it is only padded when
+    /// the audio really runs dry.
+    dry_at: Instant,
+    bot_audio_at: Instant,
+    heard_at: Instant,
+    ping_at: Instant,
+    decoded: Vec<u8>,
+    stats: StreamStats,
+    wrong_sid_logged: bool,
+}
+
+impl StreamCore {
+    pub fn new(now: Instant, cfg: CoreConfig) -> StreamCore {
+        let mut out = VecDeque::new();
+        out.push_back(Output::Connect);
+        StreamCore {
+            state: State::Connecting {
+                give_up_at: now + cfg.connect_timeout,
+            },
+            cfg,
+            out,
+            started_at: now,
+            seq: 0,
+            chunk: 0,
+            fill_at: now,
+            partial: Vec::with_capacity(FRAME_BYTES),
+            marks_after_partial: Vec::new(),
+            dry_at: now,
+            bot_audio_at: now,
+            heard_at: now,
+            ping_at: now,
+            decoded: Vec::new(),
+            stats: StreamStats::default(),
+            wrong_sid_logged: false,
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.state == State::Ended && self.out.is_empty()
+    }
+
+    pub fn stats(&self) -> StreamStats {
+        self.stats
+    }
+
+    /// The next instant [`Self::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Connecting { give_up_at } => Some(give_up_at),
+            State::Open => {
+                let mut at = self
+                    .ping_at
+                    .min(self.heard_at + SILENT_LIMIT)
+                    .min(self.fill_at);
+                if !self.partial.is_empty() {
+                    at = at.min(self.flush_at());
+                }
+                Some(at)
+            }
+            State::Detached | State::Ended => None,
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Connecting { give_up_at } if now >= give_up_at => {
+                let secs = self.cfg.connect_timeout.as_secs_f64();
+                self.out.push_back(Output::Close);
+                self.end(
+                    format!("the stream bot did not accept the connection within {secs} s"),
+                    true,
+                );
+            }
+            State::Open => {
+                if now >= self.heard_at + SILENT_LIMIT {
+                    let error = format!("no answer to pings for {} s", SILENT_LIMIT.as_secs_f64());
+                    self.out.push_back(Output::Close);
+                    self.on_closed(now, SocketClose::Dropped { error });
+                    return;
+                }
+                if now >= self.ping_at {
+                    self.ping_at = now + PING_EVERY;
+                    self.out.push_back(Output::Ping);
+                }
+                if !self.partial.is_empty() && now >= self.flush_at() {
+                    self.partial.resize(FRAME_BYTES, Law::Mu.silence());
+                    let frame = std::mem::take(&mut self.partial);
+                    self.frame_down(now, &frame);
+                    self.partial = frame;
+                    self.partial.clear();
+                    for name in std::mem::take(&mut self.marks_after_partial) {
+                        self.out.push_back(Output::Down(Down::Mark(name)));
+                    }
+                }
+                let mut filled = 0;
+                while now >= self.fill_at && filled < MAX_FILL {
+                    self.send_media(now, &[Law::Mu.silence(); FRAME_BYTES]);
+                    self.stats.silence_sent += 1;
+                    self.fill_at += FRAME;
+                    filled += 1;
+                }
+                if now >= self.fill_at {
+                    self.fill_at = now + FRAME;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn on_connected(&mut self, now: Instant) {
+        if !matches!(self.state, State::Connecting { .. }) {
+            return;
+        }
+        self.state = State::Open;
+        self.started_at = now;
+        self.heard_at = now;
+        self.ping_at = now + PING_EVERY;
+        self.fill_at = now + FILL_AFTER;
+        self.dry_at = now;
+        self.out.push_back(Output::Send(protocol::connected()));
+        self.seq = 1;
+        self.out.push_back(Output::Send(protocol::start(
+            &self.cfg.ids,
+            &self.cfg.parameters,
+        )));
+        self.out.push_back(Output::Ready);
+    }
+
+    pub fn on_connect_failed(&mut self, error: String) {
+        if matches!(self.state, State::Connecting { .. }) {
+            self.end(error, true);
+        }
+    }
+
+    /// 20 ms of the caller at 8 kHz.
+    pub fn on_caller_audio(&mut self, now: Instant, pcm: &[i16]) {
+        if self.state != State::Open {
+            return;
+        }
+        let mut mulaw = [Law::Mu.silence(); FRAME_BYTES];
+        let n = pcm.len().min(FRAME_BYTES);
+        g711::encode(Law::Mu, &pcm[..n], &mut mulaw[..n]);
+        self.send_media(now, &mulaw);
+        self.fill_at = now + FILL_AFTER;
+    }
+
+    pub fn on_caller_dtmf(&mut self, digit: char) {
+        if self.state != State::Open {
+            return;
+        }
+        self.seq += 1;
+        self.out
+            .push_back(Output::Send(protocol::dtmf(&self.cfg.ids, self.seq, digit)));
+    }
+
+    /// The audio before the bot's mark `name` has played: echo it.
+    pub fn on_played(&mut self, name: &str) {
+        if self.state != State::Open {
+            return;
+        }
+        self.seq += 1;
+        self.out
+            .push_back(Output::Send(protocol::mark(&self.cfg.ids, self.seq, name)));
+    }
+
+    /// The caller hung up: `stop`, then close.
+    pub fn on_caller_hangup(&mut self) {
+        match self.state {
+            State::Open => {
+                self.seq += 1;
+                self.out
+                    .push_back(Output::Send(protocol::stop(&self.cfg.ids, self.seq)));
+                self.out.push_back(Output::Close);
+            }
+            State::Connecting { .. } => self.out.push_back(Output::Close),
+            State::Detached | State::Ended => {}
+        }
+        self.end("the caller hung up".into(), false);
+    }
+
+    /// Anything from the socket proves it alive.
+    pub fn on_heard(&mut self, now: Instant) {
+        self.heard_at = now;
+    }
+
+    /// A text message from the bot.
+    pub fn on_text(&mut self, now: Instant, text: &str) {
+        self.heard_at = now;
+        if self.state != State::Open {
+            return;
+        }
+        let msg = match BotMessage::parse(text) {
+            Ok(m) => m,
+            Err(e) => {
+                self.ignore(format_args!("unreadable message from the stream bot: {e}"));
+                return;
+            }
+        };
+        match msg {
+            BotMessage::Media {
+                stream_sid,
+                payload,
+            } => {
+                self.check_sid(stream_sid.as_deref());
+                self.on_bot_audio(now, &payload);
+            }
+            BotMessage::Mark { stream_sid, name } => {
+                self.check_sid(stream_sid.as_deref());
+                self.stats.marks += 1;
+                if self.partial.is_empty() || self.marks_after_partial.len() >= MAX_PENDING_MARKS {
+                    self.out.push_back(Output::Down(Down::Mark(name)));
+                } else {
+                    self.marks_after_partial.push(name);
+                }
+            }
+            BotMessage::Clear { stream_sid } => {
+                self.check_sid(stream_sid.as_deref());
+                self.stats.clears += 1;
+                self.partial.clear();
+                self.dry_at = now;
+                self.out.push_back(Output::Down(Down::Clear));
+                for name in std::mem::take(&mut self.marks_after_partial) {
+                    self.out.push_back(Output::Down(Down::Mark(name)));
+                }
+            }
+            BotMessage::Other { event } => {
+                self.ignore(format_args!(
+                    "stream bot event {event:?} is not one Twilio takes"
+                ));
+            }
+        }
+    }
+
+    /// A binary frame: Twilio refuses them (warning 31950); so do we, without ending the call.
+    pub fn on_binary(&mut self, now: Instant) {
+        self.heard_at = now;
+        self.ignore(format_args!("binary message from the stream bot"));
+    }
+
+    pub fn on_closed(&mut self, _now: Instant, how: SocketClose) {
+        if !matches!(self.state, State::Open) {
+            if let State::Connecting { .. } = self.state {
+                self.end(
+                    format!("the stream bot closed the connection at once: {how:?}"),
+                    true,
+                );
+            }
+            return;
+        }
+        let (reason, failed) = match how {
+            SocketClose::Clean { code, reason } if reason.is_empty() => {
+                (format!("the bot closed the stream (code {code})"), false)
+            }
+            SocketClose::Clean { code, reason } => (
+                format!("the bot closed the stream (code {code}: {reason})"),
+                false,
+            ),
+            SocketClose::Dropped { error } => (format!("stream connection lost: {error}"), true),
+        };
+        if self.cfg.hangup_on_close {
+            self.end(reason, failed);
+        } else {
+            tracing::info!(%reason, "the stream is over; the caller stays on (hangup_on_close = false)");
+            self.state = State::Detached;
+        }
+    }
+
+    fn end(&mut self, reason: String, failed: bool) {
+        if self.state != State::Ended {
+            self.state = State::Ended;
+            self.out.push_back(Output::End { reason, failed });
+        }
+    }
+
+    fn send_media(&mut self, now: Instant, mulaw: &[u8]) {
+        self.seq += 1;
+        self.chunk += 1;
+        let ms = now.saturating_duration_since(self.started_at).as_millis() as u64;
+        let mut text = String::with_capacity(360);
+        protocol::media(&mut text, &self.cfg.ids, self.seq, self.chunk, ms, mulaw);
+        self.out.push_back(Output::Send(text));
+        self.stats.media_sent += 1;
+    }
+
+    fn on_bot_audio(&mut self, now: Instant, payload: &str) {
+        let mut decoded = std::mem::take(&mut self.decoded);
+        decoded.clear();
+        if let Err(e) = base64::engine::general_purpose::STANDARD.decode_vec(payload, &mut decoded)
+        {
+            self.decoded = decoded;
+            self.ignore(format_args!("stream bot media that is not base64: {e}"));
+            return;
+        }
+        self.bot_audio_at = now;
+        let mut bytes = &decoded[..];
+        if !self.partial.is_empty() {
+            let take = (FRAME_BYTES - self.partial.len()).min(bytes.len());
+            self.partial.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.partial.len() == FRAME_BYTES {
+                let frame = std::mem::take(&mut self.partial);
+                self.frame_down(now, &frame);
+                self.partial = frame;
+                self.partial.clear();
+                for name in std::mem::take(&mut self.marks_after_partial) {
+                    self.out.push_back(Output::Down(Down::Mark(name)));
+                }
+            }
+        }
+        let mut frames = bytes.chunks_exact(FRAME_BYTES);
+        for frame in frames.by_ref() {
+            self.frame_down(now, frame);
+        }
+        self.partial.extend_from_slice(frames.remainder());
+        self.decoded = decoded;
+    }
+
+    fn frame_down(&mut self, now: Instant, mulaw: &[u8]) {
+        let mut frame = AudioFrame::silence(8000);
+        g711::decode(Law::Mu, mulaw, frame.samples_mut());
+        self.out.push_back(Output::Down(Down::Frame(frame)));
+        self.stats.frames_received += 1;
+        self.dry_at = self.dry_at.max(now) + FRAME;
+    }
+
+    fn flush_at(&self) -> Instant {
+        self.dry_at.max(self.bot_audio_at + FRAME)
+    }
+
+    fn check_sid(&mut self, sid: Option<&str>) {
+        if let Some(sid) = sid {
+            if sid != self.cfg.ids.stream_sid && !self.wrong_sid_logged {
+                self.wrong_sid_logged = true;
+                tracing::warn!(got = sid, ours = %self.cfg.ids.stream_sid,
+                    "the stream bot names another streamSid; its messages are taken anyway");
+            }
+        }
+    }
+
+    /// Counts a message that is ignored; the first is logged, then every 1000th.
+    fn ignore(&mut self, why: std::fmt::Arguments<'_>) {
+        self.stats.ignored += 1;
+        if self.stats.ignored % 1000 == 1 {
+            tracing::warn!(ignored = self.stats.ignored, "{why}; ignored");
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,0 +1,133 @@
+//! What the WebSocket agents (Hume EVI, Media Streams bots) share: opening a client socket
+//! with buffers sized for voice, reading its end, closing it politely, and the keep-alive that
+//! notices a far end which hangs with its connection open.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::Instrument;
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// An open socket is pinged this often: a voice far end is silent between replies, so one
+/// that hangs with its connection open shows only as pongs that stop.
+pub const PING_EVERY: Duration = Duration::from_millis(500);
+/// A socket that has sent nothing, not even a pong, for this long is treated as dropped.
+pub const SILENT_LIMIT: Duration = Duration::from_secs(2);
+/// A write that has not gone out in this long means the socket is dead.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a socket we close waits for the far end's closing handshake.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// How a socket ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketClose {
+    /// The far end closed it with a close frame (1005 when the frame had no code).
+    Clean { code: u16, reason: String },
+    /// It broke: reset, EOF without a close frame, a read or write error.
+    Dropped { error: String },
+}
+
+impl SocketClose {
+    /// What a read that was not a data message says about the socket: `None` while it is
+    /// still open (a ping, a pong or a binary frame).
+    pub fn from_read(item: Option<Result<Message, tungstenite::Error>>) -> Option<SocketClose> {
+        match item {
+            Some(Ok(Message::Close(frame))) => Some(SocketClose::Clean {
+                code: frame.as_ref().map_or(1005, |f| u16::from(f.code)),
+                reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+            }),
+            Some(Ok(_)) => None,
+            Some(Err(e)) => Some(SocketClose::Dropped {
+                error: e.to_string(),
+            }),
+            None => Some(SocketClose::Dropped {
+                error: "connection ended without a close frame".into(),
+            }),
+        }
+    }
+}
+
+/// Opens a client socket. `far_end` names it in errors ("EVI", "the stream bot"). Buffers are
+/// sized for voice rather than tungstenite's 128 KiB defaults, which were most of a call's
+/// memory: messages are a few tens of KiB at most, caller audio ~0.5 KiB a message, written at
+/// once. A socket that stops draining errors out past 1 MiB instead of growing. Nagle off:
+/// audio goes up every 20 ms and must not wait for an ACK.
+pub async fn connect(request: Request, far_end: &str) -> Result<Box<Ws>, String> {
+    let url = request.uri().to_string();
+    let config = WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(Some(16 << 20));
+    match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
+        Ok((ws, _response)) => Ok(Box::new(ws)),
+        Err(tungstenite::Error::Http(response)) => {
+            let status = response.status();
+            let body = response
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned())
+                .unwrap_or_default();
+            Err(format!(
+                "{far_end} refused the WebSocket: HTTP {status} {}",
+                body.trim()
+            ))
+        }
+        Err(e) => Err(format!("cannot connect to {}: {e}", redact_query(&url))),
+    }
+}
+
+/// The URL without its query, which may carry a token (logs must not).
+fn redact_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(base, _)| base)
+}
+
+/// Sends a normal close and waits (bounded, in the background) for the far end's reply.
+pub fn close_in_background(far_end: &'static str, mut ws: Ws) {
+    let task = async move {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        let done = tokio::time::timeout(CLOSE_WAIT, async {
+            // An error here means the socket is already closing or closed.
+            let _ = ws.close(Some(frame)).await;
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        if done.is_err() {
+            tracing::debug!(far_end, "no closing handshake from the far end");
+        }
+    };
+    tokio::spawn(task.instrument(tracing::Span::current()));
+}
+
+/// Writes one message, bounded by [`SEND_TIMEOUT`]; the error says why the socket is dead.
+pub async fn send(ws: &mut Ws, message: Message) -> Result<(), String> {
+    match tokio::time::timeout(SEND_TIMEOUT, ws.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("write stalled for {} s", SEND_TIMEOUT.as_secs())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_never_show_the_query() {
+        assert_eq!(
+            redact_query("wss://bot.example/ws?token=secret"),
+            "wss://bot.example/ws"
+        );
+        assert_eq!(redact_query("ws://h/x"), "ws://h/x");
+    }
+}
