@@ -5,7 +5,7 @@
 
 mod common;
 mod fake_evi;
-mod hume_uac;
+mod uac;
 
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
@@ -15,11 +15,11 @@ use base64::Engine;
 
 use common::{rtp_range, PASSWORD, USER};
 use fake_evi::{step, Act, Dir, FakeEvi, When, API_KEY, EMOTIONS, GROUP_ID};
-use hume_uac::{place_call, CallPlan, CallResult};
 use sipbridge::call::Gateway;
 use sipbridge::config;
 use sipbridge::load::signal::{rms, zero_crossing_hz};
 use sipbridge::load::uac::ByeOutcome;
+use uac::{place_call, CallPlan, CallResult};
 
 const KEY_ENV: &str = "SIPBRIDGE_TEST_HUME_KEY";
 /// A packet louder than this carries speech (the tone is ~5800 RMS; G.711 silence is ~0).
@@ -96,6 +96,7 @@ fn plan(gw: &Gateway, hold_ms: u64) -> CallPlan {
         hold: Duration::from_millis(hold_ms),
         caller_hz: Some(440.0),
         max_wait: Duration::from_secs(20),
+        dtmf: Vec::new(),
     }
 }
 
@@ -122,7 +123,7 @@ fn bye_reason(call: &CallResult) -> String {
         .expect("the gateway's BYE carries a Reason")
 }
 
-fn speech(call: &CallResult) -> Vec<&hume_uac::Rx> {
+fn speech(call: &CallResult) -> Vec<&uac::Rx> {
     call.rx.iter().filter(|r| r.rms() > SPEECH_RMS).collect()
 }
 

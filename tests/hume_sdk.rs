@@ -6,7 +6,7 @@
 
 mod common;
 mod fake_evi;
-mod hume_uac;
+mod uac;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use common::{python_script, rtp_range, temp_dir, PASSWORD, USER};
 use fake_evi::{step, Act, Dir, FakeEvi, When, API_KEY};
-use hume_uac::{place_call, CallPlan};
 use sipbridge::config;
 use sipbridge::load::uac::ByeOutcome;
+use uac::{place_call, CallPlan};
 
 const KEY_ENV: &str = "SIPBRIDGE_TEST_HUME_KEY";
 
@@ -110,6 +110,7 @@ async fn every_message_both_ways_validates_against_the_official_sdk() {
         hold: Duration::from_secs(15),
         caller_hz: Some(440.0),
         max_wait: Duration::from_secs(20),
+        dtmf: Vec::new(),
     })
     .await;
     assert_eq!(

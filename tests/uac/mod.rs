@@ -1,5 +1,6 @@
 //! One Twilio-shaped call from the project's own sans-IO UAC (`load::uac`), with a caller that
-//! sends a tone and keeps every RTP packet it receives (decoded), for the Hume end-to-end tests.
+//! sends a tone (and key presses, RFC 4733) and keeps every RTP packet it receives (decoded),
+//! for the agents' end-to-end tests.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -28,6 +29,22 @@ pub struct CallPlan {
     pub caller_hz: Option<f64>,
     /// Give up on everything after this long.
     pub max_wait: Duration,
+    /// Key presses, each this long after the answer (in order).
+    pub dtmf: Vec<(Duration, char)>,
+}
+
+/// The telephone-event payload type the UAC offers.
+const EVENT_PT: u8 = 101;
+
+/// RFC 4733 event codes.
+fn event_code(digit: char) -> u8 {
+    match digit {
+        '0'..='9' => digit as u8 - b'0',
+        '*' => 10,
+        '#' => 11,
+        'A'..='D' => digit as u8 - b'A' + 12,
+        _ => panic!("not a DTMF digit: {digit}"),
+    }
 }
 
 /// One received RTP packet.
@@ -102,6 +119,10 @@ pub async fn place_call(plan: CallPlan) -> CallResult {
         rtp_sent: 0,
     };
     let mut sending: Option<(Law, u8, SocketAddr)> = None;
+    let mut answered_at: Option<Instant> = None;
+    let mut keys = plan.dtmf.clone().into_iter().peekable();
+    // The key being sent: its code, its start timestamp and the packets sent so far.
+    let mut key: Option<(u8, u32, u16)> = None;
     let mut seq: u16 = 1;
     let mut sample: usize = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -114,7 +135,10 @@ pub async fn place_call(plan: CallPlan) -> CallResult {
         }
         while let Some(ev) = uac.poll_event() {
             match ev {
-                UacEvent::Answered(p) => sending = Some((p.law, p.payload_type, p.remote)),
+                UacEvent::Answered(p) => {
+                    sending = Some((p.law, p.payload_type, p.remote));
+                    answered_at = Some(Instant::now());
+                }
                 UacEvent::MediaStop => sending = None,
             }
         }
@@ -154,6 +178,37 @@ pub async fn place_call(plan: CallPlan) -> CallResult {
                 }
             }
             _ = tick.tick() => {
+                if key.is_none()
+                    && keys.peek().is_some_and(|(after, _)| {
+                        answered_at.is_some_and(|t| t.elapsed() >= *after)
+                    })
+                {
+                    let (_, digit) = keys.next().unwrap();
+                    key = Some((event_code(digit), (seq as u32).wrapping_mul(160), 0));
+                }
+                if let (Some((code, ts, n)), Some((_, _, to))) = (key, sending) {
+                    // Three updates 20 ms apart, then the end packet three times.
+                    let packets = if n < 3 { 1 } else { 3 };
+                    for _ in 0..packets {
+                        let end = if n >= 3 { 0x80 } else { 0 };
+                        let duration = 160 * (n.min(3) + 1);
+                        let payload = [code, end | 10, (duration >> 8) as u8, duration as u8];
+                        let header = RtpHeader {
+                            marker: n == 0,
+                            payload_type: EVENT_PT,
+                            sequence: seq,
+                            timestamp: ts,
+                            ssrc: 0x1234_5678,
+                        };
+                        let mut pkt = [0u8; 16];
+                        if let Ok(len) = rtp::write(&header, &payload, &mut pkt) {
+                            let _ = rtp_sock.send_to(&pkt[..len], to).await;
+                        }
+                        seq = seq.wrapping_add(1);
+                    }
+                    key = if n < 3 { Some((code, ts, n + 1)) } else { None };
+                    continue;
+                }
                 if let Some((law, pt, to)) = sending {
                     let pcm: Vec<i16> = (sample..sample + 160)
                         .map(|i| match plan.caller_hz {
