@@ -24,6 +24,14 @@ pub fn free_udp_port() -> u16 {
         .expect("no free UDP port on loopback")
 }
 
+/// A TCP port free right now on 127.0.0.1 (for a server the test starts as a process).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("no free TCP port on loopback")
+}
+
 /// A distinct RTP range per gateway in this process, so parallel tests never share ports.
 pub fn rtp_range() -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
