@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use common::{rtp_range, PASSWORD, USER};
+use common::{admin_get, rtp_range, PASSWORD, USER};
 use fake_evi::{step, Act, Dir, FakeEvi, When, API_KEY, EMOTIONS, GROUP_ID};
 use sipbridge::call::Gateway;
 use sipbridge::config;
@@ -70,22 +70,6 @@ async fn gateway(fake: &FakeEvi, key: &str, agent_lines: &str) -> Gateway {
     })
     .expect("test config");
     Gateway::start(&cfg).await.expect("gateway start")
-}
-
-/// GET on the gateway's admin API; the JSON body.
-async fn admin_get(gw: &Gateway, path: &str) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(gw.http_addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut resp = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut resp))
-        .await
-        .expect("admin API answers")
-        .unwrap();
-    let text = String::from_utf8_lossy(&resp);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 fn plan(gw: &Gateway, hold_ms: u64) -> CallPlan {
@@ -252,7 +236,7 @@ async fn answers_after_chat_metadata_and_the_caller_hears_the_tone_at_its_pitch(
     assert!(logged(&format!("{} 0.90", EMOTIONS[0])));
     assert!(logged("fake-chat-0"));
     // ...and kept on the call for the admin API, with the chat ids.
-    let record = admin_get(&gw, &format!("/calls/{}", call.call_id)).await;
+    let record = admin_get(gw.http_addr, &format!("/calls/{}", call.call_id)).await;
     let lines = record["transcript"].as_array().expect("transcript");
     let user = lines
         .iter()

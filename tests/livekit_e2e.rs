@@ -4,11 +4,13 @@
 
 #[path = "livekit_e2e/caller.rs"]
 mod caller;
+mod common;
 mod mock_livekit;
 
 use std::time::Duration;
 
 use caller::{Caller, CALLER_TONE_HZ};
+use common::admin_get;
 use livekit_protocol as proto;
 use mock_livekit::{Command, MockConfig, MockLivekit, API_KEY, API_SECRET};
 use sipbridge::call::Gateway;
@@ -46,27 +48,6 @@ async fn gateway(url: &str, extra: &str) -> Gateway {
     };
     let cfg = config::parse(&text, "test.toml", &env).expect("test config");
     Gateway::start(&cfg).await.expect("gateway start")
-}
-
-/// A GET on the gateway's admin API, as JSON.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("admin API");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
-        .await
-        .expect("admin API answers")
-        .unwrap();
-    let start = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(0, |i| i + 4);
-    serde_json::from_slice(&out[start..])
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
 }
 
 /// Keeps the call going (SIP and RTP) until the mock's state satisfies `cond`.
@@ -210,7 +191,7 @@ async fn a_call_rings_until_the_agent_talks_then_audio_and_dtmf_flow_both_ways()
     .await;
 
     // The admin API lists the room with the call and its participants.
-    let rooms = http_get(gw.http_addr, "/livekit/rooms").await;
+    let rooms = admin_get(gw.http_addr, "/livekit/rooms").await;
     let room = &rooms["rooms"][0];
     assert_eq!(
         room["name"].as_str(),

@@ -9,7 +9,7 @@ mod uac;
 use std::time::Duration;
 
 use common::load::{args, run};
-use common::{rtp_range, PASSWORD, USER};
+use common::{admin_get, rtp_range, PASSWORD, USER};
 use fake_stream_bot::{step, Act, FakeBot, When};
 use sipbridge::call::Gateway;
 use sipbridge::config;
@@ -185,6 +185,13 @@ async fn the_caller_hears_the_bot_marks_come_back_and_a_clear_cuts_the_reply() {
         .map(|m| m.msg["mark"]["name"].clone())
         .collect();
     assert_eq!(names, ["before-audio", "end-of-tone", "after-clear"]);
+    // The admin API names the stream, as the bot's own logs would.
+    let record = admin_get(gw.http_addr, &format!("/calls/{}", call.call_id)).await;
+    assert_eq!(record["agent"]["kind"], "stream", "{record}");
+    assert_eq!(
+        record["details"]["stream"]["stream_sid"],
+        bot.of("start")[0].msg["streamSid"]
+    );
     gw.stop().await;
 }
 

@@ -139,6 +139,27 @@ pub fn python_script(name: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// A GET on the gateway's admin API at `addr`; the JSON body.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("admin API");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tcp.read_to_end(&mut resp),
+    )
+    .await
+    .expect("admin API answers")
+    .unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 /// The value of one series (`name` or `name{labels}` exactly as exposed) in a scrape.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {

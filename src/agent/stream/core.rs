@@ -13,7 +13,7 @@ use base64::Engine;
 use super::protocol::{self, BotMessage, StreamIds};
 use crate::agent::remote::Down;
 use crate::agent::ws::{SocketClose, PING_EVERY, SILENT_LIMIT};
-use crate::agent::AudioFrame;
+use crate::agent::{AgentEvent, AudioFrame};
 use crate::codec::g711::{self, Law};
 
 /// One frame: 20 ms of mu-law at 8 kHz.
@@ -227,6 +227,17 @@ impl StreamCore {
             &self.cfg.ids,
             &self.cfg.parameters,
         )));
+        // For `/calls/{id}`: what to look for in the bot's own logs.
+        let ids = &self.cfg.ids;
+        self.out
+            .push_back(Output::Down(Down::Event(AgentEvent::Detail {
+                key: "stream",
+                value: serde_json::json!({
+                    "stream_sid": ids.stream_sid,
+                    "call_sid": ids.call_sid,
+                    "account_sid": ids.account_sid,
+                }),
+            })));
         self.out.push_back(Output::Ready);
     }
 

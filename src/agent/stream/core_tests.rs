@@ -105,6 +105,14 @@ fn opening_sends_connected_then_start_then_answers() {
         "+447700900123"
     );
     assert!(matches!(out.last(), Some(Output::Ready)));
+    let detail = out.iter().find_map(|o| match o {
+        Output::Down(Down::Event(AgentEvent::Detail {
+            key: "stream",
+            value,
+        })) => Some(value),
+        _ => None,
+    });
+    assert_eq!(detail.unwrap()["stream_sid"], ids().stream_sid);
 }
 
 #[test]
