@@ -258,8 +258,8 @@ impl fmt::Debug for LivekitSpec {
 /// call, with the gateway in Twilio's place.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StreamSpec {
-    /// `ws://` or `wss://` URL of the bot.
-    pub url: String,
+    /// Where the bot is.
+    pub source: StreamSource,
     /// Headers sent with the WebSocket upgrade (name, value read from `headers_env`).
     pub headers: Vec<(String, String)>,
     /// Static `customParameters`, after the call's own.
@@ -270,12 +270,47 @@ pub struct StreamSpec {
     pub hangup_on_close: bool,
 }
 
+/// The bot's WebSocket URL, given or asked for per call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamSource {
+    /// `url`: `ws://` or `wss://`.
+    Url(String),
+    /// `twiml_url`: POSTed to per call; the answer's `<Connect><Stream url>` (or `joinUrl`).
+    Twiml(TwimlFetch),
+}
+
+/// How the stream URL is asked for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TwimlFetch {
+    /// `http://` or `https://`.
+    pub url: String,
+    /// Headers for the request (name, value read from `twiml_headers_env`).
+    pub headers: Vec<(String, String)>,
+    /// A JSON body template (`twiml_json`); Twilio's voice-webhook form when `None`.
+    pub json: Option<String>,
+    /// Signs the form with `X-Twilio-Signature` (`twiml_auth_token_env`).
+    pub auth_token: Option<String>,
+}
+
+impl fmt::Debug for TwimlFetch {
+    // Header values and the token are credentials: never in a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("TwimlFetch")
+            .field("url", &self.url.split('?').next().unwrap_or(""))
+            .field("headers", &headers)
+            .field("json", &self.json.is_some())
+            .field("signed", &self.auth_token.is_some())
+            .finish()
+    }
+}
+
 impl fmt::Debug for StreamSpec {
     // Header values are credentials: never in a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let headers: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("StreamSpec")
-            .field("url", &self.url)
+            .field("source", &self.source)
             .field("headers", &headers)
             .field("parameters", &self.parameters)
             .field("connect_timeout", &self.connect_timeout)

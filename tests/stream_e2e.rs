@@ -301,3 +301,117 @@ async fn a_bot_that_never_completes_the_upgrade_gets_503_at_the_connect_timeout(
     gw.stop().await;
     silent.abort();
 }
+
+/// What the TwiML server got: the request's headers and body.
+type Asked = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>;
+
+/// A voice webhook on loopback answering every POST with `answer`; its URL and its log.
+async fn twiml_server(answer: String) -> (String, Asked) {
+    use axum::routing::post;
+    let asked = Asked::default();
+    let log = asked.clone();
+    let app = axum::Router::new().route(
+        "/voice",
+        post(move |headers: axum::http::HeaderMap, body: String| {
+            let (log, answer) = (log.clone(), answer.clone());
+            async move {
+                log.lock().unwrap().push((headers, body));
+                // ElevenLabs answers TwiML as text/html: the type must not matter.
+                ([("content-type", "text/html")], answer)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/voice", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, asked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twiml_url_is_asked_like_twilios_webhook_and_its_stream_and_parameters_are_used() {
+    let bot = FakeBot::start(vec![step(When::Start, vec![Act::Echo])]).await;
+    let twiml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Connect><Stream url=\"{}\">\
+         <Parameter name=\"agent\" value=\"sales\"/></Stream></Connect></Response>",
+        bot.url()
+    );
+    let (url, asked) = twiml_server(twiml).await;
+    let token = "twilio-auth-token-for-tests";
+    let (lo, hi) = rtp_range();
+    let text = format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [[trunks]]\nname = \"t\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
+         [agents.bot]\nkind = \"stream\"\ntwiml_url = \"{url}\"\ntwiml_auth_token_env = \"TOKEN\"\n"
+    );
+    let cfg = config::parse(&text, "test.toml", &|k| {
+        (k == "TOKEN").then(|| token.to_string())
+    })
+    .unwrap();
+    let gw = Gateway::start(&cfg).await.unwrap();
+    let call = place_call(plan(&gw, Duration::from_secs(1))).await;
+    assert!(
+        matches!(call.bye(), Some(ByeOutcome::Answered(200))),
+        "{:?}",
+        call.sip
+    );
+    assert!(bot.wait_for(WAIT, |b| b.of("stop").len() == 1).await);
+
+    let (headers, body) = asked.lock().unwrap()[0].clone();
+    let form = sipbridge::http::twiml::parse_form(body.as_bytes());
+    let field = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("From"), "+447700900123");
+    assert_eq!(field("To"), "+447846855904");
+    assert_eq!(field("Direction"), "inbound");
+    assert_eq!(field("CallStatus"), "ringing");
+    let signature = headers["x-twilio-signature"].to_str().unwrap();
+    assert!(
+        sipbridge::http::twiml::validate(token, &url, body.as_bytes(), true, signature),
+        "signed as Twilio signs"
+    );
+    // The bot's start names the same call and carries the TwiML's parameter.
+    let start = &bot.of("start")[0].msg["start"];
+    assert_eq!(start["callSid"].as_str().unwrap(), field("CallSid"));
+    assert_eq!(start["accountSid"].as_str().unwrap(), field("AccountSid"));
+    assert_eq!(start["customParameters"]["agent"], "sales");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_request_with_a_join_url_answer_works_and_other_twiml_gets_503() {
+    let bot = FakeBot::start(vec![step(When::Start, vec![Act::Echo])]).await;
+    let (url, asked) = twiml_server(format!(
+        "{{\"callId\":\"c1\",\"joinUrl\":\"{}\"}}",
+        bot.url()
+    ))
+    .await;
+    let (say_url, _) = twiml_server("<Response><Say>We are closed.</Say></Response>".into()).await;
+    for (twiml_url, expect) in [(url, 200), (say_url, 503)] {
+        let (lo, hi) = rtp_range();
+        let text = format!(
+            "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
+             [[trunks]]\nname = \"t\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
+             [agents.bot]\nkind = \"stream\"\ntwiml_url = \"{twiml_url}\"\n\
+             twiml_headers_env = {{ X-API-Key = \"KEY\" }}\n\
+             twiml_json = '{{\"medium\": {{\"twilio\": {{}}}}, \"metadata\": {{\"from\": \"{{from}}\"}}}}'\n"
+        );
+        let cfg = config::parse(&text, "test.toml", &|k| {
+            (k == "KEY").then(|| "uv-key".to_string())
+        })
+        .unwrap();
+        let gw = Gateway::start(&cfg).await.unwrap();
+        let call = place_call(plan(&gw, Duration::from_millis(500))).await;
+        assert_eq!(call.status(), Some(expect), "{twiml_url}");
+        gw.stop().await;
+    }
+    let (headers, body) = asked.lock().unwrap()[0].clone();
+    assert_eq!(headers["x-api-key"], "uv-key");
+    assert_eq!(headers["content-type"], "application/json");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["metadata"]["from"], "+447700900123");
+    assert!(bot.wait_for(WAIT, |b| b.of("stop").len() == 1).await);
+}

@@ -221,6 +221,20 @@ pub(crate) fn install_crypto_provider() {
     });
 }
 
+/// RFC 3986 percent-encoding of everything but the unreserved characters, appended to `out`:
+/// query parameters and form bodies the agents send.
+pub(crate) fn percent_encode(s: &str, out: &mut String) {
+    use std::fmt::Write as _;
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
 /// A configured agent: starts one session per call. Connecting may take time (a WebSocket), so
 /// the call rings meanwhile and answers once the session is ready.
 pub trait Agent: Send + Sync {

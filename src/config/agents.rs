@@ -8,7 +8,9 @@ use toml::Spanned;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{secret_from_env, AgentSpec, Ctx, HumeSpec, LivekitSpec, StreamSpec};
+use super::{
+    secret_from_env, AgentSpec, Ctx, HumeSpec, LivekitSpec, StreamSource, StreamSpec, TwimlFetch,
+};
 
 /// Every key any agent kind accepts. `deny_unknown_fields` names typos with their location.
 #[derive(Deserialize)]
@@ -36,6 +38,10 @@ pub struct RawAgent {
     pub headers_env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub parameters: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub hangup_on_close: Option<Spanned<bool>>,
+    pub twiml_url: Option<Spanned<String>>,
+    pub twiml_headers_env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub twiml_json: Option<Spanned<String>>,
+    pub twiml_auth_token_env: Option<Spanned<String>>,
 }
 
 impl RawAgent {
@@ -66,7 +72,11 @@ impl RawAgent {
             ringing_timeout_secs,
             headers_env,
             parameters,
-            hangup_on_close
+            hangup_on_close,
+            twiml_url,
+            twiml_headers_env,
+            twiml_json,
+            twiml_auth_token_env
         )
     }
 
@@ -336,6 +346,10 @@ const STREAM_KEYS: &[&str] = &[
     "parameters",
     "connect_timeout_secs",
     "hangup_on_close",
+    "twiml_url",
+    "twiml_headers_env",
+    "twiml_json",
+    "twiml_auth_token_env",
 ];
 
 /// Twilio's limit on one custom parameter, name and value together.
@@ -350,47 +364,46 @@ fn resolve_stream(
     let raw = agent.get_ref();
     let key = |k: &str| format!("agents.{name}.{k}");
     let problems_before = ctx.problems.len();
-    let url = match &raw.url {
-        Some(u) => ws_url(ctx, u, &key("url"), "wss://bot.example.com/ws"),
-        None => {
+    let source = match (&raw.url, &raw.twiml_url) {
+        (Some(u), None) => {
+            ws_url(ctx, u, &key("url"), "wss://bot.example.com/ws").map(StreamSource::Url)
+        }
+        (None, Some(t)) => twiml_fetch(ctx, env, name, raw, t).map(StreamSource::Twiml),
+        (Some(_), Some(t)) => {
+            ctx.problem(
+                t.span(),
+                &key("twiml_url"),
+                "give url (the bot's WebSocket) or twiml_url (where to ask for it), not both",
+            );
+            None
+        }
+        (None, None) => {
             ctx.problem(
                 agent.span(),
                 &key("url"),
-                "required for kind = \"stream\" (the bot's ws:// or wss:// URL)",
+                "required for kind = \"stream\" (the bot's ws:// or wss:// URL), or twiml_url",
             );
             None
         }
     };
-    let mut headers = Vec::new();
-    for (header, var) in raw
-        .headers_env
-        .as_ref()
-        .map(|m| m.get_ref().iter())
-        .into_iter()
-        .flatten()
-    {
-        let k = key(&format!("headers_env.{header}"));
-        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-        if header.is_empty() || !header.chars().all(token) {
-            ctx.problem(var.span(), &k, "not an HTTP header name");
-            continue;
+    if raw.url.is_some() {
+        for (k, span) in [
+            (
+                "twiml_headers_env",
+                raw.twiml_headers_env.as_ref().map(Spanned::span),
+            ),
+            ("twiml_json", raw.twiml_json.as_ref().map(Spanned::span)),
+            (
+                "twiml_auth_token_env",
+                raw.twiml_auth_token_env.as_ref().map(Spanned::span),
+            ),
+        ] {
+            if let Some(span) = span {
+                ctx.problem(span, &key(k), "only with twiml_url");
+            }
         }
-        let Some(value) = secret_from_env(ctx, env, var, &k) else {
-            continue;
-        };
-        if value.chars().any(|c| c.is_control() && c != '\t') {
-            ctx.problem(
-                var.span(),
-                &k,
-                format!(
-                    "environment variable {} holds a control character",
-                    var.get_ref()
-                ),
-            );
-            continue;
-        }
-        headers.push((header.clone(), value));
     }
+    let headers = header_values(ctx, env, name, "headers_env", &raw.headers_env);
     let mut parameters = Vec::new();
     for (param, value) in raw
         .parameters
@@ -425,7 +438,7 @@ fn resolve_stream(
         return None;
     }
     Some(StreamSpec {
-        url: url?,
+        source: source?,
         headers,
         parameters,
         connect_timeout: Duration::from_secs(connect_timeout),
@@ -433,9 +446,110 @@ fn resolve_stream(
     })
 }
 
+/// `[agents.NAME].KEY = { Header-Name = "ENV_VAR" }`: each header with the variable's value.
+fn header_values(
+    ctx: &mut Ctx<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    key: &str,
+    table: &Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    for (header, var) in table
+        .as_ref()
+        .map(|m| m.get_ref().iter())
+        .into_iter()
+        .flatten()
+    {
+        let k = format!("agents.{name}.{key}.{header}");
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if header.is_empty() || !header.chars().all(token) {
+            ctx.problem(var.span(), &k, "not an HTTP header name");
+            continue;
+        }
+        let Some(value) = secret_from_env(ctx, env, var, &k) else {
+            continue;
+        };
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            ctx.problem(
+                var.span(),
+                &k,
+                format!(
+                    "environment variable {} holds a control character",
+                    var.get_ref()
+                ),
+            );
+            continue;
+        }
+        headers.push((header.clone(), value));
+    }
+    headers
+}
+
+/// The placeholders `twiml_json` may use.
+const TWIML_JSON_FIELDS: [&str; 5] = [
+    "{from}",
+    "{to}",
+    "{call_sid}",
+    "{account_sid}",
+    "{sip_call_id}",
+];
+
+fn twiml_fetch(
+    ctx: &mut Ctx<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    raw: &RawAgent,
+    url: &Spanned<String>,
+) -> Option<TwimlFetch> {
+    let key = |k: &str| format!("agents.{name}.{k}");
+    let text = url.get_ref().trim();
+    let host = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .and_then(|rest| rest.split(['/', '?', '#']).next())
+        .unwrap_or("");
+    if host.is_empty() || text.contains(char::is_whitespace) {
+        ctx.problem(
+            url.span(),
+            &key("twiml_url"),
+            "expected an http:// or https:// URL, e.g. \"https://api.elevenlabs.io/v1/convai/twilio/register-call\"",
+        );
+    }
+    let headers = header_values(ctx, env, name, "twiml_headers_env", &raw.twiml_headers_env);
+    let json = raw.twiml_json.as_ref().and_then(|t| {
+        // With every placeholder filled, the template must be JSON.
+        let mut sample = t.get_ref().clone();
+        for field in TWIML_JSON_FIELDS {
+            sample = sample.replace(field, "x");
+        }
+        match serde_json::from_str::<serde_json::Value>(&sample) {
+            Ok(_) => Some(t.get_ref().clone()),
+            Err(e) => {
+                ctx.problem(
+                    t.span(),
+                    &key("twiml_json"),
+                    format!("not JSON once its placeholders are filled: {e}"),
+                );
+                None
+            }
+        }
+    });
+    let auth_token = raw
+        .twiml_auth_token_env
+        .as_ref()
+        .and_then(|v| secret_from_env(ctx, env, v, &key("twiml_auth_token_env")));
+    Some(TwimlFetch {
+        url: text.to_string(),
+        headers,
+        json,
+        auth_token,
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::{parse, AgentSpec, Problem};
+    use super::super::{parse, AgentSpec, Problem, StreamSource};
     use std::time::Duration;
 
     fn env(k: &str) -> Option<String> {
@@ -541,7 +655,10 @@ mod tests {
         let Some(AgentSpec::Stream(s)) = c.agents.get("bot") else {
             panic!("not a stream agent: {:?}", c.agents);
         };
-        assert_eq!(s.url, "wss://bot.example.com/ws");
+        assert_eq!(
+            s.source,
+            StreamSource::Url("wss://bot.example.com/ws".into())
+        );
         assert!(s.headers.is_empty() && s.parameters.is_empty());
         assert_eq!(s.connect_timeout, Duration::from_secs(10));
         assert!(s.hangup_on_close);
@@ -601,5 +718,45 @@ mod tests {
         ));
         assert_eq!(p[0].key, "agents.bot.parameters.k");
         assert!(p[0].message.contains("500"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn stream_agent_asking_a_twiml_url() {
+        let c = parse(
+            "[agents.eleven]\nkind = \"stream\"\n\
+             twiml_url = \"https://api.elevenlabs.io/v1/convai/twilio/register-call\"\n\
+             twiml_headers_env = { xi-api-key = \"BOT_TOKEN\" }\n\
+             twiml_json = '{\"agent_id\": \"a1\", \"from_number\": \"{from}\", \"to_number\": \"{to}\"}'\n",
+            "t.toml",
+            &env,
+        )
+        .unwrap();
+        let Some(AgentSpec::Stream(s)) = c.agents.get("eleven") else {
+            panic!("not a stream agent");
+        };
+        let StreamSource::Twiml(t) = &s.source else {
+            panic!("{:?}", s.source)
+        };
+        assert_eq!(
+            t.url,
+            "https://api.elevenlabs.io/v1/convai/twilio/register-call"
+        );
+        assert_eq!(t.headers, [("xi-api-key".into(), "Bearer t0ken".into())]);
+        assert!(t.json.as_deref().unwrap().contains("{from}"));
+        assert!(!format!("{s:?}").contains("t0ken"));
+
+        let p = problems(
+            "[agents.b]\nkind = \"stream\"\nurl = \"ws://b/ws\"\ntwiml_url = \"https://x/t\"\n",
+        );
+        assert_eq!(p[0].key, "agents.b.twiml_url");
+        assert!(p[0].message.contains("not both"), "{}", p[0].message);
+        let p = problems(
+            "[agents.b]\nkind = \"stream\"\ntwiml_url = \"ftp://x/t\"\ntwiml_json = '{\"a\": {from}}'\n",
+        );
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["agents.b.twiml_url", "agents.b.twiml_json"], "{p:?}");
+        let p = problems("[agents.b]\nkind = \"stream\"\nurl = \"ws://b/ws\"\ntwiml_json = '{}'\n");
+        assert_eq!(p[0].key, "agents.b.twiml_json");
+        assert_eq!(p[0].message, "only with twiml_url");
     }
 }

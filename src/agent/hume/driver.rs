@@ -2,7 +2,6 @@
 //! [`EviCore`] and carries out what it returns. One task per call, spawned inside the call's
 //! span.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::core::{ConnId, CoreConfig, EviCore, Output, SocketClose};
 use super::protocol::ServerMessage;
+use crate::agent::percent_encode;
 use crate::agent::remote::{Down, DriverEnds, Up};
 use crate::agent::ws::{self, Ws};
 use crate::agent::{AgentEvent, AudioFrame, CallInfo, CallerEvent};
@@ -344,18 +344,6 @@ pub(super) fn chat_url(spec: &HumeSpec, resume_group: Option<&str>) -> String {
         percent_encode(v, &mut url);
     }
     url
-}
-
-/// RFC 3986 percent-encoding of everything but the unreserved characters.
-fn percent_encode(s: &str, out: &mut String) {
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
 }
 
 #[cfg(test)]

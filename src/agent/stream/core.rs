@@ -211,9 +211,15 @@ impl StreamCore {
         }
     }
 
-    pub fn on_connected(&mut self, now: Instant) {
+    /// The socket is open; `parameters` (a TwiML answer's `<Parameter>`s) join the
+    /// configured ones, winning over any of the same name.
+    pub fn on_connected(&mut self, now: Instant, parameters: Vec<(String, String)>) {
         if !matches!(self.state, State::Connecting { .. }) {
             return;
+        }
+        for (k, v) in parameters {
+            self.cfg.parameters.retain(|(name, _)| *name != k);
+            self.cfg.parameters.push((k, v));
         }
         self.state = State::Open;
         self.started_at = now;

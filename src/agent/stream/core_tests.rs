@@ -43,7 +43,7 @@ fn open(cfg: CoreConfig) -> (StreamCore, Instant) {
     let t0 = Instant::now();
     let mut c = StreamCore::new(t0, cfg);
     assert!(matches!(drain(&mut c)[..], [Output::Connect]));
-    c.on_connected(t0 + ms(30));
+    c.on_connected(t0 + ms(30), Vec::new());
     drain(&mut c);
     (c, t0 + ms(30))
 }
@@ -93,17 +93,23 @@ fn opening_sends_connected_then_start_then_answers() {
     let t0 = Instant::now();
     let mut c = StreamCore::new(t0, cfg());
     assert!(matches!(drain(&mut c)[..], [Output::Connect]));
-    c.on_connected(t0 + ms(40));
+    c.on_connected(
+        t0 + ms(40),
+        vec![
+            ("from_number".into(), "+15550100".into()),
+            ("agent".into(), "sales".into()),
+        ],
+    );
     let out = drain(&mut c);
     let msgs = sent(&out);
     assert_eq!(msgs[0]["event"], "connected");
     assert!(msgs[0].get("sequenceNumber").is_none());
     assert_eq!(msgs[1]["event"], "start");
     assert_eq!(msgs[1]["sequenceNumber"], "1");
-    assert_eq!(
-        msgs[1]["start"]["customParameters"]["from_number"],
-        "+447700900123"
-    );
+    // A TwiML <Parameter> joins the configured ones and wins over one of the same name.
+    let params = &msgs[1]["start"]["customParameters"];
+    assert_eq!(params["from_number"], "+15550100");
+    assert_eq!(params["agent"], "sales");
     assert!(matches!(out.last(), Some(Output::Ready)));
     let detail = out.iter().find_map(|o| match o {
         Output::Down(Down::Event(AgentEvent::Detail {

@@ -12,17 +12,21 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::core::{CoreConfig, Output, StreamCore};
+use super::twiml::{self, CallFacts};
 use crate::agent::remote::{Down, DriverEnds, Up};
 use crate::agent::ws::{self, SocketClose, Ws};
 use crate::agent::{AudioFrame, CallerEvent};
-use crate::config::StreamSpec;
+use crate::config::{StreamSource, StreamSpec};
 use crate::timer::{now, sleep_until_opt};
 
+/// The open socket and the `<Parameter>`s of the TwiML that named it.
+type Opened = (Box<Ws>, Vec<(String, String)>);
 type Connecting =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Box<Ws>, String>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Opened, String>> + Send>>;
 
 pub(super) struct Driver {
     spec: Arc<StreamSpec>,
+    facts: Arc<CallFacts>,
     core: StreamCore,
     audio_rx: mpsc::Receiver<AudioFrame>,
     up_rx: mpsc::UnboundedReceiver<Up>,
@@ -38,13 +42,14 @@ enum Wake {
     Caller(Option<Up>),
     Audio(Option<AudioFrame>),
     Socket(Option<Result<Message, tungstenite::Error>>),
-    Connected(Result<Box<Ws>, String>),
+    Connected(Result<Opened, String>),
     Timer,
 }
 
 impl Driver {
     pub(super) fn new(
         spec: Arc<StreamSpec>,
+        facts: CallFacts,
         cfg: CoreConfig,
         ends: DriverEnds,
         ready_tx: oneshot::Sender<Result<(), String>>,
@@ -52,6 +57,7 @@ impl Driver {
         Driver {
             core: StreamCore::new(now(), cfg),
             spec,
+            facts: Arc::new(facts),
             audio_rx: ends.audio_rx,
             up_rx: ends.up_rx,
             down_tx: ends.down_tx,
@@ -84,10 +90,10 @@ impl Driver {
                 Wake::Caller(Some(Up::Played(name))) => self.core.on_played(&name),
                 Wake::Audio(Some(frame)) => self.core.on_caller_audio(now, frame.samples()),
                 Wake::Socket(item) => self.on_socket(now, item),
-                Wake::Connected(Ok(ws)) => {
+                Wake::Connected(Ok((ws, parameters))) => {
                     tracing::info!("stream open: answering");
                     self.socket = Some(ws);
-                    self.core.on_connected(now);
+                    self.core.on_connected(now, parameters);
                 }
                 Wake::Connected(Err(e)) => {
                     tracing::warn!(error = %e, "stream connection failed");
@@ -181,8 +187,8 @@ impl Driver {
     async fn act(&mut self, out: Output) {
         match out {
             Output::Connect => {
-                let spec = self.spec.clone();
-                self.connecting = Some(Box::pin(async move { open_socket(&spec).await }));
+                let (spec, facts) = (self.spec.clone(), self.facts.clone());
+                self.connecting = Some(Box::pin(async move { open_socket(&spec, &facts).await }));
             }
             Output::Send(text) => self.send(Message::text(text)).await,
             Output::Ping => self.send(Message::Ping(Default::default())).await,
@@ -227,10 +233,18 @@ impl Driver {
     }
 }
 
-/// Opens the bot's socket with the configured headers.
-async fn open_socket(spec: &StreamSpec) -> Result<Box<Ws>, String> {
-    let mut request = spec
-        .url
+/// Opens the bot's socket with the configured headers, asking the `twiml_url` for it first
+/// when that is how the bot is found.
+async fn open_socket(spec: &StreamSpec, facts: &CallFacts) -> Result<Opened, String> {
+    let (url, parameters) = match &spec.source {
+        StreamSource::Url(url) => (url.clone(), Vec::new()),
+        StreamSource::Twiml(fetch) => {
+            let target = twiml::fetch(fetch, facts, spec.connect_timeout).await?;
+            tracing::info!(url = %target.url.split('?').next().unwrap_or(""), "the TwiML named the stream");
+            (target.url, target.parameters)
+        }
+    };
+    let mut request = url
         .as_str()
         .into_client_request()
         .map_err(|e| format!("bad stream url: {e}"))?;
@@ -244,5 +258,6 @@ async fn open_socket(spec: &StreamSpec) -> Result<Box<Ws>, String> {
         };
         request.headers_mut().insert(name, value);
     }
-    ws::connect(request, "the stream bot").await
+    let ws = ws::connect(request, "the stream bot").await?;
+    Ok((ws, parameters))
 }

@@ -4,11 +4,13 @@
 //!
 //! - [`protocol`]: the messages as Twilio sends them and bots answer;
 //! - [`core`]: the sans-IO stream, which decides everything;
+//! - [`twiml`]: asking a `twiml_url` for the stream's URL (ElevenLabs, Ultravox, Hume);
 //! - `driver`: one tokio task per call that owns the socket and runs the core.
 
 pub mod core;
 mod driver;
 pub mod protocol;
+pub mod twiml;
 
 use std::sync::Arc;
 
@@ -39,14 +41,23 @@ impl Agent for StreamAgent {
     fn connect(&self, call: &CallInfo) -> ConnectFuture {
         let (session, ends) = RemoteSession::new("stream");
         let (ready_tx, ready_rx) = oneshot::channel();
+        let ids = stream_ids(call);
+        let facts = twiml::CallFacts {
+            call_sid: ids.call_sid.clone(),
+            account_sid: ids.account_sid.clone(),
+            from: call.caller.clone(),
+            to: call.called.clone(),
+            sip_call_id: call.call_id.clone(),
+            x_headers: call.x_headers.clone(),
+        };
         let cfg = CoreConfig {
-            ids: stream_ids(call),
+            ids,
             parameters: parameters(call, &self.spec.parameters),
             connect_timeout: self.spec.connect_timeout,
             hangup_on_close: self.spec.hangup_on_close,
         };
         tracing::info!(stream_sid = %cfg.ids.stream_sid, call_sid = %cfg.ids.call_sid, "opening stream");
-        let driver = driver::Driver::new(self.spec.clone(), cfg, ends, ready_tx);
+        let driver = driver::Driver::new(self.spec.clone(), facts, cfg, ends, ready_tx);
         // Inside the call's span, so the driver's lines carry the Call-ID.
         tokio::spawn(driver.run().instrument(tracing::Span::current()));
         Box::pin(async move {
