@@ -1,4 +1,4 @@
-//! The tests' fake Hume EVI server as a process, for capacity runs (scripts/capacity-hume):
+//! The tests' fake Hume EVI server as a process, for capacity runs (scripts/capacity-agent hume):
 //! every socket gets `chat_metadata`, then, once caller audio arrives, a 440 Hz reply streamed
 //! in real time (100 ms WAV chunks at 48 kHz, 300 ms ahead) until the socket closes. Nothing is
 //! recorded.

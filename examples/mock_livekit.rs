@@ -1,4 +1,4 @@
-//! The tests' mock LiveKit server as a program, for capacity runs (`scripts/capacity-livekit`):
+//! The tests' mock LiveKit server as a program, for capacity runs (scripts/capacity-agent livekit):
 //! prints its `ws://` URL, then serves until killed. Every participant gets an agent that plays
 //! a 440 Hz tone at once. With `MOCK_LIVEKIT_STATS` set it records what participants send and
 //! prints a line per session every second (scripts/livekit-python-check reads them).

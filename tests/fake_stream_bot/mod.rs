@@ -76,6 +76,8 @@ impl Received {
 
 #[derive(Default)]
 struct Shared {
+    /// Off for capacity runs: 50 messages a second per call add up.
+    record: bool,
     received: Mutex<Vec<Received>>,
     headers: Mutex<Vec<(String, String)>>,
     /// How each connection ended, as the bot saw it.
@@ -95,11 +97,18 @@ impl Drop for FakeBot {
 }
 
 impl FakeBot {
-    /// A bot on 127.0.0.1 running `script` on every connection.
+    /// A bot on 127.0.0.1 running `script` on every connection, recording everything.
     pub async fn start(script: Vec<Step>) -> FakeBot {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeBot::start_on("127.0.0.1:0".parse().unwrap(), true, script).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, record: bool, script: Vec<Step>) -> FakeBot {
+        let listener = TcpListener::bind(addr).await.expect("fake bot binds");
         let addr = listener.local_addr().unwrap();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            record,
+            ..Shared::default()
+        });
         let s = shared.clone();
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
@@ -205,10 +214,12 @@ async fn serve(shared: Arc<Shared>, tcp: tokio::net::TcpStream, script: Vec<Step
             break format!("not JSON: {text}");
         };
         let event = msg["event"].as_str().unwrap_or("").to_string();
-        shared.received.lock().unwrap().push(Received {
-            at: Instant::now(),
-            msg: msg.clone(),
-        });
+        if shared.record {
+            shared.received.lock().unwrap().push(Received {
+                at: Instant::now(),
+                msg: msg.clone(),
+            });
+        }
         let when = match event.as_str() {
             "start" => {
                 stream_sid = msg["start"]["streamSid"].as_str().unwrap_or("").to_string();
