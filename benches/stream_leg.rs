@@ -23,6 +23,7 @@ fn core() -> (StreamCore, Instant) {
             parameters: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             hangup_on_close: true,
+            batch_frames: 1,
         },
     );
     c.on_connected(t0, Vec::new());

@@ -268,6 +268,9 @@ pub struct StreamSpec {
     pub connect_timeout: Duration,
     /// A closed stream ends the call (Twilio would go on to the next TwiML verb; there is none).
     pub hangup_on_close: bool,
+    /// Caller audio per socket write (20..=100 ms, in 20 ms steps), one `media` message per
+    /// 20 ms as Twilio sends.
+    pub audio_batch_ms: u32,
 }
 
 /// The bot's WebSocket URL, given or asked for per call.
@@ -315,6 +318,7 @@ impl fmt::Debug for StreamSpec {
             .field("parameters", &self.parameters)
             .field("connect_timeout", &self.connect_timeout)
             .field("hangup_on_close", &self.hangup_on_close)
+            .field("audio_batch_ms", &self.audio_batch_ms)
             .finish()
     }
 }

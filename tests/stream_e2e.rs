@@ -415,3 +415,19 @@ async fn a_json_request_with_a_join_url_answer_works_and_other_twiml_gets_503() 
     assert_eq!(v["metadata"]["from"], "+447700900123");
     assert!(bot.wait_for(WAIT, |b| b.of("stop").len() == 1).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_caller_audio_still_reaches_the_bot_as_one_message_per_frame() {
+    let bot = FakeBot::start(vec![step(When::Start, vec![Act::Echo])]).await;
+    let gw = gateway(&bot, "audio_batch_ms = 40\n").await;
+    let (report, _) = run(args(gw.sip_addr, 1, 10.0, 2)).await;
+    assert!(report.passed(), "{}", report.table());
+    assert!(bot.wait_for(WAIT, |b| b.of("stop").len() == 1).await);
+    let media = bot.of("media");
+    assert!(media.len() > 90, "{}", media.len());
+    for (i, m) in media.iter().enumerate() {
+        assert_eq!(m.msg["media"]["chunk"], (i + 1).to_string());
+        assert_eq!(m.msg["media"]["payload"].as_str().unwrap().len(), 216);
+    }
+    gw.stop().await;
+}

@@ -56,14 +56,15 @@ impl SocketClose {
 
 /// Opens a client socket. `far_end` names it in errors ("EVI", "the stream bot"). Buffers are
 /// sized for voice rather than tungstenite's 128 KiB defaults, which were most of a call's
-/// memory: messages are a few tens of KiB at most, caller audio ~0.5 KiB a message, written at
-/// once. A socket that stops draining errors out past 1 MiB instead of growing. Nagle off:
-/// audio goes up every 20 ms and must not wait for an ACK.
+/// memory: messages are a few tens of KiB at most, caller audio ~0.5 KiB a message. Messages
+/// are written when flushed ([`send`] flushes; [`feed`] lets a batch go out in one write). A
+/// socket that stops draining errors out past 1 MiB instead of growing. Nagle off: audio goes
+/// up every 20 ms and must not wait for an ACK.
 pub async fn connect(request: Request, far_end: &str) -> Result<Box<Ws>, String> {
     let url = request.uri().to_string();
     let config = WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(4 * 1024)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(16 << 20));
     match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
@@ -109,9 +110,25 @@ pub fn close_in_background(far_end: &'static str, mut ws: Ws) {
     tokio::spawn(task.instrument(tracing::Span::current()));
 }
 
-/// Writes one message, bounded by [`SEND_TIMEOUT`]; the error says why the socket is dead.
+/// Writes one message and flushes, bounded by [`SEND_TIMEOUT`]; the error says why the socket
+/// is dead.
 pub async fn send(ws: &mut Ws, message: Message) -> Result<(), String> {
-    match tokio::time::timeout(SEND_TIMEOUT, ws.send(message)).await {
+    bounded(ws.send(message)).await
+}
+
+/// Buffers one message for the next [`send`] or [`flush`] (a batch goes out in one write).
+pub async fn feed(ws: &mut Ws, message: Message) -> Result<(), String> {
+    bounded(ws.feed(message)).await
+}
+
+pub async fn flush(ws: &mut Ws) -> Result<(), String> {
+    bounded(ws.flush()).await
+}
+
+async fn bounded(
+    io: impl std::future::Future<Output = Result<(), tungstenite::Error>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(SEND_TIMEOUT, io).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("write stalled for {} s", SEND_TIMEOUT.as_secs())),

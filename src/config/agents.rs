@@ -22,13 +22,14 @@ pub struct RawAgent {
     pub api_key_env: Option<Spanned<String>>,
     // hume and stream
     pub connect_timeout_secs: Option<Spanned<u64>>,
+    // hume and stream
+    pub audio_batch_ms: Option<Spanned<u64>>,
     // hume
     pub config_id: Option<Spanned<String>>,
     pub config_version: Option<Spanned<i64>>,
     pub resume: Option<Spanned<bool>>,
     pub verbose_transcription: Option<Spanned<bool>>,
     pub session_limit_secs: Option<Spanned<u64>>,
-    pub audio_batch_ms: Option<Spanned<u64>>,
     // livekit
     pub api_secret_env: Option<Spanned<String>>,
     pub room_prefix: Option<Spanned<String>>,
@@ -232,20 +233,7 @@ fn resolve_hume(
         (2, HumeSpec::MAX_SESSION_SECS),
         HumeSpec::MAX_SESSION_SECS,
     );
-    let audio_batch_ms = match &raw.audio_batch_ms {
-        Some(v) => {
-            let n = *v.get_ref();
-            if !(20..=100).contains(&n) || n % 20 != 0 {
-                ctx.problem(
-                    v.span(),
-                    &key("audio_batch_ms"),
-                    "must be 20, 40, 60, 80 or 100 (whole 20 ms frames; more adds latency)",
-                );
-            }
-            n
-        }
-        None => 20,
-    };
+    let audio_batch_ms = audio_batch_ms(ctx, name, raw);
     if ctx.problems.len() > problems_before {
         return None;
     }
@@ -261,7 +249,7 @@ fn resolve_hume(
             .is_some_and(|v| *v.get_ref()),
         connect_timeout: std::time::Duration::from_secs(connect_timeout),
         session_limit: std::time::Duration::from_secs(session_limit),
-        audio_batch_ms: audio_batch_ms as u32,
+        audio_batch_ms,
     }))
 }
 
@@ -346,6 +334,7 @@ const STREAM_KEYS: &[&str] = &[
     "parameters",
     "connect_timeout_secs",
     "hangup_on_close",
+    "audio_batch_ms",
     "twiml_url",
     "twiml_headers_env",
     "twiml_json",
@@ -443,7 +432,25 @@ fn resolve_stream(
         parameters,
         connect_timeout: Duration::from_secs(connect_timeout),
         hangup_on_close: raw.hangup_on_close.as_ref().is_none_or(|v| *v.get_ref()),
+        audio_batch_ms: audio_batch_ms(ctx, name, raw),
     })
+}
+
+/// `audio_batch_ms`: caller audio per message (hume) or per write (stream); 20 by default.
+fn audio_batch_ms(ctx: &mut Ctx<'_>, name: &str, raw: &RawAgent) -> u32 {
+    let Some(v) = &raw.audio_batch_ms else {
+        return 20;
+    };
+    let n = *v.get_ref();
+    if !(20..=100).contains(&n) || n % 20 != 0 {
+        ctx.problem(
+            v.span(),
+            &format!("agents.{name}.audio_batch_ms"),
+            "must be 20, 40, 60, 80 or 100 (whole 20 ms frames; more adds latency)",
+        );
+        return 20;
+    }
+    n as u32
 }
 
 /// `[agents.NAME].KEY = { Header-Name = "ENV_VAR" }`: each header with the variable's value.

@@ -36,6 +36,9 @@ pub struct CoreConfig {
     pub connect_timeout: Duration,
     /// End the call when the bot closes the stream (otherwise the caller stays on, in silence).
     pub hangup_on_close: bool,
+    /// Caller frames per socket write (1..=5): each is its own `media` message, as Twilio
+    /// sends them, but a batch goes out in one write, at the cost of that much latency.
+    pub batch_frames: usize,
 }
 
 /// What the driver must do.
@@ -44,8 +47,12 @@ pub struct CoreConfig {
 pub enum Output {
     /// Open the WebSocket.
     Connect,
-    /// Send a text message.
+    /// Send a text message, and with it any queued before.
     Send(String),
+    /// Write a text message without flushing: more of the same batch follow.
+    Queue(String),
+    /// Flush what was queued.
+    Flush,
     Ping,
     /// Close the socket (normal closure).
     Close,
@@ -105,6 +112,9 @@ pub struct StreamCore {
     heard_at: Instant,
     ping_at: Instant,
     decoded: Vec<u8>,
+    /// Media messages queued and not flushed yet, and when the first of them was.
+    unflushed: usize,
+    flush_by: Option<Instant>,
     stats: StreamStats,
     wrong_sid_logged: bool,
 }
@@ -130,6 +140,8 @@ impl StreamCore {
             heard_at: now,
             ping_at: now,
             decoded: Vec::new(),
+            unflushed: 0,
+            flush_by: None,
             stats: StreamStats::default(),
             wrong_sid_logged: false,
         }
@@ -159,6 +171,9 @@ impl StreamCore {
                 if !self.partial.is_empty() {
                     at = at.min(self.flush_at());
                 }
+                if let Some(t) = self.flush_by {
+                    at = at.min(t);
+                }
                 Some(at)
             }
             State::Detached | State::Ended => None,
@@ -185,6 +200,11 @@ impl StreamCore {
                 if now >= self.ping_at {
                     self.ping_at = now + PING_EVERY;
                     self.out.push_back(Output::Ping);
+                }
+                // A batch the caller stopped filling goes out anyway.
+                if self.flush_by.is_some_and(|t| now >= t) {
+                    self.flushed();
+                    self.out.push_back(Output::Flush);
                 }
                 if !self.partial.is_empty() && now >= self.flush_at() {
                     self.partial.resize(FRAME_BYTES, Law::Mu.silence());
@@ -269,6 +289,7 @@ impl StreamCore {
         if self.state != State::Open {
             return;
         }
+        self.flushed();
         self.seq += 1;
         self.out
             .push_back(Output::Send(protocol::dtmf(&self.cfg.ids, self.seq, digit)));
@@ -279,6 +300,7 @@ impl StreamCore {
         if self.state != State::Open {
             return;
         }
+        self.flushed();
         self.seq += 1;
         self.out
             .push_back(Output::Send(protocol::mark(&self.cfg.ids, self.seq, name)));
@@ -288,6 +310,7 @@ impl StreamCore {
     pub fn on_caller_hangup(&mut self) {
         match self.state {
             State::Open => {
+                self.flushed();
                 self.seq += 1;
                 self.out
                     .push_back(Output::Send(protocol::stop(&self.cfg.ids, self.seq)));
@@ -399,8 +422,23 @@ impl StreamCore {
         let ms = now.saturating_duration_since(self.started_at).as_millis() as u64;
         let mut text = String::with_capacity(360);
         protocol::media(&mut text, &self.cfg.ids, self.seq, self.chunk, ms, mulaw);
-        self.out.push_back(Output::Send(text));
         self.stats.media_sent += 1;
+        self.unflushed += 1;
+        if self.unflushed >= self.cfg.batch_frames {
+            self.flushed();
+            self.out.push_back(Output::Send(text));
+        } else {
+            // Held one batch's time at most, then flushed by `handle_timeout`.
+            let batch = FRAME * self.cfg.batch_frames as u32;
+            self.flush_by.get_or_insert(now + batch);
+            self.out.push_back(Output::Queue(text));
+        }
+    }
+
+    /// Any `Send` flushes what was queued before it.
+    fn flushed(&mut self) {
+        self.unflushed = 0;
+        self.flush_by = None;
     }
 
     fn on_bot_audio(&mut self, now: Instant, payload: &str) {

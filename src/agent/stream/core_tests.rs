@@ -16,6 +16,7 @@ fn cfg() -> CoreConfig {
         parameters: vec![("from_number".into(), "+447700900123".into())],
         connect_timeout: Duration::from_secs(10),
         hangup_on_close: true,
+        batch_frames: 1,
     }
 }
 
@@ -28,11 +29,11 @@ fn drain(c: &mut StreamCore) -> Vec<Output> {
     std::iter::from_fn(|| c.poll_output()).collect()
 }
 
-/// The JSON messages among `out`.
+/// The JSON messages among `out`, queued or sent.
 fn sent(out: &[Output]) -> Vec<Value> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Send(t) => Some(serde_json::from_str(t).unwrap()),
+            Output::Send(t) | Output::Queue(t) => Some(serde_json::from_str(t).unwrap()),
             _ => None,
         })
         .collect()
@@ -402,4 +403,34 @@ fn garbage_from_the_bot_is_counted_and_ignored() {
     // The stream carries on.
     bot_media(&mut c, t, &[0x66; 160]);
     assert_eq!(downs(&drain(&mut c)), [D::F(0x66)]);
+}
+
+#[test]
+fn caller_frames_go_out_in_batches_and_a_partial_batch_is_flushed_in_time() {
+    let (mut c, t) = open(CoreConfig {
+        batch_frames: 2,
+        ..cfg()
+    });
+    c.on_caller_audio(t + ms(20), &[0; 160]);
+    assert!(matches!(drain(&mut c)[..], [Output::Queue(_)]));
+    c.on_caller_audio(t + ms(40), &[0; 160]);
+    assert!(
+        matches!(drain(&mut c)[..], [Output::Send(_)]),
+        "the batch's last flushes"
+    );
+    // The caller goes quiet after one frame: it is flushed a batch's time later.
+    c.on_caller_audio(t + ms(60), &[0; 160]);
+    drain(&mut c);
+    assert_eq!(c.poll_timeout(), Some(t + ms(100)));
+    c.handle_timeout(t + ms(100));
+    assert!(matches!(drain(&mut c)[..], [Output::Flush]));
+    // Anything else goes at once and takes the queued media with it.
+    c.on_caller_audio(t + ms(120), &[0; 160]);
+    c.on_caller_dtmf('1');
+    assert!(matches!(
+        drain(&mut c)[..],
+        [Output::Queue(_), Output::Send(_)]
+    ));
+    c.handle_timeout(t + ms(170));
+    assert!(!drain(&mut c).iter().any(|o| matches!(o, Output::Flush)));
 }

@@ -191,6 +191,8 @@ impl Driver {
                 self.connecting = Some(Box::pin(async move { open_socket(&spec, &facts).await }));
             }
             Output::Send(text) => self.send(Message::text(text)).await,
+            Output::Queue(text) => self.queue(Message::text(text)).await,
+            Output::Flush => self.flush().await,
             Output::Ping => self.send(Message::Ping(Default::default())).await,
             Output::Close => {
                 self.connecting = None;
@@ -221,12 +223,35 @@ impl Driver {
         }
     }
 
-    /// Writes one message; a failed or stalled write drops the socket.
+    /// Writes one message, and any queued before it; a failed or stalled write drops the
+    /// socket.
     async fn send(&mut self, message: Message) {
         let Some(ws) = self.socket.as_mut() else {
             return;
         };
-        if let Err(error) = ws::send(ws, message).await {
+        let result = ws::send(ws, message).await;
+        self.check(result);
+    }
+
+    /// Buffers one message (written at the next send or flush).
+    async fn queue(&mut self, message: Message) {
+        let Some(ws) = self.socket.as_mut() else {
+            return;
+        };
+        let result = ws::feed(ws, message).await;
+        self.check(result);
+    }
+
+    async fn flush(&mut self) {
+        let Some(ws) = self.socket.as_mut() else {
+            return;
+        };
+        let result = ws::flush(ws).await;
+        self.check(result);
+    }
+
+    fn check(&mut self, result: Result<(), String>) {
+        if let Err(error) = result {
             self.socket = None;
             self.core.on_closed(now(), SocketClose::Dropped { error });
         }

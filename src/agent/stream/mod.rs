@@ -55,6 +55,7 @@ impl Agent for StreamAgent {
             parameters: parameters(call, &self.spec.parameters),
             connect_timeout: self.spec.connect_timeout,
             hangup_on_close: self.spec.hangup_on_close,
+            batch_frames: (self.spec.audio_batch_ms / 20).clamp(1, 5) as usize,
         };
         tracing::info!(stream_sid = %cfg.ids.stream_sid, call_sid = %cfg.ids.call_sid, "opening stream");
         let driver = driver::Driver::new(self.spec.clone(), facts, cfg, ends, ready_tx);
