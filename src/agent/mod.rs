@@ -194,6 +194,20 @@ pub struct SetupPolicy {
     pub error_status: u16,
 }
 
+impl SetupPolicy {
+    /// A far end over a WebSocket: ring at once (the caller hears progress while the socket
+    /// opens), give up after `timeout`; 503 both ways, so Twilio fails over to the next route.
+    pub fn websocket(timeout: Duration) -> SetupPolicy {
+        SetupPolicy {
+            ring_after: Duration::ZERO,
+            ring_every: None,
+            timeout,
+            timeout_status: 503,
+            error_status: 503,
+        }
+    }
+}
+
 impl Default for SetupPolicy {
     fn default() -> Self {
         SetupPolicy {

@@ -6,11 +6,15 @@
 //! the "clear" marker down, in play order.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::task::{Context, Poll};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
-use super::{AgentEvent, AgentOutput, AgentSession, AudioFrame, CallerEvent};
+use super::{
+    AgentError, AgentEvent, AgentOutput, AgentSession, AudioFrame, CallerEvent, ConnectFuture,
+};
 
 /// Caller frames waiting for the driver: one second. Beyond that the driver is stuck (a socket
 /// that does not drain) and old audio is worth less than the call's own progress.
@@ -58,6 +62,33 @@ pub(crate) struct DriverEnds {
     pub audio_rx: mpsc::Receiver<AudioFrame>,
     pub up_rx: mpsc::UnboundedReceiver<Up>,
     pub down_tx: mpsc::UnboundedSender<Down>,
+}
+
+/// Says whether the far end is ready (the call is answered then) or why it is not.
+pub(crate) type ReadyTx = oneshot::Sender<Result<(), String>>;
+
+/// Starts one conversation whose far end a driver task runs: `driver` gets the channel ends
+/// and says on the [`ReadyTx`] when the far end is ready. The task runs inside the call's span,
+/// so its lines carry the Call-ID.
+pub(crate) fn connect<F>(
+    far_end: &'static str,
+    driver: impl FnOnce(DriverEnds, ReadyTx) -> F,
+) -> ConnectFuture
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (session, ends) = RemoteSession::new(far_end);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    tokio::spawn(driver(ends, ready_tx).instrument(tracing::Span::current()));
+    Box::pin(async move {
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(Box::new(session) as Box<dyn AgentSession>),
+            Ok(Err(reason)) => Err(AgentError::Unreachable(reason)),
+            Err(_) => Err(AgentError::Unreachable(format!(
+                "the {far_end} driver stopped"
+            ))),
+        }
+    })
 }
 
 /// The call's side of one conversation with a remote far end.

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use super::core::{ConnId, CoreConfig, EviCore, Output, SocketClose};
 use super::protocol::ServerMessage;
 use crate::agent::percent_encode;
-use crate::agent::remote::{Down, DriverEnds, Up};
+use crate::agent::remote::{Down, DriverEnds, ReadyTx, Up};
 use crate::agent::ws::{self, Ws};
 use crate::agent::{AgentEvent, AudioFrame, CallInfo, CallerEvent};
 use crate::config::HumeSpec;
@@ -52,7 +52,7 @@ impl Driver {
         spec: Arc<HumeSpec>,
         call: &CallInfo,
         ch: DriverEnds,
-        ready_tx: oneshot::Sender<Result<(), String>>,
+        ready_tx: ReadyTx,
     ) -> Driver {
         let cfg = CoreConfig {
             call_id: call.call_id.clone(),

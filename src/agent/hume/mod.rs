@@ -16,11 +16,8 @@ pub mod protocol;
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
-use tracing::Instrument;
-
-use super::remote::RemoteSession;
-use super::{Agent, AgentError, AgentSession, CallInfo, ConnectFuture, SetupPolicy};
+use super::remote;
+use super::{Agent, CallInfo, ConnectFuture, SetupPolicy};
 use crate::config::HumeSpec;
 
 /// `kind = "hume"`.
@@ -39,17 +36,9 @@ impl HumeAgent {
 
 impl Agent for HumeAgent {
     fn connect(&self, call: &CallInfo) -> ConnectFuture {
-        let (session, ends) = RemoteSession::new("EVI");
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let driver = driver::Driver::new(self.spec.clone(), call, ends, ready_tx);
-        // Inside the call's span, so the driver's lines carry the Call-ID.
-        tokio::spawn(driver.run().instrument(tracing::Span::current()));
-        Box::pin(async move {
-            match ready_rx.await {
-                Ok(Ok(())) => Ok(Box::new(session) as Box<dyn AgentSession>),
-                Ok(Err(reason)) => Err(AgentError::Unreachable(reason)),
-                Err(_) => Err(AgentError::Unreachable("the EVI driver stopped".into())),
-            }
+        let spec = self.spec.clone();
+        remote::connect("EVI", |ends, ready| {
+            driver::Driver::new(spec, call, ends, ready).run()
         })
     }
 
@@ -58,14 +47,6 @@ impl Agent for HumeAgent {
     }
 
     fn setup_policy(&self) -> SetupPolicy {
-        SetupPolicy {
-            // Ring at once: the caller hears progress while the socket opens.
-            ring_after: std::time::Duration::ZERO,
-            ring_every: None,
-            timeout: self.spec.connect_timeout,
-            // 5xx both ways, so Twilio fails over to the next route.
-            timeout_status: 503,
-            error_status: 503,
-        }
+        SetupPolicy::websocket(self.spec.connect_timeout)
     }
 }

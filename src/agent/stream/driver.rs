@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::core::{CoreConfig, Output, StreamCore};
 use super::twiml::{self, CallFacts};
-use crate::agent::remote::{Down, DriverEnds, Up};
+use crate::agent::remote::{Down, DriverEnds, ReadyTx, Up};
 use crate::agent::ws::{self, SocketClose, Ws};
 use crate::agent::{AudioFrame, CallerEvent};
 use crate::config::{StreamSource, StreamSpec};
@@ -52,7 +52,7 @@ impl Driver {
         facts: CallFacts,
         cfg: CoreConfig,
         ends: DriverEnds,
-        ready_tx: oneshot::Sender<Result<(), String>>,
+        ready_tx: ReadyTx,
     ) -> Driver {
         Driver {
             core: StreamCore::new(now(), cfg),

@@ -14,13 +14,10 @@ pub mod twiml;
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
-use tracing::Instrument;
-
 use self::core::CoreConfig;
 use self::protocol::StreamIds;
-use super::remote::RemoteSession;
-use super::{Agent, AgentError, AgentSession, CallInfo, ConnectFuture, SetupPolicy};
+use super::remote;
+use super::{Agent, CallInfo, ConnectFuture, SetupPolicy};
 use crate::config::StreamSpec;
 
 /// `kind = "stream"`.
@@ -39,8 +36,6 @@ impl StreamAgent {
 
 impl Agent for StreamAgent {
     fn connect(&self, call: &CallInfo) -> ConnectFuture {
-        let (session, ends) = RemoteSession::new("stream");
-        let (ready_tx, ready_rx) = oneshot::channel();
         let ids = stream_ids(call);
         let facts = twiml::CallFacts {
             call_sid: ids.call_sid.clone(),
@@ -58,15 +53,9 @@ impl Agent for StreamAgent {
             batch_frames: (self.spec.audio_batch_ms / 20).clamp(1, 5) as usize,
         };
         tracing::info!(stream_sid = %cfg.ids.stream_sid, call_sid = %cfg.ids.call_sid, "opening stream");
-        let driver = driver::Driver::new(self.spec.clone(), facts, cfg, ends, ready_tx);
-        // Inside the call's span, so the driver's lines carry the Call-ID.
-        tokio::spawn(driver.run().instrument(tracing::Span::current()));
-        Box::pin(async move {
-            match ready_rx.await {
-                Ok(Ok(())) => Ok(Box::new(session) as Box<dyn AgentSession>),
-                Ok(Err(reason)) => Err(AgentError::Unreachable(reason)),
-                Err(_) => Err(AgentError::Unreachable("the stream driver stopped".into())),
-            }
+        let spec = self.spec.clone();
+        remote::connect("stream", |ends, ready| {
+            driver::Driver::new(spec, facts, cfg, ends, ready).run()
         })
     }
 
@@ -75,15 +64,7 @@ impl Agent for StreamAgent {
     }
 
     fn setup_policy(&self) -> SetupPolicy {
-        SetupPolicy {
-            // Ring at once: the caller hears progress while the socket opens.
-            ring_after: std::time::Duration::ZERO,
-            ring_every: None,
-            timeout: self.spec.connect_timeout,
-            // 5xx both ways, so Twilio fails over to the next route.
-            timeout_status: 503,
-            error_status: 503,
-        }
+        SetupPolicy::websocket(self.spec.connect_timeout)
     }
 }
 
