@@ -125,10 +125,18 @@ pub async fn flush(ws: &mut Ws) -> Result<(), String> {
     bounded(ws.flush()).await
 }
 
+/// A write that completes at once (the common case: the socket has room) needs no timer; only
+/// one that waits gets the [`SEND_TIMEOUT`] deadline.
 async fn bounded(
     io: impl std::future::Future<Output = Result<(), tungstenite::Error>>,
 ) -> Result<(), String> {
-    match tokio::time::timeout(SEND_TIMEOUT, io).await {
+    let mut io = std::pin::pin!(io);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(io.as_mut().poll(cx))).await;
+    let result = match first {
+        std::task::Poll::Ready(r) => Ok(r),
+        std::task::Poll::Pending => tokio::time::timeout(SEND_TIMEOUT, io).await,
+    };
+    match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("write stalled for {} s", SEND_TIMEOUT.as_secs())),

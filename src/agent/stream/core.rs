@@ -207,14 +207,7 @@ impl StreamCore {
                     self.out.push_back(Output::Flush);
                 }
                 if !self.partial.is_empty() && now >= self.flush_at() {
-                    self.partial.resize(FRAME_BYTES, Law::Mu.silence());
-                    let frame = std::mem::take(&mut self.partial);
-                    self.frame_down(now, &frame);
-                    self.partial = frame;
-                    self.partial.clear();
-                    for name in std::mem::take(&mut self.marks_after_partial) {
-                        self.out.push_back(Output::Down(Down::Mark(name)));
-                    }
+                    self.send_partial(now);
                 }
                 let mut filled = 0;
                 while now >= self.fill_at && filled < MAX_FILL {
@@ -363,9 +356,7 @@ impl StreamCore {
                 self.partial.clear();
                 self.dry_at = now;
                 self.out.push_back(Output::Down(Down::Clear));
-                for name in std::mem::take(&mut self.marks_after_partial) {
-                    self.out.push_back(Output::Down(Down::Mark(name)));
-                }
+                self.release_marks();
             }
             BotMessage::Other { event } => {
                 self.ignore(format_args!(
@@ -382,14 +373,13 @@ impl StreamCore {
     }
 
     pub fn on_closed(&mut self, _now: Instant, how: SocketClose) {
-        if !matches!(self.state, State::Open) {
-            if let State::Connecting { .. } = self.state {
-                self.end(
-                    format!("the stream bot closed the connection at once: {how:?}"),
-                    true,
-                );
+        match self.state {
+            State::Open => {}
+            State::Connecting { .. } => {
+                let reason = format!("the stream bot closed the connection at once: {how:?}");
+                return self.end(reason, true);
             }
-            return;
+            State::Detached | State::Ended => return,
         }
         let (reason, failed) = match how {
             SocketClose::Clean { code, reason } if reason.is_empty() => {
@@ -457,13 +447,7 @@ impl StreamCore {
             self.partial.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
             if self.partial.len() == FRAME_BYTES {
-                let frame = std::mem::take(&mut self.partial);
-                self.frame_down(now, &frame);
-                self.partial = frame;
-                self.partial.clear();
-                for name in std::mem::take(&mut self.marks_after_partial) {
-                    self.out.push_back(Output::Down(Down::Mark(name)));
-                }
+                self.send_partial(now);
             }
         }
         let mut frames = bytes.chunks_exact(FRAME_BYTES);
@@ -472,6 +456,23 @@ impl StreamCore {
         }
         self.partial.extend_from_slice(frames.remainder());
         self.decoded = decoded;
+    }
+
+    /// Sends the partial frame (padded with mu-law silence when short), then the marks
+    /// placed after it.
+    fn send_partial(&mut self, now: Instant) {
+        let mut frame = [Law::Mu.silence(); FRAME_BYTES];
+        frame[..self.partial.len()].copy_from_slice(&self.partial);
+        self.partial.clear();
+        self.frame_down(now, &frame);
+        self.release_marks();
+    }
+
+    /// Passes on the marks that waited for the partial frame.
+    fn release_marks(&mut self) {
+        for name in std::mem::take(&mut self.marks_after_partial) {
+            self.out.push_back(Output::Down(Down::Mark(name)));
+        }
     }
 
     fn frame_down(&mut self, now: Instant, mulaw: &[u8]) {
