@@ -282,6 +282,16 @@ pub enum StreamSource {
     Twiml(TwimlFetch),
 }
 
+/// What `twiml_json` may name, replaced per call by the caller's number, the dialled number,
+/// the call's and account's SIDs and the SIP Call-ID, in that order.
+pub const TWIML_JSON_PLACEHOLDERS: [&str; 5] = [
+    "{from}",
+    "{to}",
+    "{call_sid}",
+    "{account_sid}",
+    "{sip_call_id}",
+];
+
 /// How the stream URL is asked for.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TwimlFetch {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::{
     secret_from_env, AgentSpec, Ctx, HumeSpec, LivekitSpec, StreamSource, StreamSpec, TwimlFetch,
+    TWIML_JSON_PLACEHOLDERS,
 };
 
 /// Every key any agent kind accepts. `deny_unknown_fields` names typos with their location.
@@ -109,21 +110,63 @@ const LIVEKIT_KEYS: &[&str] = &[
 /// A `ws://` or `wss://` URL with a host, without surrounding space or a trailing `/`; a problem
 /// naming `key` with `example` otherwise.
 fn ws_url(ctx: &mut Ctx<'_>, u: &Spanned<String>, key: &str, example: &str) -> Option<String> {
-    let text = u.get_ref().trim().trim_end_matches('/');
-    let rest = text
-        .strip_prefix("wss://")
-        .or_else(|| text.strip_prefix("ws://"))
+    let text = url_with(
+        ctx,
+        u,
+        key,
+        ["ws://", "wss://"],
+        "a ws:// or wss://",
+        example,
+    )?;
+    Some(text.trim_end_matches('/').to_string())
+}
+
+/// `u` without surrounding space when it starts with one of `schemes` and names a host; a
+/// problem naming `key` ("expected `what` URL, e.g. `example`") otherwise.
+fn url_with<'u>(
+    ctx: &mut Ctx<'_>,
+    u: &'u Spanned<String>,
+    key: &str,
+    schemes: [&str; 2],
+    what: &str,
+    example: &str,
+) -> Option<&'u str> {
+    let text = u.get_ref().trim();
+    let host = schemes
+        .iter()
+        .find_map(|scheme| text.strip_prefix(scheme))
+        .and_then(|rest| rest.split(['/', '?', '#']).next())
         .unwrap_or("");
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() || text.contains(char::is_whitespace) {
         ctx.problem(
             u.span(),
             key,
-            format!("expected a ws:// or wss:// URL, e.g. \"{example}\""),
+            format!("expected {what} URL, e.g. \"{example}\""),
         );
         return None;
     }
-    Some(text.to_string())
+    Some(text)
+}
+
+/// A number of seconds within `range` (inclusive), `default` when not set; a problem naming
+/// `key` otherwise.
+fn secs_in(
+    ctx: &mut Ctx<'_>,
+    v: &Option<Spanned<u64>>,
+    key: &str,
+    range: (u64, u64),
+    default: u64,
+) -> u64 {
+    let Some(v) = v else { return default };
+    let n = *v.get_ref();
+    if n < range.0 || n > range.1 {
+        ctx.problem(
+            v.span(),
+            key,
+            format!("must be between {} and {}", range.0, range.1),
+        );
+    }
+    n
 }
 
 /// Resolves one `[agents.NAME]` table, reporting problems to `ctx`.
@@ -206,30 +249,18 @@ fn resolve_hume(
         }
         n
     });
-    let secs = |ctx: &mut Ctx<'_>, v: &Option<Spanned<u64>>, k: &str, range: (u64, u64), def| {
-        let Some(v) = v else { return def };
-        let n = *v.get_ref();
-        if n < range.0 || n > range.1 {
-            ctx.problem(
-                v.span(),
-                &key(k),
-                format!("must be between {} and {}", range.0, range.1),
-            );
-        }
-        n
-    };
-    let connect_timeout = secs(
+    let connect_timeout = secs_in(
         ctx,
         &raw.connect_timeout_secs,
-        "connect_timeout_secs",
+        &key("connect_timeout_secs"),
         (1, 120),
         10,
     );
     // EVI closes every socket at 30 minutes; a limit beyond that would never be reached.
-    let session_limit = secs(
+    let session_limit = secs_in(
         ctx,
         &raw.session_limit_secs,
-        "session_limit_secs",
+        &key("session_limit_secs"),
         (2, HumeSpec::MAX_SESSION_SECS),
         HumeSpec::MAX_SESSION_SECS,
     );
@@ -411,18 +442,13 @@ fn resolve_stream(
         }
         parameters.push((param.clone(), value.get_ref().clone()));
     }
-    let connect_timeout = match &raw.connect_timeout_secs {
-        Some(v) if !(1..=120).contains(v.get_ref()) => {
-            ctx.problem(
-                v.span(),
-                &key("connect_timeout_secs"),
-                "must be between 1 and 120",
-            );
-            10
-        }
-        Some(v) => *v.get_ref(),
-        None => 10,
-    };
+    let connect_timeout = secs_in(
+        ctx,
+        &raw.connect_timeout_secs,
+        &key("connect_timeout_secs"),
+        (1, 120),
+        10,
+    );
     if ctx.problems.len() > problems_before {
         return None;
     }
@@ -493,15 +519,6 @@ fn header_values(
     headers
 }
 
-/// The placeholders `twiml_json` may use.
-const TWIML_JSON_FIELDS: [&str; 5] = [
-    "{from}",
-    "{to}",
-    "{call_sid}",
-    "{account_sid}",
-    "{sip_call_id}",
-];
-
 fn twiml_fetch(
     ctx: &mut Ctx<'_>,
     env: &dyn Fn(&str) -> Option<String>,
@@ -510,24 +527,20 @@ fn twiml_fetch(
     url: &Spanned<String>,
 ) -> Option<TwimlFetch> {
     let key = |k: &str| format!("agents.{name}.{k}");
-    let text = url.get_ref().trim();
-    let host = text
-        .strip_prefix("https://")
-        .or_else(|| text.strip_prefix("http://"))
-        .and_then(|rest| rest.split(['/', '?', '#']).next())
-        .unwrap_or("");
-    if host.is_empty() || text.contains(char::is_whitespace) {
-        ctx.problem(
-            url.span(),
-            &key("twiml_url"),
-            "expected an http:// or https:// URL, e.g. \"https://api.elevenlabs.io/v1/convai/twilio/register-call\"",
-        );
-    }
+    let text = url_with(
+        ctx,
+        url,
+        &key("twiml_url"),
+        ["http://", "https://"],
+        "an http:// or https://",
+        "https://api.elevenlabs.io/v1/convai/twilio/register-call",
+    )
+    .unwrap_or_default();
     let headers = header_values(ctx, env, name, "twiml_headers_env", &raw.twiml_headers_env);
     let json = raw.twiml_json.as_ref().and_then(|t| {
         // With every placeholder filled, the template must be JSON.
         let mut sample = t.get_ref().clone();
-        for field in TWIML_JSON_FIELDS {
+        for field in TWIML_JSON_PLACEHOLDERS {
             sample = sample.replace(field, "x");
         }
         match serde_json::from_str::<serde_json::Value>(&sample) {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::agent::percent_encode;
-use crate::config::TwimlFetch;
+use crate::config::{TwimlFetch, TWIML_JSON_PLACEHOLDERS};
 
 /// A TwiML answer larger than this is not one.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -216,19 +216,26 @@ fn encode_form(params: &[(String, String)]) -> String {
     out
 }
 
-/// The JSON template with `{from}`, `{to}`, `{call_sid}`, `{account_sid}` and `{sip_call_id}`
-/// replaced by the call's values, escaped for inside a JSON string.
+/// The JSON template with each of [`TWIML_JSON_PLACEHOLDERS`] replaced by the call's value,
+/// escaped for inside a JSON string.
 pub fn fill_json(template: &str, call: &CallFacts) -> String {
     let escaped = |s: &str| {
         let quoted = serde_json::Value::String(s.to_string()).to_string();
         quoted[1..quoted.len() - 1].to_string()
     };
-    template
-        .replace("{from}", &escaped(&call.from))
-        .replace("{to}", &escaped(&call.to))
-        .replace("{call_sid}", &escaped(&call.call_sid))
-        .replace("{account_sid}", &escaped(&call.account_sid))
-        .replace("{sip_call_id}", &escaped(&call.sip_call_id))
+    // In the placeholders' order.
+    let values = [
+        &call.from,
+        &call.to,
+        &call.call_sid,
+        &call.account_sid,
+        &call.sip_call_id,
+    ];
+    let mut out = template.to_string();
+    for (placeholder, value) in TWIML_JSON_PLACEHOLDERS.iter().zip(values) {
+        out = out.replace(placeholder, &escaped(value));
+    }
+    out
 }
 
 /// The URL without its query, which may carry a key (Hume's webhook takes `api_key=`).
