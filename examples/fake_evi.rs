@@ -5,27 +5,15 @@
 //!
 //!   cargo run --release --example fake_evi -- [LISTEN_ADDR]     (default 127.0.0.1:8765)
 
+mod fake_common;
 #[path = "../tests/fake_evi/mod.rs"]
 mod fake_evi;
 
 use fake_evi::{step, Act, FakeEvi, When};
 
 fn main() {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8765".into());
-    let addr = match addr.parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("fake_evi: bad listen address {addr:?}: {e}");
-            std::process::exit(2);
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let addr = fake_common::listen_addr("fake_evi", "127.0.0.1:8765");
+    let rt = fake_common::runtime();
     rt.block_on(async move {
         let fake = FakeEvi::start_on(addr, false, |_| {
             vec![

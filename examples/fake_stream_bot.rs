@@ -4,27 +4,15 @@
 //!
 //!   cargo run --release --example fake_stream_bot -- [LISTEN_ADDR]     (default 127.0.0.1:8766)
 
+mod fake_common;
 #[path = "../tests/fake_stream_bot/mod.rs"]
 mod fake_stream_bot;
 
 use fake_stream_bot::{step, Act, FakeBot, When};
 
 fn main() {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8766".into());
-    let addr = match addr.parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("fake_stream_bot: bad listen address {addr:?}: {e}");
-            std::process::exit(2);
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let addr = fake_common::listen_addr("fake_stream_bot", "127.0.0.1:8766");
+    let rt = fake_common::runtime();
     rt.block_on(async move {
         let bot = FakeBot::start_on(addr, false, vec![step(When::Start, vec![Act::Echo])]).await;
         println!("fake stream bot listening on {}", bot.url());

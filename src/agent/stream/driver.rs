@@ -164,13 +164,10 @@ impl Driver {
         match item {
             Some(Ok(Message::Text(text))) => self.core.on_text(now, text.as_str()),
             Some(Ok(Message::Binary(_))) => self.core.on_binary(now),
-            // Pings are answered by tungstenite itself; pongs answer our keep-alive.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
-                self.core.on_heard(now)
-            }
             other => {
+                // Pings are answered by tungstenite itself; pongs answer our keep-alive.
                 let Some(close) = SocketClose::from_read(other) else {
-                    return;
+                    return self.core.on_heard(now);
                 };
                 tracing::info!(how = ?close, "stream socket closed");
                 if let Some(ws) = self.socket.take() {
