@@ -9,6 +9,7 @@
 pub mod echo;
 pub mod hume;
 pub mod livekit;
+pub mod reframe;
 pub mod remote;
 pub mod stream;
 pub mod ws;

@@ -49,6 +49,13 @@ pub enum Up {
     Caller(CallerEvent),
     /// The audio before this mark has been played (or dropped by a clear).
     Played(String),
+    /// A [`Down::Clear`] was done. Counting every frame ever handed down from 0, frames
+    /// before `heard` had left the queue (played, or dropped by an earlier clear) and the rest
+    /// were dropped now: the caller's playout stopped right before frame `heard`. A far end
+    /// that must know what the caller heard (OpenAI's truncation) reads it here.
+    Cleared {
+        heard: u64,
+    },
 }
 
 #[allow(clippy::large_enum_variant)] // as for `Down`
@@ -105,6 +112,8 @@ pub struct RemoteSession {
     hangup_reported: bool,
     up_dropped: u64,
     down_dropped: u64,
+    /// Frames handed down that have left the queue (played, or dropped when it was full).
+    taken: u64,
 }
 
 impl RemoteSession {
@@ -128,6 +137,7 @@ impl RemoteSession {
             hangup_reported: false,
             up_dropped: 0,
             down_dropped: 0,
+            taken: 0,
         };
         let ends = DriverEnds {
             audio_rx,
@@ -145,6 +155,7 @@ impl RemoteSession {
                     if self.queue.len() < MAX_PLAYOUT {
                         self.queue.push_back(Queued::Frame(f));
                     } else {
+                        self.taken += 1;
                         self.down_dropped += 1;
                         if self.down_dropped == 1 {
                             tracing::warn!(
@@ -171,6 +182,9 @@ impl RemoteSession {
                             Queued::Mark(name) => self.played(name),
                         }
                     }
+                    // Sent before `taken` counts the dropped frames: they were not heard.
+                    let _ = self.up_tx.send(Up::Cleared { heard: self.taken });
+                    self.taken += dropped;
                     tracing::debug!(dropped, "barge-in: playout cleared");
                     self.events.push_back(AgentEvent::ClearPlayout);
                 }
@@ -230,6 +244,7 @@ impl AgentSession for RemoteSession {
         }
         if want_audio {
             if let Some(Queued::Frame(f)) = self.queue.pop_front() {
+                self.taken += 1;
                 self.report_marks();
                 return Poll::Ready(Some(AgentOutput::Audio(f)));
             }

@@ -165,3 +165,43 @@ fn caller_audio_never_blocks_and_drops_are_counted() {
         Up::Caller(CallerEvent::Dtmf('5'))
     );
 }
+
+/// What OpenAI's truncation needs: after a clear, the driver learns exactly how many of the
+/// frames it handed down were heard, counted across earlier clears.
+#[test]
+fn a_clear_reports_how_many_frames_handed_down_were_heard() {
+    let (mut s, mut ends) = session();
+    let cleared = |ends: &mut DriverEnds| -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Ok(up) = ends.up_rx.try_recv() {
+            if let Up::Cleared { heard } = up {
+                out.push(heard);
+            }
+        }
+        out
+    };
+    for v in 1..=5 {
+        ends.down_tx.send(Down::Frame(frame(v))).unwrap();
+    }
+    assert_eq!(audio(&mut s), 1);
+    assert_eq!(audio(&mut s), 2);
+    ends.down_tx.send(Down::Clear).unwrap();
+    assert!(matches!(
+        poll(&mut s, false),
+        Poll::Ready(Some(AgentOutput::Event(AgentEvent::ClearPlayout)))
+    ));
+    assert_eq!(
+        cleared(&mut ends),
+        [2],
+        "frames 1 and 2 played, 3-5 dropped"
+    );
+    // Frames 6 and 7 follow; one plays before the next clear: 5 handed down before it were
+    // taken (2 heard, 3 dropped), then the 6th was heard.
+    for v in 6..=7 {
+        ends.down_tx.send(Down::Frame(frame(v))).unwrap();
+    }
+    assert_eq!(audio(&mut s), 6);
+    ends.down_tx.send(Down::Clear).unwrap();
+    let _ = poll(&mut s, false);
+    assert_eq!(cleared(&mut ends), [6]);
+}

@@ -95,7 +95,9 @@ impl Driver {
                     tracing::debug!(digit = %d, "EVI has no key presses; DTMF not forwarded");
                 }
                 // EVI has no marks: nothing is sent down that would come back played.
-                Wake::Caller(Some(Up::Caller(CallerEvent::Answered) | Up::Played(_))) => {}
+                Wake::Caller(Some(
+                    Up::Caller(CallerEvent::Answered) | Up::Played(_) | Up::Cleared { .. },
+                )) => {}
                 Wake::Audio(Some(frame)) => self.core.on_caller_audio(now, frame.samples()),
                 Wake::Audio(None) => {
                     self.caller_gone = true;

@@ -11,21 +11,18 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use super::protocol::{self, BotMessage, StreamIds};
+use crate::agent::reframe::{Reframer, FRAME_BYTES};
 use crate::agent::remote::Down;
+pub use crate::agent::ws::driver::Output;
 use crate::agent::ws::{SocketClose, PING_EVERY, SILENT_LIMIT};
-use crate::agent::{AgentEvent, AudioFrame};
+use crate::agent::AgentEvent;
 use crate::codec::g711::{self, Law};
 
-/// One frame: 20 ms of mu-law at 8 kHz.
-const FRAME_BYTES: usize = 160;
 const FRAME: Duration = Duration::from_millis(20);
 /// With no caller audio for this long, silence goes up in its place, frame by frame.
 const FILL_AFTER: Duration = Duration::from_millis(60);
 /// At most this many silence frames catch up at once (after a stall, time is not replayed).
 const MAX_FILL: u32 = 5;
-/// Marks waiting for a partial frame to complete; beyond this a bot is flooding and marks are
-/// passed on at once.
-const MAX_PENDING_MARKS: usize = 1000;
 
 /// Settings for one call's stream.
 #[derive(Clone, Debug)]
@@ -39,33 +36,6 @@ pub struct CoreConfig {
     /// Caller frames per socket write (1..=5): each is its own `media` message, as Twilio
     /// sends them, but a batch goes out in one write, at the cost of that much latency.
     pub batch_frames: usize,
-}
-
-/// What the driver must do.
-#[allow(clippy::large_enum_variant)] // frames are the common case; boxing them would allocate
-#[derive(Debug)]
-pub enum Output {
-    /// Open the WebSocket.
-    Connect,
-    /// Send a text message, and with it any queued before.
-    Send(String),
-    /// Write a text message without flushing: more of the same batch follow.
-    Queue(String),
-    /// Flush what was queued.
-    Flush,
-    Ping,
-    /// Close the socket (normal closure).
-    Close,
-    /// Hand to the call, in play order.
-    Down(Down),
-    /// The stream is open: answer the call.
-    Ready,
-    /// The stream is over: before [`Output::Ready`] the call is refused, after it hung up
-    /// (with a failure cause when `failed`).
-    End {
-        reason: String,
-        failed: bool,
-    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,14 +71,8 @@ pub struct StreamCore {
     chunk: u64,
     /// When silence goes up if no caller frame comes first.
     fill_at: Instant,
-    /// The bot's audio that does not make a whole frame yet, and the marks placed after it.
-    partial: Vec<u8>,
-    marks_after_partial: Vec<String>,
-    /// When the call will have played every frame handed down (an estimate on the 20 ms
-    /// clock): a partial frame is padded and sent no earlier, so that it is only padded when
-    /// the audio really runs dry.
-    dry_at: Instant,
-    bot_audio_at: Instant,
+    /// The bot's audio, cut into frames.
+    reframer: Reframer,
     heard_at: Instant,
     ping_at: Instant,
     decoded: Vec<u8>,
@@ -133,10 +97,7 @@ impl StreamCore {
             seq: 0,
             chunk: 0,
             fill_at: now,
-            partial: Vec::with_capacity(FRAME_BYTES),
-            marks_after_partial: Vec::new(),
-            dry_at: now,
-            bot_audio_at: now,
+            reframer: Reframer::new(Law::Mu, now),
             heard_at: now,
             ping_at: now,
             decoded: Vec::new(),
@@ -156,7 +117,10 @@ impl StreamCore {
     }
 
     pub fn stats(&self) -> StreamStats {
-        self.stats
+        StreamStats {
+            frames_received: self.reframer.frames(),
+            ..self.stats
+        }
     }
 
     /// The next instant [`Self::handle_timeout`] has work.
@@ -168,8 +132,8 @@ impl StreamCore {
                     .ping_at
                     .min(self.heard_at + SILENT_LIMIT)
                     .min(self.fill_at);
-                if !self.partial.is_empty() {
-                    at = at.min(self.flush_at());
+                if let Some(t) = self.reframer.poll_timeout() {
+                    at = at.min(t);
                 }
                 if let Some(t) = self.flush_by {
                     at = at.min(t);
@@ -206,9 +170,7 @@ impl StreamCore {
                     self.flushed();
                     self.out.push_back(Output::Flush);
                 }
-                if !self.partial.is_empty() && now >= self.flush_at() {
-                    self.send_partial(now);
-                }
+                self.reframer.handle_timeout(now, &mut self.out);
                 let mut filled = 0;
                 while now >= self.fill_at && filled < MAX_FILL {
                     self.send_media(now, &[Law::Mu.silence(); FRAME_BYTES]);
@@ -239,7 +201,7 @@ impl StreamCore {
         self.heard_at = now;
         self.ping_at = now + PING_EVERY;
         self.fill_at = now + FILL_AFTER;
-        self.dry_at = now;
+        self.reframer = Reframer::new(Law::Mu, now);
         self.out.push_back(Output::Send(protocol::connected()));
         self.seq = 1;
         self.out.push_back(Output::Send(protocol::start(
@@ -344,19 +306,12 @@ impl StreamCore {
             BotMessage::Mark { stream_sid, name } => {
                 self.check_sid(stream_sid.as_deref());
                 self.stats.marks += 1;
-                if self.partial.is_empty() || self.marks_after_partial.len() >= MAX_PENDING_MARKS {
-                    self.out.push_back(Output::Down(Down::Mark(name)));
-                } else {
-                    self.marks_after_partial.push(name);
-                }
+                self.reframer.mark(name, &mut self.out);
             }
             BotMessage::Clear { stream_sid } => {
                 self.check_sid(stream_sid.as_deref());
                 self.stats.clears += 1;
-                self.partial.clear();
-                self.dry_at = now;
-                self.out.push_back(Output::Down(Down::Clear));
-                self.release_marks();
+                self.reframer.clear(now, &mut self.out);
             }
             BotMessage::Other { event } => {
                 self.ignore(format_args!(
@@ -440,51 +395,8 @@ impl StreamCore {
             self.ignore(format_args!("stream bot media that is not base64: {e}"));
             return;
         }
-        self.bot_audio_at = now;
-        let mut bytes = &decoded[..];
-        if !self.partial.is_empty() {
-            let take = (FRAME_BYTES - self.partial.len()).min(bytes.len());
-            self.partial.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-            if self.partial.len() == FRAME_BYTES {
-                self.send_partial(now);
-            }
-        }
-        let mut frames = bytes.chunks_exact(FRAME_BYTES);
-        for frame in frames.by_ref() {
-            self.frame_down(now, frame);
-        }
-        self.partial.extend_from_slice(frames.remainder());
+        self.reframer.push(now, &decoded, &mut self.out);
         self.decoded = decoded;
-    }
-
-    /// Sends the partial frame (padded with mu-law silence when short), then the marks
-    /// placed after it.
-    fn send_partial(&mut self, now: Instant) {
-        let mut frame = [Law::Mu.silence(); FRAME_BYTES];
-        frame[..self.partial.len()].copy_from_slice(&self.partial);
-        self.partial.clear();
-        self.frame_down(now, &frame);
-        self.release_marks();
-    }
-
-    /// Passes on the marks that waited for the partial frame.
-    fn release_marks(&mut self) {
-        for name in std::mem::take(&mut self.marks_after_partial) {
-            self.out.push_back(Output::Down(Down::Mark(name)));
-        }
-    }
-
-    fn frame_down(&mut self, now: Instant, mulaw: &[u8]) {
-        let mut frame = AudioFrame::silence(8000);
-        g711::decode(Law::Mu, mulaw, frame.samples_mut());
-        self.out.push_back(Output::Down(Down::Frame(frame)));
-        self.stats.frames_received += 1;
-        self.dry_at = self.dry_at.max(now) + FRAME;
-    }
-
-    fn flush_at(&self) -> Instant {
-        self.dry_at.max(self.bot_audio_at + FRAME)
     }
 
     fn check_sid(&mut self, sid: Option<&str>) {

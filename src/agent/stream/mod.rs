@@ -5,7 +5,7 @@
 //! - [`protocol`]: the messages as Twilio sends them and bots answer;
 //! - [`core`]: the sans-IO stream, which decides everything;
 //! - [`twiml`]: asking a `twiml_url` for the stream's URL (ElevenLabs, Ultravox, Hume);
-//! - `driver`: one tokio task per call that owns the socket and runs the core.
+//! - `driver`: the core as the shared WebSocket driver's, and opening the bot's socket.
 
 pub mod core;
 mod driver;
@@ -14,11 +14,13 @@ pub mod twiml;
 
 use std::sync::Arc;
 
-use self::core::CoreConfig;
+use self::core::{CoreConfig, StreamCore};
 use self::protocol::StreamIds;
 use super::remote;
+use super::ws::driver::Driver;
 use super::{Agent, CallInfo, ConnectFuture, SetupPolicy};
 use crate::config::StreamSpec;
+use crate::timer::now;
 
 /// `kind = "stream"`.
 pub struct StreamAgent {
@@ -54,8 +56,9 @@ impl Agent for StreamAgent {
         };
         tracing::info!(stream_sid = %cfg.ids.stream_sid, call_sid = %cfg.ids.call_sid, "opening stream");
         let spec = self.spec.clone();
+        let open = Box::pin(async move { driver::open_socket(&spec, &facts).await });
         remote::connect("stream", |ends, ready| {
-            driver::Driver::new(spec, facts, cfg, ends, ready).run()
+            Driver::new(StreamCore::new(now(), cfg), open, ends, ready).run()
         })
     }
 

@@ -13,6 +13,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
+pub mod driver;
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// An open socket is pinged this often: a voice far end is silent between replies, so one
