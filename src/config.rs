@@ -178,6 +178,7 @@ pub enum AgentSpec {
     Hume(HumeSpec),
     Livekit(LivekitSpec),
     Stream(StreamSpec),
+    Openai(OpenaiSpec),
 }
 
 /// `kind = "hume"`: Hume's EVI speech-to-speech WebSocket.
@@ -390,6 +391,7 @@ pub fn parse(
 ) -> Result<Config, ConfigError> {
     let mut ctx = Ctx {
         text,
+        base_dir: Path::new(file).parent().unwrap_or(Path::new("")),
         problems: Vec::new(),
     };
     let raw: raw::File = match toml::from_str(text) {
@@ -483,6 +485,8 @@ pub fn normalize_number(n: &str) -> String {
 
 struct Ctx<'a> {
     text: &'a str,
+    /// The config file's directory: relative paths in it start here.
+    base_dir: &'a Path,
     problems: Vec<Problem>,
 }
 
@@ -977,6 +981,8 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 mod agents;
+mod openai;
+pub use openai::{OpenaiApi, OpenaiSpec, Tool, TurnDetection};
 mod limits;
 #[cfg(test)]
 mod tests;

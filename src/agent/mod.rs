@@ -1,5 +1,5 @@
 //! Agents: the far end of a call (the built-in echo agent, Hume EVI, a LiveKit room, a Media
-//! Streams bot).
+//! Streams bot, OpenAI's Realtime and GPT-Live).
 //!
 //! A call talks to its agent through [`AgentSession`], in 20 ms frames of 16-bit mono PCM that
 //! carry their sample rate, plus events both ways. The session is polled from inside the call's
@@ -9,6 +9,7 @@
 pub mod echo;
 pub mod hume;
 pub mod livekit;
+pub mod openai;
 pub mod reframe;
 pub mod remote;
 pub mod stream;
@@ -163,6 +164,9 @@ pub struct CallInfo {
     pub agent: String,
     pub twilio_call_sid: Option<String>,
     pub twilio_account_sid: Option<String>,
+    /// The G.711 law the caller negotiated: a far end that takes G.711 gets the same, so the
+    /// call's audio is not transcoded on its way.
+    pub law: crate::codec::g711::Law,
     /// The INVITE's `X-` headers (Twilio's `X-Twilio-*`, a customer's own), as received; at
     /// most [`MAX_X_HEADERS`], each name and value under 500 bytes together.
     pub x_headers: Vec<(String, String)>,

@@ -54,6 +54,11 @@ impl Reframer {
         self.frames * FRAME_BYTES as u64 + self.partial.len() as u64
     }
 
+    /// Whether frames handed down are still playing (by the 20 ms clock's estimate).
+    pub fn playing(&self, now: Instant) -> bool {
+        now < self.dry_at
+    }
+
     /// `bytes` of the far end's audio, in order.
     pub fn push(&mut self, now: Instant, mut bytes: &[u8], out: &mut VecDeque<Output>) {
         self.audio_at = now;

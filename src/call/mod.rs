@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::agent::echo::EchoAgent;
 use crate::agent::hume::HumeAgent;
 use crate::agent::livekit::LivekitAgent;
+use crate::agent::openai::OpenaiAgent;
 use crate::agent::stream::StreamAgent;
 use crate::agent::Agent;
 use crate::config::{AgentSpec, Config};
@@ -183,6 +184,7 @@ pub fn build_agents(config: &Config) -> HashMap<String, Arc<dyn Agent>> {
                 AgentSpec::Hume(spec) => Arc::new(HumeAgent::new(spec.clone())),
                 AgentSpec::Livekit(spec) => Arc::new(LivekitAgent::new(spec.clone())),
                 AgentSpec::Stream(spec) => Arc::new(StreamAgent::new(spec.clone())),
+                AgentSpec::Openai(spec) => Arc::new(OpenaiAgent::new(spec.clone())),
             };
             (name.clone(), agent)
         })

@@ -244,6 +244,7 @@ impl Call {
             agent: self.admitted.agent.clone(),
             twilio_call_sid: (!sid.is_empty()).then_some(sid),
             twilio_account_sid: account_sid,
+            law: negotiated.codec.into(),
             x_headers: self.x_headers(),
         };
         let policy = agent.setup_policy();

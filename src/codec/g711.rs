@@ -6,9 +6,10 @@
 //! for every one of the 65,536 inputs while costing a single load per sample.
 
 /// Companding law of a G.711 stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Law {
     /// μ-law (PCMU), static RTP payload type 0.
+    #[default]
     Mu,
     /// A-law (PCMA), static RTP payload type 8.
     A,

@@ -44,11 +44,23 @@ pub struct RawAgent {
     pub twiml_headers_env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub twiml_json: Option<Spanned<String>>,
     pub twiml_auth_token_env: Option<Spanned<String>>,
+    // openai
+    pub api: Option<Spanned<String>>,
+    pub model: Option<Spanned<String>>,
+    pub voice: Option<Spanned<String>>,
+    pub instructions: Option<Spanned<String>>,
+    pub instructions_file: Option<Spanned<String>>,
+    pub tools: Option<Spanned<Vec<Spanned<String>>>>,
+    pub turn_detection: Option<Spanned<String>>,
+    pub silence_duration_ms: Option<Spanned<u64>>,
+    pub eagerness: Option<Spanned<String>>,
+    pub transcription_model: Option<Spanned<String>>,
+    pub delegation_model: Option<Spanned<String>>,
 }
 
 impl RawAgent {
     /// The keys that are set, with their spans, for "not a key of this kind" problems.
-    fn set_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+    pub(super) fn set_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
         // Each field's name is its TOML key, so the name is taken from the field itself.
         macro_rules! set {
             ($($field:ident),*) => {
@@ -78,7 +90,18 @@ impl RawAgent {
             twiml_url,
             twiml_headers_env,
             twiml_json,
-            twiml_auth_token_env
+            twiml_auth_token_env,
+            api,
+            model,
+            voice,
+            instructions,
+            instructions_file,
+            tools,
+            turn_detection,
+            silence_duration_ms,
+            eagerness,
+            transcription_model,
+            delegation_model
         )
     }
 
@@ -96,7 +119,7 @@ impl RawAgent {
     }
 }
 
-const KINDS: &str = "echo, hume, livekit, stream";
+const KINDS: &str = "echo, hume, livekit, openai, stream";
 
 const LIVEKIT_KEYS: &[&str] = &[
     "url",
@@ -109,7 +132,12 @@ const LIVEKIT_KEYS: &[&str] = &[
 
 /// A `ws://` or `wss://` URL with a host, without surrounding space or a trailing `/`; a problem
 /// naming `key` with `example` otherwise.
-fn ws_url(ctx: &mut Ctx<'_>, u: &Spanned<String>, key: &str, example: &str) -> Option<String> {
+pub(super) fn ws_url(
+    ctx: &mut Ctx<'_>,
+    u: &Spanned<String>,
+    key: &str,
+    example: &str,
+) -> Option<String> {
     let text = url_with(
         ctx,
         u,
@@ -150,7 +178,7 @@ fn url_with<'u>(
 
 /// A number of seconds within `range` (inclusive), `default` when not set; a problem naming
 /// `key` otherwise.
-fn secs_in(
+pub(super) fn secs_in(
     ctx: &mut Ctx<'_>,
     v: &Option<Spanned<u64>>,
     key: &str,
@@ -194,6 +222,10 @@ pub(super) fn resolve(
         "stream" => {
             raw.refuse_others(ctx, name, "stream", STREAM_KEYS);
             resolve_stream(ctx, env, name, agent).map(AgentSpec::Stream)
+        }
+        "openai" => {
+            raw.refuse_others(ctx, name, "openai", super::openai::KEYS);
+            super::openai::resolve(ctx, env, name, agent).map(AgentSpec::Openai)
         }
         other => {
             ctx.problem(
@@ -462,8 +494,9 @@ fn resolve_stream(
     })
 }
 
-/// `audio_batch_ms`: caller audio per message (hume) or per write (stream); 20 by default.
-fn audio_batch_ms(ctx: &mut Ctx<'_>, name: &str, raw: &RawAgent) -> u32 {
+/// `audio_batch_ms`: caller audio per message (hume, openai) or per write (stream); 20 by
+/// default.
+pub(super) fn audio_batch_ms(ctx: &mut Ctx<'_>, name: &str, raw: &RawAgent) -> u32 {
     let Some(v) = &raw.audio_batch_ms else {
         return 20;
     };
@@ -480,7 +513,7 @@ fn audio_batch_ms(ctx: &mut Ctx<'_>, name: &str, raw: &RawAgent) -> u32 {
 }
 
 /// `[agents.NAME].KEY = { Header-Name = "ENV_VAR" }`: each header with the variable's value.
-fn header_values(
+pub(super) fn header_values(
     ctx: &mut Ctx<'_>,
     env: &dyn Fn(&str) -> Option<String>,
     name: &str,

@@ -162,6 +162,7 @@ mod tests {
             twilio_call_sid: Some("CA123".into()),
             twilio_account_sid: Some("AC456".into()),
             x_headers: Vec::new(),
+            law: Default::default(),
         }
     }
 
