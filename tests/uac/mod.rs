@@ -47,6 +47,16 @@ fn event_code(digit: char) -> u8 {
     }
 }
 
+fn digit_of(code: u8) -> char {
+    match code {
+        0..=9 => (b'0' + code) as char,
+        10 => '*',
+        11 => '#',
+        12..=15 => (b'A' + code - 12) as char,
+        _ => '?',
+    }
+}
+
 /// One received RTP packet.
 #[derive(Clone, Debug)]
 pub struct Rx {
@@ -68,6 +78,8 @@ pub struct CallResult {
     /// Status codes of every response to our INVITEs, in arrival order.
     pub responses: Vec<u16>,
     pub rx: Vec<Rx>,
+    /// RFC 4733 key presses the far end sent, once each.
+    pub dtmf_rx: Vec<char>,
     pub rtp_sent: u64,
 }
 
@@ -91,13 +103,18 @@ impl CallResult {
 
 /// Places the call and runs it to the end (or `max_wait`).
 pub async fn place_call(plan: CallPlan) -> CallResult {
+    place_call_in(plan, Law::Mu).await
+}
+
+/// [`place_call`] offering only `law` (PCMU or PCMA).
+pub async fn place_call_in(plan: CallPlan, law: Law) -> CallResult {
     let sip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let rtp_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let cfg = UacConfig {
         target: plan.target,
         local: sip.local_addr().unwrap(),
         media_ip: "127.0.0.1".parse().unwrap(),
-        law: Law::Mu,
+        law,
         credentials: Some(Credentials {
             username: plan.username.clone(),
             password: plan.password.clone(),
@@ -116,9 +133,11 @@ pub async fn place_call(plan: CallPlan) -> CallResult {
         sip: None,
         responses: Vec::new(),
         rx: Vec::new(),
+        dtmf_rx: Vec::new(),
         rtp_sent: 0,
     };
     let mut sending: Option<(Law, u8, SocketAddr)> = None;
+    let mut last_event_ts: Option<u32> = None;
     let mut answered_at: Option<Instant> = None;
     let mut keys = plan.dtmf.clone().into_iter().peekable();
     // The key being sent: its code, its start timestamp and the packets sent so far.
@@ -175,6 +194,12 @@ pub async fn place_call(plan: CallPlan) -> CallResult {
                     let mut pcm = vec![0i16; payload.len()];
                     g711::decode(law, payload, &mut pcm);
                     result.rx.push(Rx { at: Instant::now(), seq: h.sequence, pcm });
+                } else if h.payload_type == EVENT_PT && payload.len() >= 4 && payload[1] & 0x80 != 0 {
+                    // The end packet comes three times: one key per event timestamp.
+                    if last_event_ts != Some(h.timestamp) {
+                        last_event_ts = Some(h.timestamp);
+                        result.dtmf_rx.push(digit_of(payload[0]));
+                    }
                 }
             }
             _ = tick.tick() => {

@@ -30,8 +30,10 @@ const QUIET_BEFORE_END: Duration = Duration::from_secs(1);
 const MAX_ITEMS: usize = 16;
 /// Keys one `send_dtmf` call may press.
 const MAX_DTMF: usize = 32;
-/// A GPT-Live transcript line is passed on at this length even mid-turn.
+/// A GPT-Live transcript line is passed on at this length even mid-turn...
 const MAX_LINE: usize = 2000;
+/// ...or when no more of it has come for this long (GPT-Live marks no end of turn).
+const LINE_GAP: Duration = Duration::from_secs(1);
 /// Error events logged in full; after these, one in a hundred.
 const LOGGED_ERRORS: u64 = 10;
 
@@ -108,6 +110,7 @@ pub struct OpenaiCore {
     /// GPT-Live transcript lines being built from deltas.
     user_line: String,
     assistant_line: String,
+    line_at: Instant,
     stats: OpenaiStats,
 }
 
@@ -141,6 +144,7 @@ impl OpenaiCore {
             model_audio_at: now,
             user_line: String::new(),
             assistant_line: String::new(),
+            line_at: now,
             stats: OpenaiStats::default(),
         }
     }
@@ -171,6 +175,9 @@ impl OpenaiCore {
                 }
                 if self.live && self.ending {
                     at = at.min(self.model_audio_at + QUIET_BEFORE_END);
+                }
+                if !self.user_line.is_empty() || !self.assistant_line.is_empty() {
+                    at = at.min(self.line_at + LINE_GAP);
                 }
                 Some(at)
             }
@@ -212,6 +219,9 @@ impl OpenaiCore {
             self.out.push_back(Output::Ping);
         }
         self.reframer.handle_timeout(now, &mut self.out);
+        if now >= self.line_at + LINE_GAP {
+            self.flush_lines();
+        }
         if self.live && self.ending && now >= self.model_audio_at + QUIET_BEFORE_END {
             self.hang_up();
         }
@@ -598,7 +608,7 @@ impl OpenaiCore {
     }
 
     /// GPT-Live transcripts come as deltas with no end of turn: a line is complete when the
-    /// other side starts speaking (or the call ends). A caller speaking over audio still
+    /// other side starts speaking, after a second without more, or when the call ends. A caller speaking over audio still
     /// playing is GPT-Live's barge-in: the model stops on its own, the gateway drops what
     /// it queued.
     fn on_live_transcript(&mut self, now: Instant, role: Role, event: &ServerEvent<'_>) {
@@ -610,6 +620,7 @@ impl OpenaiCore {
             tracing::debug!("the caller speaks over the reply: playout cleared");
             self.reframer.clear(now, &mut self.out);
         }
+        self.line_at = now;
         let (line, other) = match role {
             Role::User => (&mut self.user_line, &mut self.assistant_line),
             Role::Assistant => (&mut self.assistant_line, &mut self.user_line),

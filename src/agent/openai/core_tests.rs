@@ -593,3 +593,20 @@ fn garbage_is_counted_and_ignored() {
     assert!(ended(&out).is_none() && frames(&out) == 0);
     assert_eq!(c.stats().ignored, 3);
 }
+
+#[test]
+fn a_live_line_is_passed_on_after_a_second_without_more() {
+    let (mut c, now) = live();
+    text(
+        &mut c,
+        now,
+        json!({"type": "session.output_transcript.delta", "delta": "Hello.", "start_ms": 0, "end_ms": 300}),
+    );
+    assert!(downs(&drain(&mut c)).is_empty());
+    assert!(c.poll_timeout().unwrap() <= now + ms(1000));
+    c.handle_timeout(now + ms(1000));
+    let out = drain(&mut c);
+    assert!(
+        matches!(downs(&out)[..], [Down::Event(AgentEvent::Transcript { role: Role::Assistant, text, .. })] if text == "Hello.")
+    );
+}
