@@ -180,6 +180,37 @@ fn the_shipped_example_config_is_valid() {
     assert!(c.trunks[1].credentials.is_none());
 }
 
+/// The commented-out agent examples are valid once uncommented, with their variables set.
+#[test]
+fn the_example_agent_tables_are_valid_uncommented() {
+    let text = include_str!("../../deploy/sipbridge.example.toml");
+    let env = |k: &str| {
+        matches!(
+            k,
+            "SIPBRIDGE_TRUNK_PASSWORD" | "TWILIO_AUTH_TOKEN" | "OPENAI_API_KEY"
+        )
+        .then(|| "example-secret".to_string())
+    };
+    let start = text
+        .find("#[agents.assistant]")
+        .expect("the openai example");
+    let block: String = text[start..]
+        .lines()
+        .take_while(|l| l.starts_with('#') || l.starts_with(' '))
+        .filter(|l| l.starts_with('#'))
+        .map(|l| format!("{}\n", &l[1..]))
+        .collect();
+    let c = match parse(&block, "example", &env) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}\n{block}"),
+    };
+    let Some(AgentSpec::Openai(spec)) = c.agents.get("assistant") else {
+        panic!("{block}")
+    };
+    assert!(spec.instructions.contains("Acme"));
+    assert_eq!(spec.tools.len(), 2);
+}
+
 #[test]
 fn public_addr_must_make_a_sip_uri() {
     for bad in ["gw example.net", "<gw>", "gw:port:x"] {
