@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::remote::Down;
-use super::ws::driver::Output;
+use super::ws::session::Output;
 use super::AudioFrame;
 use crate::codec::g711::{self, Law};
 

@@ -98,22 +98,140 @@ where
     })
 }
 
-/// The call's side of one conversation with a remote far end.
-pub struct RemoteSession {
+/// The caller's playout queue of a far end that sends faster than real time: frames, marks and
+/// events in play order, a clear that drops them at once, and the end after what is queued.
+/// Marks reaching the head and clears are reported through `up`.
+pub(crate) struct Playout {
     /// Names the far end in log lines ("EVI", "stream").
     far_end: &'static str,
-    audio_tx: mpsc::Sender<AudioFrame>,
-    up_tx: mpsc::UnboundedSender<Up>,
-    down_rx: mpsc::UnboundedReceiver<Down>,
     /// Never starts with a mark: marks reaching the head are reported at once.
     queue: VecDeque<Queued>,
     events: VecDeque<AgentEvent>,
     ending: Option<(String, bool)>,
     hangup_reported: bool,
-    up_dropped: u64,
     down_dropped: u64,
     /// Frames handed down that have left the queue (played, or dropped when it was full).
     taken: u64,
+}
+
+impl Playout {
+    pub(crate) fn new(far_end: &'static str) -> Playout {
+        Playout {
+            far_end,
+            queue: VecDeque::new(),
+            events: VecDeque::new(),
+            ending: None,
+            hangup_reported: false,
+            down_dropped: 0,
+            taken: 0,
+        }
+    }
+
+    /// One item from the far end, in play order.
+    pub(crate) fn down(&mut self, d: Down, up: &mut impl FnMut(Up)) {
+        match d {
+            Down::Frame(f) => {
+                if self.queue.len() < MAX_PLAYOUT {
+                    self.queue.push_back(Queued::Frame(f));
+                } else {
+                    self.taken += 1;
+                    self.down_dropped += 1;
+                    if self.down_dropped == 1 {
+                        tracing::warn!(
+                            far_end = self.far_end,
+                            "playout queue full: dropping speech"
+                        );
+                    }
+                }
+            }
+            Down::Mark(name) => {
+                // A full queue (only a flood fills it) has lost audio anyway: the mark is
+                // reported at once rather than stored without bound.
+                if self.queue.is_empty() || self.queue.len() >= MAX_PLAYOUT {
+                    up(Up::Played(name));
+                } else {
+                    self.queue.push_back(Queued::Mark(name));
+                }
+            }
+            Down::Clear => {
+                let mut dropped = 0;
+                for item in std::mem::take(&mut self.queue) {
+                    match item {
+                        Queued::Frame(_) => dropped += 1,
+                        Queued::Mark(name) => up(Up::Played(name)),
+                    }
+                }
+                // Reported before `taken` counts the dropped frames: they were not heard.
+                up(Up::Cleared { heard: self.taken });
+                self.taken += dropped;
+                tracing::debug!(dropped, "barge-in: playout cleared");
+                self.events.push_back(AgentEvent::ClearPlayout);
+            }
+            Down::Event(e) => self.events.push_back(e),
+            Down::End { reason, failed } => {
+                self.ending.get_or_insert((reason, failed));
+            }
+        }
+    }
+
+    /// The far end is gone without saying why.
+    pub(crate) fn far_end_gone(&mut self) {
+        let far_end = self.far_end;
+        self.ending
+            .get_or_insert_with(|| (format!("the {far_end} driver stopped"), true));
+    }
+
+    /// The next output for the call; `None` while there is nothing, `Some(None)` once the
+    /// conversation is over and said so.
+    pub(crate) fn poll(
+        &mut self,
+        want_audio: bool,
+        up: &mut impl FnMut(Up),
+    ) -> Option<Option<AgentOutput>> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(Some(AgentOutput::Event(e)));
+        }
+        if want_audio {
+            if let Some(Queued::Frame(f)) = self.queue.pop_front() {
+                self.taken += 1;
+                // Report the marks that reached the head of the queue.
+                while let Some(Queued::Mark(_)) = self.queue.front() {
+                    if let Some(Queued::Mark(name)) = self.queue.pop_front() {
+                        up(Up::Played(name));
+                    }
+                }
+                return Some(Some(AgentOutput::Audio(f)));
+            }
+        }
+        if self.queue.is_empty() {
+            if let Some((reason, failed)) = &self.ending {
+                if self.hangup_reported {
+                    return Some(None);
+                }
+                self.hangup_reported = true;
+                let reason = reason.clone();
+                let event = match failed {
+                    true => AgentEvent::Failed { reason },
+                    false => AgentEvent::Hangup { reason },
+                };
+                return Some(Some(AgentOutput::Event(event)));
+            }
+        }
+        None
+    }
+
+    pub(crate) fn audio_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+}
+
+/// The call's side of one conversation with a remote far end.
+pub struct RemoteSession {
+    audio_tx: mpsc::Sender<AudioFrame>,
+    up_tx: mpsc::UnboundedSender<Up>,
+    down_rx: mpsc::UnboundedReceiver<Down>,
+    playout: Playout,
+    up_dropped: u64,
 }
 
 impl RemoteSession {
@@ -127,17 +245,11 @@ impl RemoteSession {
         let (up_tx, up_rx) = mpsc::unbounded_channel();
         let (down_tx, down_rx) = mpsc::unbounded_channel();
         let session = RemoteSession {
-            far_end,
             audio_tx,
             up_tx,
             down_rx,
-            queue: VecDeque::new(),
-            events: VecDeque::new(),
-            ending: None,
-            hangup_reported: false,
+            playout: Playout::new(far_end),
             up_dropped: 0,
-            down_dropped: 0,
-            taken: 0,
         };
         let ends = DriverEnds {
             audio_rx,
@@ -149,70 +261,16 @@ impl RemoteSession {
 
     /// Takes everything the driver has sent so far; registers the waker when there is none.
     fn take_down(&mut self, cx: &mut Context<'_>) {
+        // A closed channel means the driver already ended; nobody waits for the report.
+        let up_tx = &self.up_tx;
+        let mut up = |u| {
+            let _ = up_tx.send(u);
+        };
         loop {
             match self.down_rx.poll_recv(cx) {
-                Poll::Ready(Some(Down::Frame(f))) => {
-                    if self.queue.len() < MAX_PLAYOUT {
-                        self.queue.push_back(Queued::Frame(f));
-                    } else {
-                        self.taken += 1;
-                        self.down_dropped += 1;
-                        if self.down_dropped == 1 {
-                            tracing::warn!(
-                                far_end = self.far_end,
-                                "playout queue full: dropping speech"
-                            );
-                        }
-                    }
-                }
-                Poll::Ready(Some(Down::Mark(name))) => {
-                    // A full queue (only a flood fills it) has lost audio anyway: the mark
-                    // is reported at once rather than stored without bound.
-                    if self.queue.is_empty() || self.queue.len() >= MAX_PLAYOUT {
-                        self.played(name);
-                    } else {
-                        self.queue.push_back(Queued::Mark(name));
-                    }
-                }
-                Poll::Ready(Some(Down::Clear)) => {
-                    let mut dropped = 0;
-                    for item in std::mem::take(&mut self.queue) {
-                        match item {
-                            Queued::Frame(_) => dropped += 1,
-                            Queued::Mark(name) => self.played(name),
-                        }
-                    }
-                    // Sent before `taken` counts the dropped frames: they were not heard.
-                    let _ = self.up_tx.send(Up::Cleared { heard: self.taken });
-                    self.taken += dropped;
-                    tracing::debug!(dropped, "barge-in: playout cleared");
-                    self.events.push_back(AgentEvent::ClearPlayout);
-                }
-                Poll::Ready(Some(Down::Event(e))) => self.events.push_back(e),
-                Poll::Ready(Some(Down::End { reason, failed })) => {
-                    self.ending.get_or_insert((reason, failed));
-                }
-                Poll::Ready(None) => {
-                    let far_end = self.far_end;
-                    self.ending
-                        .get_or_insert_with(|| (format!("the {far_end} driver stopped"), true));
-                    return;
-                }
+                Poll::Ready(Some(d)) => self.playout.down(d, &mut up),
+                Poll::Ready(None) => return self.playout.far_end_gone(),
                 Poll::Pending => return,
-            }
-        }
-    }
-
-    fn played(&self, name: String) {
-        // A closed channel means the driver already ended; nobody waits for the mark.
-        let _ = self.up_tx.send(Up::Played(name));
-    }
-
-    /// Reports the marks that reached the head of the queue.
-    fn report_marks(&mut self) {
-        while let Some(Queued::Mark(_)) = self.queue.front() {
-            if let Some(Queued::Mark(name)) = self.queue.pop_front() {
-                self.played(name);
             }
         }
     }
@@ -224,7 +282,7 @@ impl AgentSession for RemoteSession {
             self.up_dropped += 1;
             if self.up_dropped % 250 == 1 {
                 tracing::warn!(
-                    far_end = self.far_end,
+                    far_end = self.playout.far_end,
                     dropped = self.up_dropped,
                     "the far end is not taking caller audio fast enough: frames dropped"
                 );
@@ -239,35 +297,18 @@ impl AgentSession for RemoteSession {
 
     fn poll_output(&mut self, cx: &mut Context<'_>, want_audio: bool) -> Poll<Option<AgentOutput>> {
         self.take_down(cx);
-        if let Some(e) = self.events.pop_front() {
-            return Poll::Ready(Some(AgentOutput::Event(e)));
+        let up_tx = &self.up_tx;
+        let mut up = |u| {
+            let _ = up_tx.send(u);
+        };
+        match self.playout.poll(want_audio, &mut up) {
+            Some(out) => Poll::Ready(out),
+            None => Poll::Pending,
         }
-        if want_audio {
-            if let Some(Queued::Frame(f)) = self.queue.pop_front() {
-                self.taken += 1;
-                self.report_marks();
-                return Poll::Ready(Some(AgentOutput::Audio(f)));
-            }
-        }
-        if self.queue.is_empty() {
-            if let Some((reason, failed)) = &self.ending {
-                if self.hangup_reported {
-                    return Poll::Ready(None);
-                }
-                self.hangup_reported = true;
-                let reason = reason.clone();
-                let event = match failed {
-                    true => AgentEvent::Failed { reason },
-                    false => AgentEvent::Hangup { reason },
-                };
-                return Poll::Ready(Some(AgentOutput::Event(event)));
-            }
-        }
-        Poll::Pending
     }
 
     fn audio_queued(&self) -> bool {
-        !self.queue.is_empty()
+        self.playout.audio_queued()
     }
 }
 

@@ -43,13 +43,13 @@ fn a_flood_of_speech_is_capped_at_two_minutes() {
             .unwrap();
     }
     assert!(poll(&mut s, false).is_pending());
-    assert_eq!(s.queue.len(), MAX_PLAYOUT);
-    assert_eq!(s.down_dropped, 500);
+    assert_eq!(s.playout.queue.len(), MAX_PLAYOUT);
+    assert_eq!(s.playout.down_dropped, 500);
     assert_eq!(audio(&mut s), 0);
     // Room again: new speech is queued behind the old.
     ends.down_tx.send(Down::Frame(frame(-1))).unwrap();
     assert!(poll(&mut s, false).is_pending());
-    assert!(matches!(s.queue.back(), Some(Queued::Frame(f)) if f.samples()[0] == -1));
+    assert!(matches!(s.playout.queue.back(), Some(Queued::Frame(f)) if f.samples()[0] == -1));
 }
 
 #[test]

@@ -126,7 +126,7 @@ impl Driver {
         );
         // Sockets the core did not close (none, normally) are closed politely too.
         for (_, ws) in std::mem::take(&mut self.sockets) {
-            ws::close_in_background("EVI", ws);
+            ws::close_in_background("EVI", ws, Vec::new(), None);
         }
     }
 
@@ -207,7 +207,7 @@ impl Driver {
             let (_, ws) = self.sockets.swap_remove(pos);
             if matches!(close, SocketClose::Clean { .. }) {
                 // Finish the closing handshake (tungstenite queued our reply).
-                ws::close_in_background("EVI", ws);
+                ws::close_in_background("EVI", ws, Vec::new(), None);
             }
         }
         self.core.on_closed(now, conn, close);
@@ -240,7 +240,7 @@ impl Driver {
                 self.connecting.retain(|(c, _)| *c != conn);
                 if let Some(pos) = self.sockets.iter().position(|(c, _)| *c == conn) {
                     let (_, ws) = self.sockets.swap_remove(pos);
-                    ws::close_in_background("EVI", ws);
+                    ws::close_in_background("EVI", ws, Vec::new(), None);
                 }
             }
             Output::Audio(f) => self.down(Down::Frame(f)),

@@ -14,15 +14,12 @@ use base64::Engine;
 use super::protocol::{self, ServerEvent};
 use crate::agent::reframe::{Reframer, FRAME_BYTES};
 use crate::agent::remote::{Down, Up};
-use crate::agent::ws::driver::Output;
+use crate::agent::ws::session::Output;
 use crate::agent::ws::{SocketClose, PING_EVERY, SILENT_LIMIT};
 use crate::agent::{AgentEvent, CallerEvent, Role};
 use crate::codec::g711::{self, Law};
 use crate::config::{OpenaiApi, OpenaiSpec, Tool};
 
-/// After the caller hangs up, GPT-Live gets this long to confirm `session.close` (its final
-/// usage) before the socket is closed anyway.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// GPT-Live has no "response done": after `end_call`, the call ends once the model has sent
 /// no audio for this long (its goodbye is over) and that audio has played.
 const QUIET_BEFORE_END: Duration = Duration::from_secs(1);
@@ -63,10 +60,6 @@ enum State {
         give_up_at: Instant,
     },
     Open,
-    /// GPT-Live after the caller hung up: `session.close` sent, waiting for `session.closed`.
-    Closing {
-        until: Instant,
-    },
     Ended,
 }
 
@@ -181,7 +174,6 @@ impl OpenaiCore {
                 }
                 Some(at)
             }
-            State::Closing { until } => Some(until),
             State::Ended => None,
         }
     }
@@ -198,11 +190,6 @@ impl OpenaiCore {
                 let secs = self.spec.connect_timeout.as_secs_f64();
                 self.out.push_back(Output::Close);
                 self.end(format!("no OpenAI session within {secs} s"), true);
-                return;
-            }
-            State::Closing { until } if now >= until => {
-                self.out.push_back(Output::Close);
-                self.end("the caller hung up".into(), false);
                 return;
             }
             State::Configuring { .. } | State::Open => {}
@@ -266,11 +253,11 @@ impl OpenaiCore {
         }
     }
 
-    pub fn on_up(&mut self, now: Instant, up: Up) {
+    pub fn on_up(&mut self, _now: Instant, up: Up) {
         match up {
             Up::Caller(CallerEvent::Dtmf(d)) => self.on_caller_dtmf(d),
             Up::Cleared { heard } => self.on_cleared(heard),
-            Up::Caller(CallerEvent::Hangup) => self.on_caller_hangup(now),
+            Up::Caller(CallerEvent::Hangup) => self.on_caller_hangup(),
             Up::Caller(CallerEvent::Answered) | Up::Played(_) => {}
         }
     }
@@ -290,23 +277,21 @@ impl OpenaiCore {
         }
     }
 
-    /// The caller hung up. GPT-Live is asked to close (so its final usage is confirmed);
-    /// Realtime's socket is simply closed.
-    pub fn on_caller_hangup(&mut self, now: Instant) {
+    /// The caller hung up. GPT-Live is asked to close first, and its `session.closed` (the
+    /// final usage) awaited for a second before the closing handshake; Realtime's socket is
+    /// simply closed.
+    pub fn on_caller_hangup(&mut self) {
         self.flush_lines();
         match self.state {
+            State::Ended => return,
             State::Open | State::Configuring { .. } if self.live => {
                 self.send(protocol::session_close());
-                self.state = State::Closing {
-                    until: now + CLOSE_WAIT,
-                };
+                self.out
+                    .push_back(Output::CloseAfter(protocol::SESSION_CLOSED));
             }
-            State::Closing { .. } | State::Ended => {}
-            _ => {
-                self.out.push_back(Output::Close);
-                self.end("the caller hung up".into(), false);
-            }
+            _ => self.out.push_back(Output::Close),
         }
+        self.end("the caller hung up".into(), false);
     }
 
     pub fn on_heard(&mut self, now: Instant) {
@@ -321,7 +306,6 @@ impl OpenaiCore {
     pub fn on_closed(&mut self, _now: Instant, how: SocketClose) {
         let (reason, failed) = match (self.state, how) {
             (State::Ended, _) => return,
-            (State::Closing { .. }, _) => ("the caller hung up".to_string(), false),
             (State::Connecting { .. } | State::Configuring { .. }, how) => (
                 format!("OpenAI closed the connection before the session started: {how:?}"),
                 true,
@@ -696,10 +680,6 @@ impl OpenaiCore {
 
     /// GPT-Live ended the session.
     fn on_session_closed(&mut self, reason: String) {
-        if let State::Closing { .. } = self.state {
-            self.out.push_back(Output::Close);
-            return self.end("the caller hung up".into(), false);
-        }
         self.flush_lines();
         self.out.push_back(Output::Close);
         // `content`: the model ended the conversation; the others are the session failing.
@@ -734,8 +714,11 @@ impl OpenaiCore {
         self.flush_lines();
         if self.live {
             self.send(protocol::session_close());
+            self.out
+                .push_back(Output::CloseAfter(protocol::SESSION_CLOSED));
+        } else {
+            self.out.push_back(Output::Close);
         }
-        self.out.push_back(Output::Close);
         self.end("the assistant ended the call".into(), false);
     }
 

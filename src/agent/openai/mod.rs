@@ -4,7 +4,7 @@
 //!
 //! - [`protocol`]: the events both APIs take and send;
 //! - [`core`]: the sans-IO conversation, which decides everything;
-//! - here: the agent, the core as the shared WebSocket driver's, and opening the socket.
+//! - here: the agent, the core as the call's socket session's, and opening the socket.
 
 pub mod core;
 pub mod protocol;
@@ -16,8 +16,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
 use self::core::OpenaiCore;
-use super::remote::{self, Up};
-use super::ws::driver::{Driver, Output, SocketCore};
+use super::remote::Up;
+use super::ws::session::{self, Output, SocketCore};
 use super::ws::{self, SocketClose, Ws};
 use super::{percent_encode, Agent, CallInfo, ConnectFuture, SetupPolicy};
 use crate::config::{OpenaiApi, OpenaiSpec};
@@ -43,9 +43,7 @@ impl Agent for OpenaiAgent {
         tracing::info!(model = %spec.model, api = ?spec.api, "opening an OpenAI session");
         let core = OpenaiCore::new(now(), spec.clone(), call.law);
         let open = Box::pin(async move { Ok((open_socket(&spec).await?, ())) });
-        remote::connect("OpenAI", |ends, ready| {
-            Driver::new(core, open, ends, ready).run()
-        })
+        session::connect(core, open)
     }
 
     fn kind(&self) -> &'static str {
@@ -98,9 +96,6 @@ impl SocketCore for OpenaiCore {
     fn handle_timeout(&mut self, now: Instant) {
         OpenaiCore::handle_timeout(self, now)
     }
-    fn is_ended(&self) -> bool {
-        OpenaiCore::is_ended(self)
-    }
     fn on_connected(&mut self, now: Instant, _: ()) {
         OpenaiCore::on_connected(self, now)
     }
@@ -113,8 +108,8 @@ impl SocketCore for OpenaiCore {
     fn on_up(&mut self, now: Instant, up: Up) {
         OpenaiCore::on_up(self, now, up)
     }
-    fn on_caller_hangup(&mut self, now: Instant) {
-        OpenaiCore::on_caller_hangup(self, now)
+    fn on_caller_hangup(&mut self, _now: Instant) {
+        OpenaiCore::on_caller_hangup(self)
     }
     fn on_text(&mut self, now: Instant, text: &str) {
         OpenaiCore::on_text(self, now, text)

@@ -171,6 +171,9 @@ pub fn response_create() -> String {
     json!({"type": "response.create"}).to_string()
 }
 
+/// What GPT-Live's answer to `session.close` contains.
+pub const SESSION_CLOSED: &str = "\"session.closed\"";
+
 pub fn session_close() -> String {
     json!({"type": "session.close"}).to_string()
 }

@@ -13,7 +13,7 @@ use base64::Engine;
 use super::protocol::{self, BotMessage, StreamIds};
 use crate::agent::reframe::{Reframer, FRAME_BYTES};
 use crate::agent::remote::Down;
-pub use crate::agent::ws::driver::Output;
+pub use crate::agent::ws::session::Output;
 use crate::agent::ws::{SocketClose, PING_EVERY, SILENT_LIMIT};
 use crate::agent::AgentEvent;
 use crate::codec::g711::{self, Law};

@@ -1,5 +1,5 @@
-//! The stream's edge: [`StreamCore`] as the shared WebSocket driver's core, and how the bot's
-//! socket is opened (its URL given, or asked of a `twiml_url`).
+//! The stream's edge: [`StreamCore`] as the core of the call's socket session, and how the
+//! bot's socket is opened (its URL given, or asked of a `twiml_url`).
 
 use std::time::Instant;
 
@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use super::core::{Output, StreamCore};
 use super::twiml::{self, CallFacts};
 use crate::agent::remote::Up;
-use crate::agent::ws::driver::SocketCore;
+use crate::agent::ws::session::SocketCore;
 use crate::agent::ws::{self, SocketClose, Ws};
 use crate::agent::CallerEvent;
 use crate::config::{StreamSource, StreamSpec};
@@ -29,9 +29,6 @@ impl SocketCore for StreamCore {
     }
     fn handle_timeout(&mut self, now: Instant) {
         StreamCore::handle_timeout(self, now)
-    }
-    fn is_ended(&self) -> bool {
-        StreamCore::is_ended(self)
     }
     fn on_connected(&mut self, now: Instant, parameters: Self::Opened) {
         tracing::info!("stream open: answering");

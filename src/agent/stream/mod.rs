@@ -5,7 +5,7 @@
 //! - [`protocol`]: the messages as Twilio sends them and bots answer;
 //! - [`core`]: the sans-IO stream, which decides everything;
 //! - [`twiml`]: asking a `twiml_url` for the stream's URL (ElevenLabs, Ultravox, Hume);
-//! - `driver`: the core as the shared WebSocket driver's, and opening the bot's socket.
+//! - `driver`: the core as the call's socket session's, and opening the bot's socket.
 
 pub mod core;
 mod driver;
@@ -16,8 +16,7 @@ use std::sync::Arc;
 
 use self::core::{CoreConfig, StreamCore};
 use self::protocol::StreamIds;
-use super::remote;
-use super::ws::driver::Driver;
+use super::ws::session;
 use super::{Agent, CallInfo, ConnectFuture, SetupPolicy};
 use crate::config::StreamSpec;
 use crate::timer::now;
@@ -57,9 +56,7 @@ impl Agent for StreamAgent {
         tracing::info!(stream_sid = %cfg.ids.stream_sid, call_sid = %cfg.ids.call_sid, "opening stream");
         let spec = self.spec.clone();
         let open = Box::pin(async move { driver::open_socket(&spec, &facts).await });
-        remote::connect("stream", |ends, ready| {
-            Driver::new(StreamCore::new(now(), cfg), open, ends, ready).run()
-        })
+        session::connect(StreamCore::new(now(), cfg), open)
     }
 
     fn kind(&self) -> &'static str {

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
-pub mod driver;
+pub mod session;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -92,9 +92,41 @@ fn redact_query(url: &str) -> &str {
     url.split_once('?').map_or(url, |(base, _)| base)
 }
 
-/// Sends a normal close and waits (bounded, in the background) for the far end's reply.
-pub fn close_in_background(far_end: &'static str, mut ws: Ws) {
+/// How long a closing socket waits for the far end's last word ([`close_in_background`]).
+const REPLY_WAIT: Duration = Duration::from_secs(1);
+
+/// In the background: writes `pending`, waits (at most [`REPLY_WAIT`]) for a text message
+/// containing `reply` when one is awaited (GPT-Live's `session.closed`, which carries the
+/// final usage), then sends a normal close and waits (bounded) for the far end's.
+pub fn close_in_background(
+    far_end: &'static str,
+    mut ws: Ws,
+    pending: Vec<Message>,
+    reply: Option<&'static str>,
+) {
     let task = async move {
+        for message in pending {
+            if bounded(ws.feed(message)).await.is_err() {
+                return;
+            }
+        }
+        if let Some(needle) = reply {
+            if bounded(ws.flush()).await.is_err() {
+                return;
+            }
+            let heard = tokio::time::timeout(REPLY_WAIT, async {
+                while let Some(Ok(m)) = ws.next().await {
+                    if matches!(&m, Message::Text(t) if t.as_str().contains(needle)) {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await;
+            if heard != Ok(true) {
+                tracing::debug!(far_end, reply = needle, "no last word from the far end");
+            }
+        }
         let frame = CloseFrame {
             code: CloseCode::Normal,
             reason: "".into(),
