@@ -315,7 +315,7 @@ async fn open_socket(spec: &HumeSpec, resume_group: Option<&str>) -> Result<Box<
     let key = HeaderValue::from_str(&spec.api_key)
         .map_err(|_| "the Hume API key is not a valid HTTP header value".to_string())?;
     request.headers_mut().insert("X-Hume-Api-Key", key);
-    ws::connect(request, "EVI").await
+    ws::connect(request, "EVI", ws::READ_LARGE).await
 }
 
 /// The chat URL with its query parameters.

@@ -80,7 +80,7 @@ async fn open_socket(spec: &OpenaiSpec) -> Result<Box<Ws>, String> {
         };
         request.headers_mut().insert(name, value);
     }
-    ws::connect(request, "OpenAI").await
+    ws::connect(request, "OpenAI", ws::READ_SMALL).await
 }
 
 impl SocketCore for OpenaiCore {

@@ -101,6 +101,6 @@ pub(super) async fn open_socket(spec: &StreamSpec, facts: &CallFacts) -> Result<
         };
         request.headers_mut().insert(name, value);
     }
-    let ws = ws::connect(request, "the stream bot").await?;
+    let ws = ws::connect(request, "the stream bot", ws::READ_SMALL).await?;
     Ok((ws, parameters))
 }

@@ -56,16 +56,23 @@ impl SocketClose {
     }
 }
 
+/// How much one read from the socket takes at most. Tungstenite zero-fills this much before
+/// every read attempt, even one that finds the socket empty, so a socket polled on every wake
+/// of its call wants it small ([`READ_SMALL`]); a far end with large messages read once per
+/// wake of its own task wants it large ([`READ_LARGE`]).
+pub const READ_SMALL: usize = 4 * 1024;
+pub const READ_LARGE: usize = 16 * 1024;
+
 /// Opens a client socket. `far_end` names it in errors ("EVI", "the stream bot"). Buffers are
 /// sized for voice rather than tungstenite's 128 KiB defaults, which were most of a call's
 /// memory: messages are a few tens of KiB at most, caller audio ~0.5 KiB a message. Messages
 /// are written when flushed ([`send`] flushes; [`feed`] lets a batch go out in one write). A
 /// socket that stops draining errors out past 1 MiB instead of growing. Nagle off: audio goes
 /// up every 20 ms and must not wait for an ACK.
-pub async fn connect(request: Request, far_end: &str) -> Result<Box<Ws>, String> {
+pub async fn connect(request: Request, far_end: &str, read: usize) -> Result<Box<Ws>, String> {
     let url = request.uri().to_string();
     let config = WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
+        .read_buffer_size(read)
         .write_buffer_size(4 * 1024)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(16 << 20));
