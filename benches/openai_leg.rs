@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sipbridge::agent::openai::core::OpenaiCore;
-use sipbridge::agent::ws::session::Output;
+use sipbridge::agent::ws::session::{Output, SocketCore};
 use sipbridge::codec::g711::Law;
 use sipbridge::config::{OpenaiApi, OpenaiSpec, Tool, TurnDetection};
 
@@ -33,7 +33,7 @@ fn core() -> (OpenaiCore, Instant) {
     };
     let t0 = Instant::now();
     let mut c = OpenaiCore::new(t0, Arc::new(spec), Law::Mu);
-    c.on_connected(t0);
+    c.on_connected(t0, ());
     c.on_text(
         t0,
         r#"{"type":"session.created","event_id":"e0","session":{"type":"realtime"}}"#,
@@ -53,9 +53,9 @@ fn bench_openai_leg(c: &mut Criterion) {
         .map(|i| (6000.0 * (i as f64 * 0.13).sin()) as i16)
         .collect();
     group.bench_function("caller_frame_to_append", |b| {
-        let (mut s, _) = core();
+        let (mut s, t0) = core();
         b.iter(|| {
-            s.on_caller_audio(black_box(&pcm));
+            s.on_caller_audio(t0, black_box(&pcm));
             match s.poll_output() {
                 Some(Output::Send(text)) => black_box(text.len()),
                 _ => 0,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sipbridge::agent::stream::core::{CoreConfig, Output, StreamCore};
+use sipbridge::agent::stream::core::{CoreConfig, Output, SocketCore, StreamCore};
 use sipbridge::agent::stream::protocol::StreamIds;
 
 fn core() -> (StreamCore, Instant) {

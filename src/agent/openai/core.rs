@@ -14,7 +14,7 @@ use base64::Engine;
 use super::protocol::{self, ServerEvent};
 use crate::agent::reframe::{Reframer, FRAME_BYTES};
 use crate::agent::remote::{Down, Up};
-use crate::agent::ws::session::Output;
+use crate::agent::ws::session::{Output, SocketCore};
 use crate::agent::ws::{SocketClose, PING_EVERY, SILENT_LIMIT};
 use crate::agent::{AgentEvent, CallerEvent, Role};
 use crate::codec::g711::{self, Law};
@@ -142,10 +142,6 @@ impl OpenaiCore {
         }
     }
 
-    pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
-    }
-
     pub fn is_ended(&self) -> bool {
         self.state == State::Ended && self.out.is_empty()
     }
@@ -157,109 +153,8 @@ impl OpenaiCore {
         }
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
-            State::Connecting { give_up_at } => Some(give_up_at),
-            State::Configuring { give_up_at } => Some(give_up_at.min(self.keepalive_at())),
-            State::Open => {
-                let mut at = self.keepalive_at();
-                if let Some(t) = self.reframer.poll_timeout() {
-                    at = at.min(t);
-                }
-                if self.live && self.ending {
-                    at = at.min(self.model_audio_at + QUIET_BEFORE_END);
-                }
-                if !self.user_line.is_empty() || !self.assistant_line.is_empty() {
-                    at = at.min(self.line_at + LINE_GAP);
-                }
-                Some(at)
-            }
-            State::Ended => None,
-        }
-    }
-
     fn keepalive_at(&self) -> Instant {
         self.ping_at.min(self.heard_at + SILENT_LIMIT)
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        match self.state {
-            State::Connecting { give_up_at } | State::Configuring { give_up_at }
-                if now >= give_up_at =>
-            {
-                let secs = self.spec.connect_timeout.as_secs_f64();
-                self.out.push_back(Output::Close);
-                self.end(format!("no OpenAI session within {secs} s"), true);
-                return;
-            }
-            State::Configuring { .. } | State::Open => {}
-            _ => return,
-        }
-        if now >= self.heard_at + SILENT_LIMIT {
-            let error = format!("no answer to pings for {} s", SILENT_LIMIT.as_secs_f64());
-            self.out.push_back(Output::Close);
-            self.on_closed(now, SocketClose::Dropped { error });
-            return;
-        }
-        if now >= self.ping_at {
-            self.ping_at = now + PING_EVERY;
-            self.out.push_back(Output::Ping);
-        }
-        self.reframer.handle_timeout(now, &mut self.out);
-        if now >= self.line_at + LINE_GAP {
-            self.flush_lines();
-        }
-        if self.live && self.ending && now >= self.model_audio_at + QUIET_BEFORE_END {
-            self.hang_up();
-        }
-    }
-
-    /// The socket is open: configure the session.
-    pub fn on_connected(&mut self, now: Instant) {
-        let State::Connecting { give_up_at } = self.state else {
-            return;
-        };
-        self.state = State::Configuring { give_up_at };
-        self.heard_at = now;
-        self.ping_at = now + PING_EVERY;
-        if self.live {
-            // GPT-Live waits for the client to speak first.
-            let start = protocol::session_start(&self.spec, self.law);
-            self.out.push_back(Output::Send(start));
-        }
-    }
-
-    pub fn on_connect_failed(&mut self, error: String) {
-        if matches!(self.state, State::Connecting { .. }) {
-            self.end(error, true);
-        }
-    }
-
-    /// 20 ms of the caller at 8 kHz, sent in the session's law once a batch is full.
-    pub fn on_caller_audio(&mut self, pcm: &[i16]) {
-        if self.state != State::Open {
-            return;
-        }
-        let at = self.batch.len();
-        self.batch.resize(at + FRAME_BYTES, self.law.silence());
-        let n = pcm.len().min(FRAME_BYTES);
-        g711::encode(self.law, &pcm[..n], &mut self.batch[at..at + n]);
-        if self.batch.len() >= self.batch_frames * FRAME_BYTES {
-            let mut text = String::with_capacity(64 + self.batch.len() * 4 / 3);
-            protocol::append(&mut text, self.live, &self.batch);
-            self.batch.clear();
-            self.stats.appends += 1;
-            self.out.push_back(Output::Send(text));
-        }
-    }
-
-    pub fn on_up(&mut self, _now: Instant, up: Up) {
-        match up {
-            Up::Caller(CallerEvent::Dtmf(d)) => self.on_caller_dtmf(d),
-            Up::Cleared { heard } => self.on_cleared(heard),
-            Up::Caller(CallerEvent::Hangup) => self.on_caller_hangup(),
-            Up::Caller(CallerEvent::Answered) | Up::Played(_) => {}
-        }
     }
 
     /// The caller pressed a key: the model learns of it as text (neither API carries DTMF
@@ -274,137 +169,6 @@ impl OpenaiCore {
         } else {
             self.send(protocol::user_text(&text));
             self.respond();
-        }
-    }
-
-    /// The caller hung up. GPT-Live is asked to close first, and its `session.closed` (the
-    /// final usage) awaited for a second before the closing handshake; Realtime's socket is
-    /// simply closed.
-    pub fn on_caller_hangup(&mut self) {
-        self.flush_lines();
-        match self.state {
-            State::Ended => return,
-            State::Open | State::Configuring { .. } if self.live => {
-                self.send(protocol::session_close());
-                self.out
-                    .push_back(Output::CloseAfter(protocol::SESSION_CLOSED));
-            }
-            _ => self.out.push_back(Output::Close),
-        }
-        self.end("the caller hung up".into(), false);
-    }
-
-    pub fn on_heard(&mut self, now: Instant) {
-        self.heard_at = now;
-    }
-
-    pub fn on_binary(&mut self, now: Instant) {
-        self.heard_at = now;
-        self.ignore(format_args!("binary message from OpenAI"));
-    }
-
-    pub fn on_closed(&mut self, _now: Instant, how: SocketClose) {
-        let (reason, failed) = match (self.state, how) {
-            (State::Ended, _) => return,
-            (State::Connecting { .. } | State::Configuring { .. }, how) => (
-                format!("OpenAI closed the connection before the session started: {how:?}"),
-                true,
-            ),
-            (_, SocketClose::Clean { code, reason }) => (
-                format!(
-                    "OpenAI closed the session (code {code}{}{reason})",
-                    if reason.is_empty() { "" } else { ": " }
-                ),
-                false,
-            ),
-            (_, SocketClose::Dropped { error }) => {
-                (format!("OpenAI connection lost: {error}"), true)
-            }
-        };
-        self.flush_lines();
-        self.end(reason, failed);
-    }
-
-    /// A text message from OpenAI.
-    pub fn on_text(&mut self, now: Instant, text: &str) {
-        self.heard_at = now;
-        if matches!(self.state, State::Ended | State::Connecting { .. }) {
-            return;
-        }
-        let event = match ServerEvent::parse(text) {
-            Ok(e) => e,
-            Err(e) => {
-                self.ignore(format_args!("unreadable message from OpenAI: {e}"));
-                return;
-            }
-        };
-        match &*event.kind {
-            // The hot path first: the model's audio.
-            "response.output_audio.delta" | "session.output_audio.delta" => {
-                self.on_audio(now, &event)
-            }
-            "session.created" if matches!(self.state, State::Configuring { .. }) && !self.live => {
-                let update = protocol::session_update(&self.spec, self.law);
-                self.send(update);
-            }
-            "session.updated" | "session.started" => self.on_session_ready(&event),
-            "input_audio_buffer.speech_started" => self.on_speech_started(now),
-            "response.created" => self.response_active = true,
-            "response.done" => self.on_response_done(&event),
-            "response.function_call_arguments.done" => {
-                let (call_id, name) = (event.call_id.as_deref(), event.name.as_deref());
-                let args = event.arguments.as_deref().unwrap_or("{}");
-                self.on_tool_call(now, call_id.unwrap_or(""), name.unwrap_or(""), args);
-            }
-            "response.event" => {
-                // GPT-Live's delegation: its function calls come as finished output items.
-                let call = event.event.as_ref().and_then(|e| {
-                    let item = e.item.as_ref()?;
-                    let is_call = &*e.kind == "response.output_item.done"
-                        && item.kind.as_deref() == Some("function_call");
-                    is_call.then_some(item)
-                });
-                if let Some(item) = call {
-                    let call_id = item.call_id.clone().unwrap_or_default();
-                    let name = item.name.clone().unwrap_or_default();
-                    let args = item.arguments.clone().unwrap_or_else(|| "{}".into());
-                    self.on_tool_call(now, &call_id, &name, &args);
-                }
-            }
-            "conversation.item.input_audio_transcription.completed" => {
-                if let Some(t) = event.transcript.as_deref() {
-                    self.transcript(Role::User, t.trim().to_string());
-                }
-            }
-            "response.output_audio_transcript.done" => {
-                if let Some(t) = event.transcript.as_deref() {
-                    self.transcript(Role::Assistant, t.trim().to_string());
-                }
-            }
-            "session.input_transcript.delta" => self.on_live_transcript(now, Role::User, &event),
-            "session.output_transcript.delta" => {
-                self.on_live_transcript(now, Role::Assistant, &event)
-            }
-            "error" => self.on_error(&event),
-            "session.closed" => {
-                let reason = event.reason.as_deref().unwrap_or("unknown").to_string();
-                self.on_session_closed(reason);
-            }
-            "rate_limits.updated" => self.on_rate_limits(&event),
-            "session.usage.updated" => {
-                if let Some(usage) = event.usage {
-                    self.detail("openai_usage", usage);
-                }
-            }
-            "info" => {
-                tracing::info!(
-                    code = event.code.as_deref().unwrap_or(""),
-                    message = event.message.as_deref().unwrap_or(""),
-                    "OpenAI says"
-                );
-            }
-            // Lifecycle events the gateway has nothing to do with.
-            _ => {}
         }
     }
 
@@ -739,6 +503,263 @@ impl OpenaiCore {
         if self.stats.ignored % 1000 == 1 {
             tracing::warn!(ignored = self.stats.ignored, "{why}; ignored");
         }
+    }
+}
+
+impl SocketCore for OpenaiCore {
+    type Opened = ();
+    const FAR_END: &'static str = "OpenAI";
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Connecting { give_up_at } => Some(give_up_at),
+            State::Configuring { give_up_at } => Some(give_up_at.min(self.keepalive_at())),
+            State::Open => {
+                let mut at = self.keepalive_at();
+                if let Some(t) = self.reframer.poll_timeout() {
+                    at = at.min(t);
+                }
+                if self.live && self.ending {
+                    at = at.min(self.model_audio_at + QUIET_BEFORE_END);
+                }
+                if !self.user_line.is_empty() || !self.assistant_line.is_empty() {
+                    at = at.min(self.line_at + LINE_GAP);
+                }
+                Some(at)
+            }
+            State::Ended => None,
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Connecting { give_up_at } | State::Configuring { give_up_at }
+                if now >= give_up_at =>
+            {
+                let secs = self.spec.connect_timeout.as_secs_f64();
+                self.out.push_back(Output::Close);
+                self.end(format!("no OpenAI session within {secs} s"), true);
+                return;
+            }
+            State::Configuring { .. } | State::Open => {}
+            _ => return,
+        }
+        if now >= self.heard_at + SILENT_LIMIT {
+            let error = format!("no answer to pings for {} s", SILENT_LIMIT.as_secs_f64());
+            self.out.push_back(Output::Close);
+            self.on_closed(now, SocketClose::Dropped { error });
+            return;
+        }
+        if now >= self.ping_at {
+            self.ping_at = now + PING_EVERY;
+            self.out.push_back(Output::Ping);
+        }
+        self.reframer.handle_timeout(now, &mut self.out);
+        if now >= self.line_at + LINE_GAP {
+            self.flush_lines();
+        }
+        if self.live && self.ending && now >= self.model_audio_at + QUIET_BEFORE_END {
+            self.hang_up();
+        }
+    }
+
+    /// The socket is open: configure the session.
+    fn on_connected(&mut self, now: Instant, _: ()) {
+        let State::Connecting { give_up_at } = self.state else {
+            return;
+        };
+        self.state = State::Configuring { give_up_at };
+        self.heard_at = now;
+        self.ping_at = now + PING_EVERY;
+        if self.live {
+            // GPT-Live waits for the client to speak first.
+            let start = protocol::session_start(&self.spec, self.law);
+            self.out.push_back(Output::Send(start));
+        }
+    }
+
+    fn on_connect_failed(&mut self, error: String) {
+        if matches!(self.state, State::Connecting { .. }) {
+            self.end(error, true);
+        }
+    }
+
+    /// 20 ms of the caller at 8 kHz, sent in the session's law once a batch is full.
+    fn on_caller_audio(&mut self, _now: Instant, pcm: &[i16]) {
+        if self.state != State::Open {
+            return;
+        }
+        let at = self.batch.len();
+        self.batch.resize(at + FRAME_BYTES, self.law.silence());
+        let n = pcm.len().min(FRAME_BYTES);
+        g711::encode(self.law, &pcm[..n], &mut self.batch[at..at + n]);
+        if self.batch.len() >= self.batch_frames * FRAME_BYTES {
+            let mut text = String::with_capacity(64 + self.batch.len() * 4 / 3);
+            protocol::append(&mut text, self.live, &self.batch);
+            self.batch.clear();
+            self.stats.appends += 1;
+            self.out.push_back(Output::Send(text));
+        }
+    }
+
+    fn on_up(&mut self, now: Instant, up: Up) {
+        match up {
+            Up::Caller(CallerEvent::Dtmf(d)) => self.on_caller_dtmf(d),
+            Up::Cleared { heard } => self.on_cleared(heard),
+            Up::Caller(CallerEvent::Hangup) => self.on_caller_hangup(now),
+            Up::Caller(CallerEvent::Answered) | Up::Played(_) => {}
+        }
+    }
+
+    /// The caller hung up. GPT-Live is asked to close first, and its `session.closed` (the
+    /// final usage) awaited for a second before the closing handshake; Realtime's socket is
+    /// simply closed.
+    fn on_caller_hangup(&mut self, _now: Instant) {
+        self.flush_lines();
+        match self.state {
+            State::Ended => return,
+            State::Open | State::Configuring { .. } if self.live => {
+                self.send(protocol::session_close());
+                self.out
+                    .push_back(Output::CloseAfter(protocol::SESSION_CLOSED));
+            }
+            _ => self.out.push_back(Output::Close),
+        }
+        self.end("the caller hung up".into(), false);
+    }
+
+    fn on_heard(&mut self, now: Instant) {
+        self.heard_at = now;
+    }
+
+    fn on_binary(&mut self, now: Instant) {
+        self.heard_at = now;
+        self.ignore(format_args!("binary message from OpenAI"));
+    }
+
+    fn on_closed(&mut self, _now: Instant, how: SocketClose) {
+        let (reason, failed) = match (self.state, how) {
+            (State::Ended, _) => return,
+            (State::Connecting { .. } | State::Configuring { .. }, how) => (
+                format!("OpenAI closed the connection before the session started: {how:?}"),
+                true,
+            ),
+            (_, SocketClose::Clean { code, reason }) => (
+                format!(
+                    "OpenAI closed the session (code {code}{}{reason})",
+                    if reason.is_empty() { "" } else { ": " }
+                ),
+                false,
+            ),
+            (_, SocketClose::Dropped { error }) => {
+                (format!("OpenAI connection lost: {error}"), true)
+            }
+        };
+        self.flush_lines();
+        self.end(reason, failed);
+    }
+
+    /// A text message from OpenAI.
+    fn on_text(&mut self, now: Instant, text: &str) {
+        self.heard_at = now;
+        if matches!(self.state, State::Ended | State::Connecting { .. }) {
+            return;
+        }
+        let event = match ServerEvent::parse(text) {
+            Ok(e) => e,
+            Err(e) => {
+                self.ignore(format_args!("unreadable message from OpenAI: {e}"));
+                return;
+            }
+        };
+        match &*event.kind {
+            // The hot path first: the model's audio.
+            "response.output_audio.delta" | "session.output_audio.delta" => {
+                self.on_audio(now, &event)
+            }
+            "session.created" if matches!(self.state, State::Configuring { .. }) && !self.live => {
+                let update = protocol::session_update(&self.spec, self.law);
+                self.send(update);
+            }
+            "session.updated" | "session.started" => self.on_session_ready(&event),
+            "input_audio_buffer.speech_started" => self.on_speech_started(now),
+            "response.created" => self.response_active = true,
+            "response.done" => self.on_response_done(&event),
+            "response.function_call_arguments.done" => {
+                let (call_id, name) = (event.call_id.as_deref(), event.name.as_deref());
+                let args = event.arguments.as_deref().unwrap_or("{}");
+                self.on_tool_call(now, call_id.unwrap_or(""), name.unwrap_or(""), args);
+            }
+            "response.event" => {
+                // GPT-Live's delegation: its function calls come as finished output items.
+                let call = event.event.as_ref().and_then(|e| {
+                    let item = e.item.as_ref()?;
+                    let is_call = &*e.kind == "response.output_item.done"
+                        && item.kind.as_deref() == Some("function_call");
+                    is_call.then_some(item)
+                });
+                if let Some(item) = call {
+                    let call_id = item.call_id.clone().unwrap_or_default();
+                    let name = item.name.clone().unwrap_or_default();
+                    let args = item.arguments.clone().unwrap_or_else(|| "{}".into());
+                    self.on_tool_call(now, &call_id, &name, &args);
+                }
+            }
+            "conversation.item.input_audio_transcription.completed" => {
+                if let Some(t) = event.transcript.as_deref() {
+                    self.transcript(Role::User, t.trim().to_string());
+                }
+            }
+            "response.output_audio_transcript.done" => {
+                if let Some(t) = event.transcript.as_deref() {
+                    self.transcript(Role::Assistant, t.trim().to_string());
+                }
+            }
+            "session.input_transcript.delta" => self.on_live_transcript(now, Role::User, &event),
+            "session.output_transcript.delta" => {
+                self.on_live_transcript(now, Role::Assistant, &event)
+            }
+            "error" => self.on_error(&event),
+            "session.closed" => {
+                let reason = event.reason.as_deref().unwrap_or("unknown").to_string();
+                self.on_session_closed(reason);
+            }
+            "rate_limits.updated" => self.on_rate_limits(&event),
+            "session.usage.updated" => {
+                if let Some(usage) = event.usage {
+                    self.detail("openai_usage", usage);
+                }
+            }
+            "info" => {
+                tracing::info!(
+                    code = event.code.as_deref().unwrap_or(""),
+                    message = event.message.as_deref().unwrap_or(""),
+                    "OpenAI says"
+                );
+            }
+            // Lifecycle events the gateway has nothing to do with.
+            _ => {}
+        }
+    }
+
+    fn finished(&self) {
+        let s = self.stats();
+        tracing::info!(
+            appends = s.appends,
+            deltas = s.deltas,
+            frames_down = s.frames_down,
+            deltas_dropped = s.deltas_dropped,
+            barge_ins = s.barge_ins,
+            truncations = s.truncations,
+            tool_calls = s.tool_calls,
+            errors = s.errors,
+            ignored = s.ignored,
+            "OpenAI session finished"
+        );
     }
 }
 

@@ -83,7 +83,7 @@ fn realtime(law: Law) -> (OpenaiCore, Instant) {
     let t0 = Instant::now();
     let mut c = OpenaiCore::new(t0, Arc::new(spec(OpenaiApi::Realtime)), law);
     assert!(matches!(drain(&mut c)[..], [Output::Connect]));
-    c.on_connected(t0 + ms(50));
+    c.on_connected(t0 + ms(50), ());
     assert!(
         drain(&mut c).is_empty(),
         "Realtime waits for session.created"
@@ -121,7 +121,7 @@ fn realtime_is_configured_in_the_callers_law_before_the_call_is_answered() {
         let t0 = Instant::now();
         let mut c = OpenaiCore::new(t0, Arc::new(spec(OpenaiApi::Realtime)), law);
         drain(&mut c);
-        c.on_connected(t0);
+        c.on_connected(t0, ());
         text(
             &mut c,
             t0,
@@ -152,19 +152,19 @@ fn realtime_is_configured_in_the_callers_law_before_the_call_is_answered() {
             .collect();
         assert_eq!(names, ["end_call", "send_dtmf"]);
         // Caller audio before the session is ready would be read in the wrong format.
-        c.on_caller_audio(&[0; 160]);
-        c.on_caller_audio(&[0; 160]);
+        c.on_caller_audio(t0, &[0; 160]);
+        c.on_caller_audio(t0, &[0; 160]);
         assert!(drain(&mut c).is_empty());
     }
 }
 
 #[test]
 fn caller_audio_goes_up_in_batches_in_the_callers_law() {
-    let (mut c, _) = realtime(Law::A);
+    let (mut c, now) = realtime(Law::A);
     let pcm: Vec<i16> = (0..160).map(|i| (i * 100) as i16).collect();
-    c.on_caller_audio(&pcm);
+    c.on_caller_audio(now, &pcm);
     assert!(drain(&mut c).is_empty(), "40 ms batches: one frame waits");
-    c.on_caller_audio(&pcm);
+    c.on_caller_audio(now, &pcm);
     let out = sent(&drain(&mut c));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0]["type"], "input_audio_buffer.append");
@@ -387,7 +387,7 @@ fn errors_refuse_the_call_during_setup_and_end_it_only_when_fatal() {
     let t0 = Instant::now();
     let mut c = OpenaiCore::new(t0, Arc::new(spec(OpenaiApi::Realtime)), Law::Mu);
     drain(&mut c);
-    c.on_connected(t0);
+    c.on_connected(t0, ());
     text(
         &mut c,
         t0,
@@ -422,7 +422,7 @@ fn no_session_in_time_refuses_the_call_and_a_silent_socket_ends_it() {
     let t0 = Instant::now();
     let mut c = OpenaiCore::new(t0, Arc::new(spec(OpenaiApi::Realtime)), Law::Mu);
     drain(&mut c);
-    c.on_connected(t0);
+    c.on_connected(t0, ());
     // Pings keep going while the session is configured; answered ones keep it alive.
     c.on_heard(t0 + ms(9000));
     c.handle_timeout(t0 + ms(9500));
@@ -445,7 +445,7 @@ fn live() -> (OpenaiCore, Instant) {
     s.model = "gpt-live-1".into();
     let mut c = OpenaiCore::new(t0, Arc::new(s), Law::Mu);
     drain(&mut c);
-    c.on_connected(t0);
+    c.on_connected(t0, ());
     let start = &sent(&drain(&mut c))[0];
     assert_eq!(start["type"], "session.start");
     assert_eq!(
@@ -470,8 +470,8 @@ fn live() -> (OpenaiCore, Instant) {
 #[test]
 fn live_plays_deltas_builds_transcript_lines_and_clears_when_the_caller_talks_over_it() {
     let (mut c, now) = live();
-    c.on_caller_audio(&[0; 160]);
-    c.on_caller_audio(&[0; 160]);
+    c.on_caller_audio(now, &[0; 160]);
+    c.on_caller_audio(now, &[0; 160]);
     assert_eq!(types(&drain(&mut c)), ["session.input_audio.append"]);
     text(
         &mut c,

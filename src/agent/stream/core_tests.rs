@@ -264,7 +264,7 @@ fn dtmf_goes_up_once_per_key() {
 fn a_caller_hangup_sends_stop_then_closes() {
     let (mut c, t) = open(cfg());
     c.on_caller_audio(t + ms(20), &[0; 160]);
-    c.on_caller_hangup();
+    c.on_caller_hangup(t + ms(40));
     let out = drain(&mut c);
     let msgs = sent(&out);
     assert_eq!(msgs.last().unwrap()["event"], "stop");
@@ -333,7 +333,7 @@ fn without_hangup_on_close_the_caller_stays_on() {
     );
     c.on_caller_audio(t + ms(20), &[0; 160]);
     assert!(drain(&mut c).is_empty());
-    c.on_caller_hangup();
+    c.on_caller_hangup(Instant::now());
     assert!(matches!(
         drain(&mut c)[..],
         [Output::End { failed: false, .. }]
