@@ -13,11 +13,10 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::Value;
 
-use common::{admin_get, metric, rtp_range, PASSWORD, USER};
+use common::{admin_get, metric, PASSWORD, USER};
 use fake_openai::{step, Act, Api, Dir, FakeOpenai, Record, When, AMPLITUDE, API_KEY};
 use sipbridge::call::Gateway;
 use sipbridge::codec::g711::{self, Law};
-use sipbridge::config;
 use sipbridge::load::signal::{rms, zero_crossing_hz};
 use sipbridge::load::uac::ByeOutcome;
 use uac::{place_call, place_call_in, CallPlan, CallResult};
@@ -29,24 +28,14 @@ const SPEECH_RMS: f64 = 500.0;
 /// A gateway whose only agent is an openai agent at `fake`; `agent_lines` are added to its
 /// table. `key` is what the API-key variable holds.
 async fn gateway(fake: &FakeOpenai, key: &str, agent_lines: &str) -> Gateway {
-    let (lo, hi) = rtp_range();
-    let api = match fake.api {
-        Api::Realtime => "realtime",
-        Api::Live => "live",
-    };
-    let text = format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\nmedia_timeout_secs = 5\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
-         allowed_addresses = [\"127.0.0.0/8\"]\n\
-         [agents.ai]\nkind = \"openai\"\napi = \"{api}\"\nurl = \"{}\"\napi_key_env = \"{KEY_ENV}\"\n{agent_lines}",
-        fake.url()
-    );
     let key = key.to_string();
-    let cfg = config::parse(&text, "test.toml", &move |k| {
-        (k == KEY_ENV).then(|| key.clone())
-    })
-    .expect("test config");
-    Gateway::start(&cfg).await.expect("gateway start")
+    let env = move |k: &str| (k == KEY_ENV).then(|| key.clone());
+    common::gateway_env(
+        "media_timeout_secs = 5\n",
+        &fake.agent_table(KEY_ENV, agent_lines),
+        &env,
+    )
+    .await
 }
 
 fn plan(gw: &Gateway, hold_ms: u64) -> CallPlan {

@@ -12,9 +12,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{python_script, rtp_range, temp_dir, PASSWORD, USER};
+use common::{python_script, temp_dir, PASSWORD, USER};
 use fake_openai::{step, Act, Api, Dir, FakeOpenai, When, API_KEY};
-use sipbridge::config;
 use sipbridge::load::uac::ByeOutcome;
 use uac::{place_call, CallPlan};
 
@@ -43,23 +42,8 @@ async fn call_through(
     hold_ms: u64,
     dtmf_ms: u64,
 ) -> uac::CallResult {
-    let (lo, hi) = rtp_range();
-    let api = match fake.api {
-        Api::Realtime => "realtime",
-        Api::Live => "live",
-    };
-    let text = format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
-         allowed_addresses = [\"127.0.0.0/8\"]\n\
-         [agents.ai]\nkind = \"openai\"\napi = \"{api}\"\nurl = \"{}\"\napi_key_env = \"{KEY_ENV}\"\n{agent_lines}",
-        fake.url()
-    );
-    let cfg = config::parse(&text, "test.toml", &|k| {
-        (k == KEY_ENV).then(|| API_KEY.to_string())
-    })
-    .unwrap();
-    let gw = sipbridge::call::Gateway::start(&cfg).await.unwrap();
+    let env = |k: &str| (k == KEY_ENV).then(|| API_KEY.to_string());
+    let gw = common::gateway_env("", &fake.agent_table(KEY_ENV, agent_lines), &env).await;
     let call = place_call(CallPlan {
         target: gw.sip_addr,
         username: USER.into(),

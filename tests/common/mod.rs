@@ -48,13 +48,22 @@ pub async fn gateway(extra: &str) -> Gateway {
 
 /// Like [`gateway`], with `media` lines added to the `[media]` table.
 pub async fn gateway_with(media: &str, extra: &str) -> Gateway {
+    gateway_env(media, extra, &|_| None).await
+}
+
+/// Like [`gateway_with`], with `env` answering the config's `*_env` variables.
+pub async fn gateway_env(
+    media: &str,
+    extra: &str,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Gateway {
     let (lo, hi) = rtp_range();
     let text = format!(
         "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n{media}\
          [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
          allowed_addresses = [\"127.0.0.0/8\"]\n{extra}"
     );
-    let cfg = config::parse(&text, "test.toml", &|_| None).expect("test config");
+    let cfg = config::parse(&text, "test.toml", env).expect("test config");
     Gateway::start(&cfg).await.expect("gateway start")
 }
 

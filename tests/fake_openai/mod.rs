@@ -320,6 +320,19 @@ impl FakeOpenai {
 
     /// The base URL as it goes into the gateway's config: Realtime clients append
     /// `?model=...`, Live clients use it as is.
+    /// A gateway's `[agents.ai]` table pointing at this fake, the key read from `key_env`,
+    /// with `lines` added.
+    pub fn agent_table(&self, key_env: &str, lines: &str) -> String {
+        let api = match self.api {
+            Api::Realtime => "realtime",
+            Api::Live => "live",
+        };
+        format!(
+            "[agents.ai]\nkind = \"openai\"\napi = \"{api}\"\nurl = \"{}\"\napi_key_env = \"{key_env}\"\n{lines}",
+            self.url()
+        )
+    }
+
     pub fn url(&self) -> String {
         match self.api {
             Api::Realtime => format!("ws://{}/v1/realtime", self.addr),

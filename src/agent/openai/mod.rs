@@ -11,9 +11,6 @@ pub mod protocol;
 
 use std::sync::Arc;
 
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-
 use self::core::OpenaiCore;
 use super::ws::session;
 use super::ws::{self, Ws};
@@ -61,22 +58,11 @@ async fn open_socket(spec: &OpenaiSpec) -> Result<Box<Ws>, String> {
         url.push_str("?model=");
         percent_encode(&spec.model, &mut url);
     }
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| format!("bad OpenAI url: {e}"))?;
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", spec.api_key))
-        .map_err(|_| "the OpenAI API key is not a valid header value".to_string())?;
-    request.headers_mut().insert("authorization", bearer);
-    for (name, value) in &spec.headers {
-        // Both were checked when the config was loaded.
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) else {
-            return Err(format!("header {name} is not a valid HTTP header"));
-        };
-        request.headers_mut().insert(name, value);
-    }
+    let mut headers = vec![(
+        "Authorization".to_string(),
+        format!("Bearer {}", spec.api_key),
+    )];
+    headers.extend(spec.headers.iter().cloned());
+    let request = ws::request(&url, &headers)?;
     ws::connect(request, "OpenAI", ws::READ_SMALL).await
 }

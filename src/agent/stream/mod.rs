@@ -5,10 +5,10 @@
 //! - [`protocol`]: the messages as Twilio sends them and bots answer;
 //! - [`core`]: the sans-IO stream, which decides everything;
 //! - [`twiml`]: asking a `twiml_url` for the stream's URL (ElevenLabs, Ultravox, Hume);
-//! - `driver`: the core as the call's socket session's, and opening the bot's socket.
+//! - `socket`: opening the bot's socket (the call's own task runs it, `agent::ws::session`).
 
 pub mod core;
-mod driver;
+mod socket;
 pub mod protocol;
 pub mod twiml;
 
@@ -55,7 +55,7 @@ impl Agent for StreamAgent {
         };
         tracing::info!(stream_sid = %cfg.ids.stream_sid, call_sid = %cfg.ids.call_sid, "opening stream");
         let spec = self.spec.clone();
-        let open = Box::pin(async move { driver::open_socket(&spec, &facts).await });
+        let open = Box::pin(async move { socket::open(&spec, &facts).await });
         session::connect(StreamCore::new(now(), cfg), open)
     }
 

@@ -94,6 +94,25 @@ pub async fn connect(request: Request, far_end: &str, read: usize) -> Result<Box
     }
 }
 
+/// The upgrade request for `url` with `headers` (name, value); the error names what is wrong.
+pub fn request(url: &str, headers: &[(String, String)]) -> Result<Request, String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| format!("bad url {}: {e}", redact_query(url)))?;
+    for (name, value) in headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            return Err(format!("header {name} is not a valid HTTP header"));
+        };
+        request.headers_mut().insert(name, value);
+    }
+    Ok(request)
+}
+
 /// The URL without its query, which may carry a token (logs must not).
 fn redact_query(url: &str) -> &str {
     url.split_once('?').map_or(url, |(base, _)| base)

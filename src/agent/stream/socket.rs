@@ -1,8 +1,5 @@
 //! How the bot's socket is opened: its URL given, or asked of a `twiml_url`.
 
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-
 use super::twiml::{self, CallFacts};
 use crate::agent::ws::{self, Ws};
 use crate::config::{StreamSource, StreamSpec};
@@ -12,7 +9,7 @@ type Opened = (Box<Ws>, Vec<(String, String)>);
 
 /// Opens the bot's socket with the configured headers, asking the `twiml_url` for it first
 /// when that is how the bot is found.
-pub(super) async fn open_socket(spec: &StreamSpec, facts: &CallFacts) -> Result<Opened, String> {
+pub(super) async fn open(spec: &StreamSpec, facts: &CallFacts) -> Result<Opened, String> {
     let (url, parameters) = match &spec.source {
         StreamSource::Url(url) => (url.clone(), Vec::new()),
         StreamSource::Twiml(fetch) => {
@@ -21,20 +18,7 @@ pub(super) async fn open_socket(spec: &StreamSpec, facts: &CallFacts) -> Result<
             (target.url, target.parameters)
         }
     };
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| format!("bad stream url: {e}"))?;
-    for (name, value) in &spec.headers {
-        // Both were checked when the config was loaded.
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) else {
-            return Err(format!("header {name} is not a valid HTTP header"));
-        };
-        request.headers_mut().insert(name, value);
-    }
+    let request = ws::request(&url, &spec.headers)?;
     let ws = ws::connect(request, "the stream bot", ws::READ_SMALL).await?;
     Ok((ws, parameters))
 }
