@@ -8,8 +8,8 @@
 //! - `socket`: opening the bot's socket (the call's own task runs it, `agent::ws::session`).
 
 pub mod core;
-mod socket;
 pub mod protocol;
+mod socket;
 pub mod twiml;
 
 use std::sync::Arc;
