@@ -33,6 +33,8 @@ pub enum When {
 pub enum Act {
     /// From now on, every inbound `media` payload goes straight back as `media`.
     Echo,
+    /// The same, `n` caller frames to a message, as Pipecat sends 40 ms messages (n = 2).
+    EchoBatched(usize),
     /// `ms` of a `hz` tone (mu-law, -12 dBFS), in messages of `chunk` bytes, all at once.
     Tone {
         hz: f64,
@@ -197,7 +199,9 @@ async fn serve(shared: Arc<Shared>, tcp: tokio::net::TcpStream, script: Vec<Step
         return;
     };
     let mut stream_sid = String::new();
-    let mut echo = false;
+    // Frames per echoed message (0: no echo), and the caller audio not sent back yet.
+    let mut echo = 0;
+    let mut pending: Vec<u8> = Vec::new();
     let mut media = 0;
     let b64 = base64::engine::general_purpose::STANDARD;
     let end = loop {
@@ -227,11 +231,15 @@ async fn serve(shared: Arc<Shared>, tcp: tokio::net::TcpStream, script: Vec<Step
             }
             "media" => {
                 media += 1;
-                if echo {
-                    let payload = msg["media"]["payload"].clone();
-                    let back = json!({"event": "media", "streamSid": stream_sid, "media": {"payload": payload}});
-                    if ws.send(Message::text(back.to_string())).await.is_err() {
-                        break "send failed".into();
+                if echo > 0 {
+                    let payload = msg["media"]["payload"].as_str().unwrap_or("");
+                    pending.extend(b64.decode(payload).unwrap_or_default());
+                    if pending.len() >= 160 * echo {
+                        let payload = b64.encode(std::mem::take(&mut pending));
+                        let back = json!({"event": "media", "streamSid": stream_sid, "media": {"payload": payload}});
+                        if ws.send(Message::text(back.to_string())).await.is_err() {
+                            break "send failed".into();
+                        }
                     }
                 }
                 Some(When::Media(media))
@@ -247,7 +255,11 @@ async fn serve(shared: Arc<Shared>, tcp: tokio::net::TcpStream, script: Vec<Step
             for act in &s.acts {
                 let out: Vec<Message> = match act {
                     Act::Echo => {
-                        echo = true;
+                        echo = 1;
+                        vec![]
+                    }
+                    Act::EchoBatched(n) => {
+                        echo = (*n).max(1);
                         vec![]
                     }
                     Act::Tone { hz, ms, chunk } => tone(*hz, *ms)
