@@ -174,6 +174,9 @@ impl<C: SocketCore> SocketSession<C> {
                 return;
             }
         }
+        // Still due after every pass (a core that did not move its deadline): the timer has
+        // fired without registering the waker, so ask to be polled again.
+        cx.waker().wake_by_ref();
     }
 
     fn read(&mut self, cx: &mut Context<'_>, now: Instant) {
