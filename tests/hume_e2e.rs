@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use common::{admin_get, rtp_range, PASSWORD, USER};
+use common::{admin_get, PASSWORD, USER};
 use fake_evi::{step, Act, Dir, FakeEvi, When, API_KEY, EMOTIONS, GROUP_ID};
 use sipbridge::call::Gateway;
-use sipbridge::config;
 use sipbridge::load::signal::{rms, zero_crossing_hz};
 use sipbridge::load::uac::ByeOutcome;
 use uac::{place_call, CallPlan, CallResult};
@@ -56,20 +55,13 @@ fn logged(needle: &str) -> bool {
 /// its table. `key` is what the API-key variable holds.
 async fn gateway(fake: &FakeEvi, key: &str, agent_lines: &str) -> Gateway {
     logs();
-    let (lo, hi) = rtp_range();
-    let text = format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\nmedia_timeout_secs = 5\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
-         allowed_addresses = [\"127.0.0.0/8\"]\n\
-         [agents.evi]\nkind = \"hume\"\nurl = \"{}\"\napi_key_env = \"{KEY_ENV}\"\n{agent_lines}",
+    let table = format!(
+        "[agents.evi]\nkind = \"hume\"\nurl = \"{}\"\napi_key_env = \"{KEY_ENV}\"\n{agent_lines}",
         fake.url()
     );
     let key = key.to_string();
-    let cfg = config::parse(&text, "test.toml", &move |k| {
-        (k == KEY_ENV).then(|| key.clone())
-    })
-    .expect("test config");
-    Gateway::start(&cfg).await.expect("gateway start")
+    let env = move |k: &str| (k == KEY_ENV).then(|| key.clone());
+    common::gateway_env("media_timeout_secs = 5\n", &table, &env).await
 }
 
 fn plan(gw: &Gateway, hold_ms: u64) -> CallPlan {

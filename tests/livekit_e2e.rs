@@ -10,35 +10,19 @@ mod mock_livekit;
 use std::time::Duration;
 
 use caller::{Caller, CALLER_TONE_HZ};
-use common::admin_get;
+use common::{admin_get, PASSWORD, USER};
 use livekit_protocol as proto;
 use mock_livekit::{Command, MockConfig, MockLivekit, API_KEY, API_SECRET};
 use sipbridge::call::Gateway;
-use sipbridge::config;
 use sipbridge::load::signal::{rms, zero_crossing_hz};
 use sipbridge::load::uac::{ByeOutcome, Outcome};
 
-const USER: &str = "ai-voice-agent";
-const PASSWORD: &str = "correct-horse-battery";
 /// Every wait is bounded by this (a call set-up on loopback takes well under a second).
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A distinct RTP range per gateway in this process.
-fn rtp_range() -> (u16, u16) {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let base = 42000 + (std::process::id() as u16 % 20) * 400 + n * 40;
-    (base, base + 38)
-}
-
 async fn gateway(url: &str, extra: &str) -> Gateway {
-    let (lo, hi) = rtp_range();
-    let text = format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
-         allowed_addresses = [\"127.0.0.0/8\"]\n\
-         [agents.room]\nkind = \"livekit\"\nurl = \"{url}\"\napi_key_env = \"LK_KEY\"\n\
+    let table = format!(
+        "[agents.room]\nkind = \"livekit\"\nurl = \"{url}\"\napi_key_env = \"LK_KEY\"\n\
          api_secret_env = \"LK_SECRET\"\nagent_name = \"hume-agent\"\n{extra}"
     );
     let env = |k: &str| match k {
@@ -46,8 +30,7 @@ async fn gateway(url: &str, extra: &str) -> Gateway {
         "LK_SECRET" => Some(API_SECRET.to_string()),
         _ => None,
     };
-    let cfg = config::parse(&text, "test.toml", &env).expect("test config");
-    Gateway::start(&cfg).await.expect("gateway start")
+    common::gateway_env("", &table, &env).await
 }
 
 /// Keeps the call going (SIP and RTP) until the mock's state satisfies `cond`.

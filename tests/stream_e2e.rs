@@ -21,17 +21,12 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A gateway whose only agent is a stream to `bot`; `extra` lines go into the agent's table.
 async fn gateway(bot: &FakeBot, extra: &str) -> Gateway {
-    let (lo, hi) = rtp_range();
-    let text = format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\n\
-         password = \"{PASSWORD}\"\nallowed_addresses = [\"127.0.0.0/8\"]\n\
-         [agents.bot]\nkind = \"stream\"\nurl = \"{}\"\n{extra}",
+    let table = format!(
+        "[agents.bot]\nkind = \"stream\"\nurl = \"{}\"\n{extra}",
         bot.url()
     );
     let env = |k: &str| (k == "BOT_AUTH").then(|| "Bearer stream-test-token".to_string());
-    let cfg = config::parse(&text, "test.toml", &env).expect("test config");
-    Gateway::start(&cfg).await.expect("gateway start")
+    common::gateway_env("", &table, &env).await
 }
 
 fn plan(gw: &Gateway, hold: Duration) -> CallPlan {
