@@ -1,9 +1,10 @@
-//! The call's side of an agent whose far end lives in a driver task of its own (Hume EVI, a
-//! Media Streams bot): the caller's playout queue stays on the call's side, so that a barge-in
-//! empties it the moment the call task next looks, without waiting on the driver. The two talk
-//! through channels: caller audio up a bounded one (dropped when full, so the call never
-//! blocks), caller events and played marks up an unbounded one, and frames, marks, events and
-//! the "clear" marker down, in play order.
+//! The caller's playout queue of a far end that sends faster than real time ([`Playout`],
+//! shared by every WebSocket agent), and the call's side of an agent whose far end lives in a
+//! driver task of its own (Hume EVI, [`RemoteSession`]): the queue stays on the call's side, so
+//! that a barge-in empties it the moment the call task next looks, without waiting on the
+//! driver. The two talk through channels: caller audio up a bounded one (dropped when full, so
+//! the call never blocks), caller events and played marks up an unbounded one, and frames,
+//! marks, events and the "clear" marker down, in play order.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -102,7 +103,7 @@ where
 /// events in play order, a clear that drops them at once, and the end after what is queued.
 /// Marks reaching the head and clears are reported through `up`.
 pub(crate) struct Playout {
-    /// Names the far end in log lines ("EVI", "stream").
+    /// Names the far end in log lines ("EVI", "stream bot").
     far_end: &'static str,
     /// Never starts with a mark: marks reaching the head are reported at once.
     queue: VecDeque<Queued>,

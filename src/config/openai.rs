@@ -199,10 +199,13 @@ pub(super) fn resolve(
         OpenaiApi::Live => OpenaiSpec::LIVE_MODEL.into(),
     });
     let voice = string(&raw.voice).unwrap_or_else(|| OpenaiSpec::VOICE.into());
-    for (v, k) in [(&model, "model"), (&voice, "voice")] {
-        if v.is_empty() || v.contains(char::is_whitespace) {
+    // The defaults are words; a configured value is checked where it is written.
+    for (v, k) in [(&raw.model, "model"), (&raw.voice, "voice")] {
+        let Some(v) = v else { continue };
+        let text = v.get_ref().trim();
+        if text.is_empty() || text.contains(char::is_whitespace) {
             ctx.problem(
-                agent.span(),
+                v.span(),
                 &key(k),
                 "must be one word, e.g. its name at OpenAI",
             );
@@ -321,8 +324,8 @@ fn instructions(ctx: &mut Ctx<'_>, name: &str, raw: &RawAgent) -> String {
 fn turn_detection(ctx: &mut Ctx<'_>, name: &str, raw: &RawAgent) -> TurnDetection {
     let key = |k: &str| format!("agents.{name}.{k}");
     let kind = raw.turn_detection.as_ref();
-    match kind.map(|v| v.get_ref().as_str()) {
-        None | Some("server_vad") => {
+    match kind.map(|v| (v.get_ref().as_str(), v.span())) {
+        None | Some(("server_vad", _)) => {
             if let Some(e) = &raw.eagerness {
                 ctx.problem(
                     e.span(),
@@ -345,7 +348,7 @@ fn turn_detection(ctx: &mut Ctx<'_>, name: &str, raw: &RawAgent) -> TurnDetectio
                 silence_duration_ms: silence,
             }
         }
-        Some("semantic_vad") => {
+        Some(("semantic_vad", _)) => {
             if let Some(s) = &raw.silence_duration_ms {
                 ctx.problem(
                     s.span(),
@@ -366,9 +369,7 @@ fn turn_detection(ctx: &mut Ctx<'_>, name: &str, raw: &RawAgent) -> TurnDetectio
             });
             TurnDetection::SemanticVad { eagerness }
         }
-        Some(other) => {
-            // `kind` is set when this arm is reached.
-            let span = kind.map(Spanned::span).unwrap_or(0..0);
+        Some((other, span)) => {
             ctx.problem(
                 span,
                 &key("turn_detection"),

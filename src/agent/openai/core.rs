@@ -14,7 +14,7 @@ use base64::Engine;
 use super::protocol::{self, ServerEvent};
 use crate::agent::reframe::{Reframer, FRAME_BYTES};
 use crate::agent::remote::{Down, Up};
-use crate::agent::ws::session::{Output, SocketCore};
+use crate::agent::ws::session::{self, Output, SocketCore};
 use crate::agent::ws::{SocketClose, PING_EVERY, SILENT_LIMIT};
 use crate::agent::{AgentEvent, CallerEvent, Role};
 use crate::codec::g711::{self, Law};
@@ -140,10 +140,6 @@ impl OpenaiCore {
             line_at: now,
             stats: OpenaiStats::default(),
         }
-    }
-
-    pub fn is_ended(&self) -> bool {
-        self.state == State::Ended && self.out.is_empty()
     }
 
     pub fn stats(&self) -> OpenaiStats {
@@ -475,15 +471,23 @@ impl OpenaiCore {
 
     /// Plays out what is queued, then hangs up (the model ended the call).
     fn hang_up(&mut self) {
+        self.close_session("the assistant ended the call");
+    }
+
+    /// Ends the conversation on purpose. A GPT-Live session is asked to close, and its
+    /// `session.closed` (the final usage) awaited for a second before the closing handshake;
+    /// Realtime's socket, or one still opening, is simply closed.
+    fn close_session(&mut self, reason: &str) {
         self.flush_lines();
-        if self.live {
+        let started = matches!(self.state, State::Open | State::Configuring { .. });
+        if self.live && started {
             self.send(protocol::session_close());
             self.out
                 .push_back(Output::CloseAfter(protocol::SESSION_CLOSED));
         } else {
             self.out.push_back(Output::Close);
         }
-        self.end("the assistant ended the call".into(), false);
+        self.end(reason.to_string(), false);
     }
 
     fn send(&mut self, text: String) {
@@ -497,12 +501,8 @@ impl OpenaiCore {
         }
     }
 
-    /// Counts a message that is ignored; the first is logged, then every 1000th.
     fn ignore(&mut self, why: std::fmt::Arguments<'_>) {
-        self.stats.ignored += 1;
-        if self.stats.ignored % 1000 == 1 {
-            tracing::warn!(ignored = self.stats.ignored, "{why}; ignored");
-        }
+        session::ignored(&mut self.stats.ignored, why);
     }
 }
 
@@ -606,30 +606,20 @@ impl SocketCore for OpenaiCore {
         }
     }
 
-    fn on_up(&mut self, now: Instant, up: Up) {
+    fn on_up(&mut self, _now: Instant, up: Up) {
         match up {
             Up::Caller(CallerEvent::Dtmf(d)) => self.on_caller_dtmf(d),
             Up::Cleared { heard } => self.on_cleared(heard),
-            Up::Caller(CallerEvent::Hangup) => self.on_caller_hangup(now),
-            Up::Caller(CallerEvent::Answered) | Up::Played(_) => {}
+            // The hang-up comes through `on_caller_hangup`; no marks are sent.
+            Up::Caller(CallerEvent::Answered | CallerEvent::Hangup) | Up::Played(_) => {}
         }
     }
 
-    /// The caller hung up. GPT-Live is asked to close first, and its `session.closed` (the
-    /// final usage) awaited for a second before the closing handshake; Realtime's socket is
-    /// simply closed.
+    /// The caller hung up: the session is closed as [`Self::close_session`] says.
     fn on_caller_hangup(&mut self, _now: Instant) {
-        self.flush_lines();
-        match self.state {
-            State::Ended => return,
-            State::Open | State::Configuring { .. } if self.live => {
-                self.send(protocol::session_close());
-                self.out
-                    .push_back(Output::CloseAfter(protocol::SESSION_CLOSED));
-            }
-            _ => self.out.push_back(Output::Close),
+        if self.state != State::Ended {
+            self.close_session("the caller hung up");
         }
-        self.end("the caller hung up".into(), false);
     }
 
     fn on_heard(&mut self, now: Instant) {

@@ -508,7 +508,7 @@ fn live_plays_deltas_builds_transcript_lines_and_clears_when_the_caller_talks_ov
         json!({"type": "session.input_transcript.delta", "delta": ", please.", "start_ms": 200, "end_ms": 400}),
     );
     assert!(downs(&drain(&mut c)).is_empty());
-    c.on_up(now, Up::Caller(CallerEvent::Hangup));
+    c.on_caller_hangup(now);
     let out = drain(&mut c);
     assert!(
         matches!(downs(&out)[0], Down::Event(AgentEvent::Transcript { role: Role::User, text, .. }) if text == "Wait, please.")

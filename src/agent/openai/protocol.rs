@@ -3,7 +3,6 @@
 //! which tests/openai_sdk.rs checks every message against).
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use base64::Engine;
 use serde::Deserialize;
@@ -288,13 +287,7 @@ pub struct Item {
 
 /// What the gateway says the caller pressed.
 pub fn dtmf_text(digit: char) -> String {
-    let mut s = String::with_capacity(48);
-    // Writing to a String cannot fail.
-    let _ = write!(
-        s,
-        "[The caller pressed the {digit} key on their phone keypad.]"
-    );
-    s
+    format!("[The caller pressed the {digit} key on their phone keypad.]")
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use base64::Engine;
 use super::protocol::{self, BotMessage, StreamIds};
 use crate::agent::reframe::{Reframer, FRAME_BYTES};
 use crate::agent::remote::{Down, Up};
-pub use crate::agent::ws::session::{Output, SocketCore};
+pub use crate::agent::ws::session::{self, Output, SocketCore};
 use crate::agent::ws::{SocketClose, PING_EVERY, SILENT_LIMIT};
 use crate::agent::{AgentEvent, CallerEvent};
 use crate::codec::g711::{self, Law};
@@ -195,12 +195,8 @@ impl StreamCore {
         }
     }
 
-    /// Counts a message that is ignored; the first is logged, then every 1000th.
     fn ignore(&mut self, why: std::fmt::Arguments<'_>) {
-        self.stats.ignored += 1;
-        if self.stats.ignored % 1000 == 1 {
-            tracing::warn!(ignored = self.stats.ignored, "{why}; ignored");
-        }
+        session::ignored(&mut self.stats.ignored, why);
     }
 }
 
@@ -426,6 +422,7 @@ impl SocketCore for StreamCore {
         match up {
             Up::Caller(CallerEvent::Dtmf(d)) => self.on_caller_dtmf(d),
             Up::Played(name) => self.on_played(&name),
+            // The hang-up comes through `on_caller_hangup`.
             Up::Caller(CallerEvent::Answered | CallerEvent::Hangup) | Up::Cleared { .. } => {}
         }
     }

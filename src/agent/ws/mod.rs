@@ -66,7 +66,7 @@ pub const READ_LARGE: usize = 16 * 1024;
 /// Opens a client socket. `far_end` names it in errors ("EVI", "the stream bot"). Buffers are
 /// sized for voice rather than tungstenite's 128 KiB defaults, which were most of a call's
 /// memory: messages are a few tens of KiB at most, caller audio ~0.5 KiB a message. Messages
-/// are written when flushed ([`send`] flushes; [`feed`] lets a batch go out in one write). A
+/// are written when flushed (the sink's `feed` lets a batch go out in one write). A
 /// socket that stops draining errors out past 1 MiB instead of growing. Nagle off: audio goes
 /// up every 20 ms and must not wait for an ACK.
 pub async fn connect(request: Request, far_end: &str, read: usize) -> Result<Box<Ws>, String> {
@@ -174,15 +174,6 @@ pub fn close_in_background(
 /// is dead.
 pub async fn send(ws: &mut Ws, message: Message) -> Result<(), String> {
     bounded(ws.send(message)).await
-}
-
-/// Buffers one message for the next [`send`] or [`flush`] (a batch goes out in one write).
-pub async fn feed(ws: &mut Ws, message: Message) -> Result<(), String> {
-    bounded(ws.feed(message)).await
-}
-
-pub async fn flush(ws: &mut Ws) -> Result<(), String> {
-    bounded(ws.flush()).await
 }
 
 /// A write that completes at once (the common case: the socket has room) needs no timer; only

@@ -78,6 +78,15 @@ pub trait SocketCore: Send + 'static {
     fn finished(&self);
 }
 
+/// Counts a far end's message that a core ignores (unreadable, unknown, binary): the first is
+/// logged, then every 1000th, so a far end sending garbage costs no log line per message.
+pub fn ignored(count: &mut u64, why: std::fmt::Arguments<'_>) {
+    *count += 1;
+    if *count % 1000 == 1 {
+        tracing::warn!(ignored = *count, "{why}; ignored");
+    }
+}
+
 /// Opens the far end's socket (asking whatever must be asked first).
 pub type Opening<O> = Pin<Box<dyn Future<Output = Result<(Box<Ws>, O), String>> + Send>>;
 
@@ -99,25 +108,37 @@ pub fn connect<C: SocketCore>(core: C, open: Opening<C::Opened>) -> ConnectFutur
         write_waits_since: None,
         timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
         armed: None,
-        setup: Some(None),
+        setup: Setup::Waiting,
         over: false,
     });
     Box::pin(async move {
         let ready = std::future::poll_fn(|cx| {
             session.drive(cx);
-            match session.setup.as_mut().and_then(Option::take) {
-                Some(result) => Poll::Ready(result),
-                None => Poll::Pending,
+            match std::mem::replace(&mut session.setup, Setup::Answered) {
+                Setup::Decided(result) => Poll::Ready(result),
+                waiting => {
+                    session.setup = waiting;
+                    Poll::Pending
+                }
             }
         })
         .await;
-        session.setup = None;
         match ready {
             Ok(()) => Ok(session as Box<dyn AgentSession>),
             // Dropping the session closes what is open.
             Err(reason) => Err(AgentError::Unreachable(reason)),
         }
     })
+}
+
+/// Where the call's setup stands.
+enum Setup {
+    /// The core has not said yet.
+    Waiting,
+    /// Ready, or refused with a reason: waiting for the connect future to take it.
+    Decided(Result<(), String>),
+    /// The call is answered (or the session is being dropped after a refusal).
+    Answered,
 }
 
 pub struct SocketSession<C: SocketCore> {
@@ -134,9 +155,7 @@ pub struct SocketSession<C: SocketCore> {
     write_waits_since: Option<Instant>,
     timer: Pin<Box<tokio::time::Sleep>>,
     armed: Option<Instant>,
-    /// While connecting: `Some(None)`, then the core's verdict until the connect future
-    /// takes it; `None` once the call is answered.
-    setup: Option<Option<Result<(), String>>>,
+    setup: Setup,
     /// The core has ended (its counters logged).
     over: bool,
 }
@@ -233,8 +252,8 @@ impl<C: SocketCore> SocketSession<C> {
                     self.playout.down(d, &mut |up| core.on_up(now, up));
                 }
                 Output::Ready => {
-                    if let Some(verdict) = self.setup.as_mut() {
-                        verdict.get_or_insert(Ok(()));
+                    if let Setup::Waiting = self.setup {
+                        self.setup = Setup::Decided(Ok(()));
                     }
                 }
                 Output::End { reason, failed } => {
@@ -242,12 +261,11 @@ impl<C: SocketCore> SocketSession<C> {
                         self.over = true;
                         self.core.finished();
                     }
-                    match self.setup.as_mut() {
-                        Some(verdict @ None) => {
-                            tracing::warn!(far_end = C::FAR_END, %reason, "could not start");
-                            *verdict = Some(Err(reason));
-                        }
-                        _ => self.playout.down(Down::End { reason, failed }, &mut |_| {}),
+                    if let Setup::Waiting = self.setup {
+                        tracing::warn!(far_end = C::FAR_END, %reason, "could not start");
+                        self.setup = Setup::Decided(Err(reason));
+                    } else {
+                        self.playout.down(Down::End { reason, failed }, &mut |_| {});
                     }
                 }
             }
