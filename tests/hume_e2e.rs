@@ -21,8 +21,6 @@ use sipbridge::load::uac::ByeOutcome;
 use uac::{place_call, CallPlan, CallResult};
 
 const KEY_ENV: &str = "SIPBRIDGE_TEST_HUME_KEY";
-/// A packet louder than this carries speech (the tone is ~5800 RMS; G.711 silence is ~0).
-const SPEECH_RMS: f64 = 500.0;
 
 /// Everything the gateway logs in this test binary, for the assertions on log lines.
 fn logs() -> &'static Mutex<Vec<u8>> {
@@ -97,10 +95,6 @@ fn bye_reason(call: &CallResult) -> String {
         .as_ref()
         .and_then(|s| s.remote_bye_reason.clone())
         .expect("the gateway's BYE carries a Reason")
-}
-
-fn speech(call: &CallResult) -> Vec<&uac::Rx> {
-    call.rx.iter().filter(|r| r.rms() > SPEECH_RMS).collect()
 }
 
 fn sent_by_gateway(fake: &FakeEvi, kind: &str) -> Vec<fake_evi::Record> {
@@ -194,16 +188,13 @@ async fn answers_after_chat_metadata_and_the_caller_hears_the_tone_at_its_pitch(
     assert!((p - 440.0).abs() < 10.0, "caller pitch at EVI: {p}");
 
     // The caller hears 2 s of the 1 kHz tone, resampled 48 -> 8 kHz, at its level.
-    let heard = speech(&call);
+    let heard = call.speech();
     assert!(
         (95..=102).contains(&heard.len()),
         "{} speech packets",
         heard.len()
     );
-    let pcm: Vec<i16> = heard[2..heard.len() - 2]
-        .iter()
-        .flat_map(|r| r.pcm.iter().copied())
-        .collect();
+    let pcm: Vec<i16> = uac::joined(&heard[2..heard.len() - 2]);
     let p = zero_crossing_hz(&pcm, 8000.0);
     assert!((p - 1000.0).abs() < 20.0, "pitch heard: {p}");
     let level = rms(&pcm);
@@ -303,12 +294,14 @@ async fn barge_in_stops_the_reply_within_a_frame_and_late_chunks_are_dropped() {
     assert_eq!(call.status(), Some(200));
     let interrupted = sent_at(&fake, "user_interruption", |_| true);
     let next = sent_at(&fake, "audio_output", |v| v["id"] == "next");
-    let before: Vec<_> = speech(&call)
+    let before: Vec<_> = call
+        .speech()
         .into_iter()
         .filter(|r| r.at < interrupted)
         .collect();
     assert!(before.len() > 50, "the reply was playing: {}", before.len());
-    let after_interruption = speech(&call)
+    let after_interruption = call
+        .speech()
         .into_iter()
         .filter(|r| r.at >= interrupted && r.at < next)
         .count();
@@ -317,7 +310,8 @@ async fn barge_in_stops_the_reply_within_a_frame_and_late_chunks_are_dropped() {
         "{after_interruption} speech packets after user_interruption"
     );
     // The next reply plays, and nothing of the late 800 Hz chunks does.
-    let after: Vec<i16> = speech(&call)
+    let after: Vec<i16> = call
+        .speech()
         .into_iter()
         .filter(|r| r.at >= next)
         .flat_map(|r| r.pcm.iter().copied())
@@ -362,9 +356,9 @@ async fn the_hang_up_tool_plays_out_the_goodbye_then_sends_bye() {
         "a conversation ended on purpose is normal clearing"
     );
     assert!(
-        speech(&call).len() >= 48,
+        call.speech().len() >= 48,
         "the goodbye played out: {}",
-        speech(&call).len()
+        call.speech().len()
     );
     let responses = sent_by_gateway(&fake, "tool_response");
     assert_eq!(responses.len(), 1);
@@ -396,7 +390,7 @@ async fn a_server_close_plays_out_and_hangs_up() {
     let gw = gateway(&fake, API_KEY, "").await;
     let call = place_call(plan(&gw, 15000)).await;
     assert_eq!(call.bye(), Some(ByeOutcome::Remote));
-    assert!(speech(&call).len() >= 48, "{}", speech(&call).len());
+    assert!(call.speech().len() >= 48, "{}", call.speech().len());
     assert!(logged(
         "EVI ended the chat (close code 1000: fake EVI closes)"
     ));
@@ -469,7 +463,8 @@ async fn a_dropped_socket_reconnects_once_with_the_chat_group() {
     assert_eq!(second[0].kind(), "session_settings");
     assert!(second.iter().filter(|r| r.kind() == "audio_input").count() > 20);
     let resumed = sent_at(&fake, "audio_output", |v| v["id"] == "after");
-    let pcm: Vec<i16> = speech(&call)
+    let pcm: Vec<i16> = call
+        .speech()
         .into_iter()
         .filter(|r| r.at > resumed)
         .flat_map(|r| r.pcm.iter().copied())
@@ -603,16 +598,24 @@ async fn the_socket_limit_moves_to_a_resumed_socket_with_no_gap() {
     // switch that waited on the new socket would leave several silent frames in a row. (A
     // lone one can come from this shared machine starving the call's send clock, which then
     // fills the slot with comfort silence; that is not the handover.)
-    let first = call.rx.iter().position(|r| r.rms() > SPEECH_RMS).unwrap();
-    let last = call.rx.iter().rposition(|r| r.rms() > SPEECH_RMS).unwrap();
+    let first = call
+        .rx
+        .iter()
+        .position(|r| r.rms() > uac::SPEECH_RMS)
+        .unwrap();
+    let last = call
+        .rx
+        .iter()
+        .rposition(|r| r.rms() > uac::SPEECH_RMS)
+        .unwrap();
     let silent: Vec<u16> = call.rx[first..=last]
         .iter()
-        .filter(|r| r.rms() <= SPEECH_RMS)
+        .filter(|r| r.rms() <= uac::SPEECH_RMS)
         .map(|r| r.seq)
         .collect();
     let run = call.rx[first..=last]
         .windows(2)
-        .any(|w| w[0].rms() <= SPEECH_RMS && w[1].rms() <= SPEECH_RMS);
+        .any(|w| w[0].rms() <= uac::SPEECH_RMS && w[1].rms() <= uac::SPEECH_RMS);
     assert!(
         !run && silent.len() <= 2,
         "silent packets during the call: {silent:?}"

@@ -22,8 +22,6 @@ use sipbridge::load::uac::ByeOutcome;
 use uac::{place_call, place_call_in, CallPlan, CallResult};
 
 const KEY_ENV: &str = "SIPBRIDGE_TEST_OPENAI_KEY";
-/// A packet louder than this carries speech (the tone is ~5800 RMS; G.711 silence is ~0).
-const SPEECH_RMS: f64 = 500.0;
 
 /// A gateway whose only agent is an openai agent at `fake`; `agent_lines` are added to its
 /// table. `key` is what the API-key variable holds.
@@ -59,10 +57,6 @@ fn reply(hz: f64, ms: u32, transcript: &str, paced: bool) -> Act {
     }
 }
 
-fn speech(call: &CallResult) -> Vec<&uac::Rx> {
-    call.rx.iter().filter(|r| r.rms() > SPEECH_RMS).collect()
-}
-
 fn bye_reason(call: &CallResult) -> String {
     call.sip
         .as_ref()
@@ -77,12 +71,15 @@ fn sent_by_gateway(fake: &FakeOpenai, kind: &str) -> Vec<Record> {
         .collect()
 }
 
-fn errors_from_fake(fake: &FakeOpenai) -> Vec<Value> {
-    fake.records()
+/// The fake, checking everything as the server would, found nothing to object to.
+fn assert_no_errors(fake: &FakeOpenai) {
+    let errors: Vec<Value> = fake
+        .records()
         .into_iter()
         .filter(|r| r.dir == Dir::Out && r.kind() == "error")
         .map(|r| r.json)
-        .collect()
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 /// The caller's audio as the model received it, decoded from every append.
@@ -157,16 +154,13 @@ async fn realtime_in_the_callers_law_answered_once_configured_with_transcripts_o
         .all(|r| r.json["audio"].as_str().unwrap().len() == 216));
 
     // The caller heard the one-second reply at its pitch and level.
-    let heard = speech(&call);
+    let heard = call.speech();
     assert!(
         (48..=51).contains(&heard.len()),
         "{} speech packets",
         heard.len()
     );
-    let pcm: Vec<i16> = heard[1..heard.len() - 1]
-        .iter()
-        .flat_map(|r| r.pcm.iter().copied())
-        .collect();
+    let pcm: Vec<i16> = uac::joined(&heard[1..heard.len() - 1]);
     let p = zero_crossing_hz(&pcm, 8000.0);
     assert!((p - 1000.0).abs() < 20.0, "pitch heard: {p}");
     let expected = AMPLITUDE / 2f64.sqrt();
@@ -202,11 +196,7 @@ async fn realtime_in_the_callers_law_answered_once_configured_with_transcripts_o
         "close 1000 from the gateway: {:?}",
         fake.conns()
     );
-    assert!(
-        errors_from_fake(&fake).is_empty(),
-        "{:?}",
-        errors_from_fake(&fake)
-    );
+    assert_no_errors(&fake);
     gw.stop().await;
 }
 
@@ -237,12 +227,8 @@ async fn barge_in_truncates_the_reply_exactly_where_the_caller_stopped_hearing_i
     assert_eq!(call.status(), Some(200), "{call:?}");
     let truncations = fake.truncations();
     assert_eq!(truncations.len(), 1, "{truncations:?}");
-    assert!(
-        errors_from_fake(&fake).is_empty(),
-        "{:?}",
-        errors_from_fake(&fake)
-    );
-    let heard = speech(&call);
+    assert_no_errors(&fake);
+    let heard = call.speech();
     let heard_ms = heard.len() as u64 * 20;
     let cut = truncations[0].audio_end_ms;
     assert!(
@@ -288,7 +274,7 @@ async fn end_call_plays_the_goodbye_out_then_hangs_up() {
         "{}",
         bye_reason(&call)
     );
-    let heard = speech(&call);
+    let heard = call.speech();
     assert!(
         (48..=51).contains(&heard.len()),
         "the whole goodbye: {}",
@@ -342,11 +328,7 @@ async fn dtmf_both_ways() {
     assert_eq!(output.json["item"]["output"], "sent 12#");
     assert_eq!(sent_by_gateway(&fake, "response.create").len(), 2);
     assert_eq!(call.dtmf_rx, ['1', '2', '#']);
-    assert!(
-        errors_from_fake(&fake).is_empty(),
-        "{:?}",
-        errors_from_fake(&fake)
-    );
+    assert_no_errors(&fake);
     gw.stop().await;
 }
 
@@ -444,7 +426,7 @@ async fn gpt_live_from_session_start_to_session_close() {
     let up = appended_pcm(&fake, "session.input_audio.append", Law::Mu);
     let p = zero_crossing_hz(&up[1600..8000], 8000.0);
     assert!((p - 440.0).abs() < 10.0, "caller pitch at GPT-Live: {p}");
-    let heard = speech(&call);
+    let heard = call.speech();
     assert!(
         (29..=31).contains(&heard.len()),
         "{} speech packets",
@@ -482,10 +464,6 @@ async fn gpt_live_from_session_start_to_session_close() {
         .any(|l| l["role"] == "assistant" && l["text"] == "Hello from GPT-Live"));
     assert_eq!(record["details"]["openai"]["api"], "live");
     assert_eq!(record["details"]["openai_usage"]["seconds"], 1.5);
-    assert!(
-        errors_from_fake(&fake).is_empty(),
-        "{:?}",
-        errors_from_fake(&fake)
-    );
+    assert_no_errors(&fake);
     gw.stop().await;
 }

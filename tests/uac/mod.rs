@@ -83,7 +83,21 @@ pub struct CallResult {
     pub rtp_sent: u64,
 }
 
+/// A received packet louder than this carries speech (the agents' test tones are ~5800 RMS;
+/// G.711 silence is ~0).
+pub const SPEECH_RMS: f64 = 500.0;
+
+/// The audio of `packets`, concatenated.
+pub fn joined(packets: &[&Rx]) -> Vec<i16> {
+    packets.iter().flat_map(|r| r.pcm.iter().copied()).collect()
+}
+
 impl CallResult {
+    /// The received packets that carry speech, in order.
+    pub fn speech(&self) -> Vec<&Rx> {
+        self.rx.iter().filter(|r| r.rms() > SPEECH_RMS).collect()
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self.sip.as_ref()?.outcome {
             sipbridge::load::uac::Outcome::Status(s) => Some(s),
