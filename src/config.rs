@@ -31,6 +31,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub agents: BTreeMap<String, AgentSpec>,
     pub limits: crate::sip::guard::Limits,
+    /// What a TCP or TLS connection may cost (`[limits]` too).
+    pub stream_limits: crate::sip::transport::stream::StreamLimits,
 }
 
 #[derive(Clone, Debug)]
@@ -45,6 +47,8 @@ pub struct SipSettings {
     /// The digest nonce secret every node behind one balancer shares (`nonce_secret_env`), so
     /// a challenge issued by one node verifies on another; `None`: a random one per process.
     pub nonce_secret: Option<NonceSecret>,
+    /// TCP and TLS listeners, beside the UDP one.
+    pub streams: transport::StreamListeners,
 }
 
 /// A shared digest nonce secret; its `Debug` never shows it.
@@ -433,6 +437,7 @@ pub fn embedded_default() -> Config {
             max_calls: 2000,
             challenge: ChallengeKind::Proxy,
             nonce_secret: None,
+            streams: Default::default(),
         },
         media: MediaSettings {
             rtp_ports: (10000, 20000),
@@ -461,6 +466,7 @@ pub fn embedded_default() -> Config {
         }],
         agents: BTreeMap::from([("echo".to_string(), AgentSpec::Echo)]),
         limits: crate::sip::guard::Limits::default(),
+        stream_limits: Default::default(),
     }
 }
 
@@ -594,6 +600,13 @@ mod raw {
         /// `"proxy"` (407, the default) or `"www"` (401).
         pub auth_challenge: Option<Spanned<String>>,
         pub nonce_secret_env: Option<Spanned<String>>,
+        pub listen_tcp: Option<Spanned<String>>,
+        pub listen_tls: Option<Spanned<String>>,
+        /// PEM certificate chain (e.g. Let's Encrypt's fullchain.pem), relative to the config.
+        pub tls_cert: Option<Spanned<String>>,
+        pub tls_key: Option<Spanned<String>>,
+        /// PEM CAs: clients must present a certificate they signed (mutual TLS).
+        pub tls_client_ca: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -713,6 +726,8 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
         }
     }
 
+    config.sip.streams = transport::resolve(ctx, &raw.sip, config.sip.listen);
+
     // [media]
     if let Some(v) = &raw.media.rtp_ports {
         match parse_port_range(v.get_ref()) {
@@ -786,6 +801,7 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
     }
 
     config.limits = limits::resolve(ctx, &raw.limits);
+    config.stream_limits = limits::resolve_streams(ctx, &raw.limits);
 
     // [agents] before routes, so routes can be checked against them.
     for (name, agent) in &raw.agents {
@@ -986,3 +1002,4 @@ pub use openai::{OpenaiApi, OpenaiSpec, Tool, TurnDetection};
 mod limits;
 #[cfg(test)]
 mod tests;
+pub mod transport;

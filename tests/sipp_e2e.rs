@@ -12,6 +12,7 @@ use common::*;
 use sipbridge::call::Gateway;
 use sipbridge::codec::g711::Law;
 use sipbridge::media::rtp;
+use sipbridge::sip::transport::Transport;
 
 /// Where the echo comes back: the SDP's m= port points here, and every packet is checked.
 struct EchoSink {
@@ -71,12 +72,26 @@ impl EchoSink {
 }
 
 async fn echo_call(law: Law, codecs: &str) {
-    let gw = gateway("").await;
+    echo_call_over(law, codecs, Transport::Udp).await
+}
+
+async fn echo_call_over(law: Law, codecs: &str, transport: Transport) {
+    let (gw, target, sipp_transport) = match transport {
+        Transport::Udp => (gateway("").await, None, "u1"),
+        _ => {
+            let sip = "listen_tcp = \"127.0.0.1:0\"\n";
+            let gw = gateway_sip(sip, "media_timeout_secs = 5\n", "", &|_| None).await;
+            let tcp = addr(gw.sip().tcp_port.expect("TCP listener"));
+            (gw, Some(tcp), "t1")
+        }
+    };
     let dir = temp_dir("sipp");
     let audio = dir.join("tone.raw");
     std::fs::write(&audio, tone(law, 2.0)).unwrap();
     let sink = EchoSink::start(law).await;
-    let out = Sipp::new(gw.sip_addr, &echo_scenario(&audio, law.payload_type()))
+    let target = target.unwrap_or(gw.sip_addr);
+    let out = Sipp::new(target, &echo_scenario(&audio, law.payload_type()))
+        .arg("-t", sipp_transport)
         .arg("-au", USER)
         .arg("-ap", PASSWORD)
         .arg("-m", 1)
@@ -109,6 +124,12 @@ async fn pcmu_call_with_digest_auth_echoes_the_audio() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pcma_call_echoes_the_audio() {
     echo_call(Law::A, "8 0 101").await;
+}
+
+/// SIPp over one TCP connection (`-t t1`): digest, 200, ACK, BYE and its answer all on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcmu_call_over_tcp_echoes_the_audio() {
+    echo_call_over(Law::Mu, "0 8 101", Transport::Tcp).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

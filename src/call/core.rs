@@ -6,7 +6,6 @@
 //! core only learns "answer with this SDP", "reject with this code" or "hang up".
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -14,6 +13,7 @@ use bytes::Bytes;
 use crate::sip::dialog::{new_branch, new_tag, Dialog};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
 use crate::sip::transaction::{InviteServer, NonInviteClient, NonInviteServer, Timers, TxEvent};
+use crate::sip::transport::{Peer, Transport};
 use crate::sip::uri::Uri;
 
 /// Methods we answer inside a dialog; the rest get 405 with this list.
@@ -23,7 +23,7 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
 /// dialog's next hop) the driver resolves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
-    Addr(SocketAddr),
+    Addr(Peer),
     Uri(Uri),
 }
 
@@ -62,6 +62,8 @@ enum State {
 /// Our addresses as the caller must see them.
 #[derive(Clone, Debug)]
 pub struct LocalContact {
+    /// The transport the dialog lives on: the INVITE's, and our requests' (Via).
+    pub transport: Transport,
     /// `host:port` for Via sent-by.
     pub via_host_port: String,
     /// Our Contact URI, with the public address (never a private one: Twilio would route its
@@ -95,7 +97,7 @@ pub struct CallCore {
     invite_cseq: u32,
     /// Where the INVITE came from: responses go back there (symmetric response routing, which is
     /// what survives NAT and what Twilio's edge expects).
-    source: SocketAddr,
+    source: Peer,
     local: LocalContact,
     local_tag: String,
     ist: InviteServer,
@@ -106,7 +108,7 @@ pub struct CallCore {
     reinvites: VecDeque<ReInvite>,
     /// Server transactions for in-dialog non-INVITE requests and CANCEL, by branch, so that
     /// their retransmissions get the same answer.
-    nist: HashMap<String, (SocketAddr, NonInviteServer)>,
+    nist: HashMap<String, (Peer, NonInviteServer)>,
     bye: Option<NonInviteClient>,
     bye_hop: Option<Uri>,
     /// The ACK for our 200 arrived.
@@ -121,7 +123,7 @@ impl CallCore {
         now: Instant,
         timers: Timers,
         invite: Request,
-        source: SocketAddr,
+        source: Peer,
         local: LocalContact,
     ) -> CallCore {
         let invite_branch = invite.headers.top_branch().unwrap_or_default().to_string();
@@ -153,6 +155,11 @@ impl CallCore {
 
     pub fn invite(&self) -> &Request {
         &self.invite
+    }
+
+    /// Where the INVITE came from: the dialog's flow (its connection, over TCP or TLS).
+    pub fn source(&self) -> Peer {
+        self.source
     }
 
     pub fn local_tag(&self) -> &str {
@@ -239,6 +246,7 @@ impl CallCore {
                 };
                 let (mut bye, next_hop) = dialog.build_request(
                     Method::Bye,
+                    self.local.transport,
                     &self.local.via_host_port,
                     &new_branch(),
                     &self.local.contact,
@@ -279,14 +287,14 @@ impl CallCore {
     }
 
     /// A SIP message routed to this call (by Call-ID) arrived from `src`.
-    pub fn handle_message(&mut self, now: Instant, msg: Message, src: SocketAddr) {
+    pub fn handle_message(&mut self, now: Instant, msg: Message, src: Peer) {
         match msg {
             Message::Request(req) => self.handle_request(now, req, src),
             Message::Response(resp) => self.handle_response(now, resp),
         }
     }
 
-    fn handle_request(&mut self, now: Instant, req: Request, src: SocketAddr) {
+    fn handle_request(&mut self, now: Instant, req: Request, src: Peer) {
         let branch = req.headers.top_branch().unwrap_or_default().to_string();
         match req.method {
             Method::Invite if branch == self.invite_branch => {
@@ -330,7 +338,7 @@ impl CallCore {
         }
     }
 
-    fn handle_cancel(&mut self, now: Instant, req: Request, branch: String, src: SocketAddr) {
+    fn handle_cancel(&mut self, now: Instant, req: Request, branch: String, src: Peer) {
         if branch != self.invite_branch {
             self.respond_stateless(&req, 481, src);
             return;
@@ -344,7 +352,7 @@ impl CallCore {
         }
     }
 
-    fn handle_in_dialog(&mut self, now: Instant, req: Request, branch: String, src: SocketAddr) {
+    fn handle_in_dialog(&mut self, now: Instant, req: Request, branch: String, src: Peer) {
         // A retransmission of a request we already answered gets the same answer.
         if let Some((_, tx)) = self.nist.get_mut(&branch) {
             tx.on_request_retransmit(now);
@@ -427,7 +435,7 @@ impl CallCore {
         req: &Request,
         branch: String,
         status: u16,
-        src: SocketAddr,
+        src: Peer,
     ) {
         let mut r = Response::for_request(req, status, Some(&self.local_tag));
         if status == 405 || req.method == Method::Options {
@@ -444,7 +452,7 @@ impl CallCore {
         self.nist.insert(branch, (src, tx));
     }
 
-    fn respond_stateless(&mut self, req: &Request, status: u16, src: SocketAddr) {
+    fn respond_stateless(&mut self, req: &Request, status: u16, src: Peer) {
         let r = Response::for_request(req, status, Some(&self.local_tag));
         self.out.push_back((Destination::Addr(src), r.to_bytes()));
     }

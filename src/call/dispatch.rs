@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,6 +20,7 @@ use crate::routing::{Admission, Admitted, ChallengeWhy, RejectWhy, Router};
 use crate::sip::dialog::Dialog;
 use crate::sip::guard::{Ban, BanReason, Drop, Guard, Limits};
 use crate::sip::message::{peek_call_id, HeaderName, Message, Method, Request, Response};
+use crate::sip::transport::Peer;
 use inspect::{inspect, Refusal};
 use quiet::Quiet;
 
@@ -38,7 +38,7 @@ const MAX_VIAS: usize = 16;
 #[derive(Debug)]
 pub enum Output {
     Transmit {
-        to: SocketAddr,
+        to: Peer,
         bytes: Bytes,
     },
     /// Start a call task for this admitted INVITE.
@@ -47,7 +47,7 @@ pub enum Output {
     Route {
         call_id: String,
         msg: Message,
-        src: SocketAddr,
+        src: Peer,
     },
 }
 
@@ -79,7 +79,7 @@ enum Phase {
 pub struct NewCall {
     pub call_id: String,
     pub invite: Request,
-    pub source: SocketAddr,
+    pub source: Peer,
     pub admitted: Admitted,
 }
 
@@ -232,7 +232,8 @@ impl Dispatcher {
         self.calls.remove(call_id);
     }
 
-    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, data: Bytes) {
+    pub fn handle_datagram(&mut self, now: Instant, src: impl Into<Peer>, data: Bytes) {
+        let src = src.into();
         if self.backlogged && !self.first_in_line(now, src, &data) {
             self.stats.push_back(Stat::Dropped(Drop::Shed));
             return;
@@ -283,13 +284,13 @@ impl Dispatcher {
     /// What is still served while the socket is backlogged: trusted sources, customers, and
     /// anything for a call that exists (its ACK, BYE, re-INVITE, or the answer to our BYE,
     /// from whatever address).
-    fn first_in_line(&self, now: Instant, src: SocketAddr, data: &[u8]) -> bool {
+    fn first_in_line(&self, now: Instant, src: Peer, data: &[u8]) -> bool {
         self.guard.is_trusted(src.ip())
             || self.guard.is_customer(now, src.ip())
             || peek_call_id(data).is_some_and(|id| self.calls.contains_key(id))
     }
 
-    fn handle_request(&mut self, now: Instant, req: Request, src: SocketAddr) {
+    fn handle_request(&mut self, now: Instant, req: Request, src: Peer) {
         // 1. Anything for a call we have.
         let call_id = req.call_id().unwrap_or_default().to_string();
         if self.calls.contains_key(&call_id) {
@@ -337,7 +338,7 @@ impl Dispatcher {
         }
     }
 
-    fn refuse(&mut self, req: &Request, src: SocketAddr, refusal: Refusal) {
+    fn refuse(&mut self, req: &Request, src: Peer, refusal: Refusal) {
         let mut r = self.answer(req, refusal.status);
         if let Some((name, value)) = refusal.header {
             r.headers.push(name, value);
@@ -345,7 +346,7 @@ impl Dispatcher {
         self.respond(req, src, r);
     }
 
-    fn new_invite(&mut self, now: Instant, req: Request, src: SocketAddr) {
+    fn new_invite(&mut self, now: Instant, req: Request, src: Peer) {
         // Max-Forwards spent, or more hops than any sane path (a loop between proxies that
         // do not decrement it): refuse before the answer grows with every hop.
         if req.max_forwards() == Some(0)
@@ -457,14 +458,14 @@ impl Dispatcher {
         }
     }
 
-    fn auth_failed(&mut self, now: Instant, src: SocketAddr) {
+    fn auth_failed(&mut self, now: Instant, src: Peer) {
         if self.guard.auth_failed(now, src.ip()).is_some() {
             self.banned(src, BanReason::AuthFailures);
         }
     }
 
     /// The one log line a ban gets (its packets are then dropped without a word).
-    fn banned(&mut self, src: SocketAddr, reason: BanReason) {
+    fn banned(&mut self, src: Peer, reason: BanReason) {
         tracing::warn!(
             ip = %src.ip(),
             reason = reason.as_str(),
@@ -475,7 +476,7 @@ impl Dispatcher {
 
     /// Sends `resp` once, statelessly: no transaction, no retransmission. A retransmitted
     /// request is answered again by the same path.
-    fn respond(&mut self, req: &Request, src: SocketAddr, resp: Response) {
+    fn respond(&mut self, req: &Request, src: Peer, resp: Response) {
         if req.method == Method::Invite && resp.status >= 200 {
             self.stats.push_back(Stat::InviteResponse(resp.status));
         }

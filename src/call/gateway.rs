@@ -23,11 +23,17 @@ use crate::routing::Router;
 use crate::sip::auth::{nonce_key, NonceClock};
 use crate::sip::guard::Limits;
 use crate::sip::transaction::Timers;
-use crate::sip::transport::{RecvBuf, SipSocket};
+use crate::sip::transport::stream::{self, Streams};
+use crate::sip::transport::tls::{self, TlsServer};
+use crate::sip::transport::{Peer, RecvBuf, SipSocket, SipTransport, Transport};
 
 /// Messages queued for one call before the transport drops more (UDP retransmission covers
 /// what is dropped; a stuck call must not grow memory).
 const CALL_INBOX: usize = 32;
+
+/// Messages framed on TCP and TLS connections waiting for the SIP loop; a connection whose
+/// message does not fit waits (its own reads stop), the others carry on.
+const STREAM_INBOX: usize = 1024;
 
 /// How long shutdown waits for the BYEs it sent to be answered before it exits anyway.
 pub const BYE_WAIT: Duration = Duration::from_secs(5);
@@ -101,6 +107,10 @@ pub struct Gateway {
     http: tokio::task::JoinHandle<()>,
     /// Agents the embedding program supplied; they survive reloads.
     own_agents: AgentMap,
+    /// The TLS listener's certificate, reloaded with the configuration.
+    tls: Option<Arc<TlsServer>>,
+    /// The TCP and TLS accept loops.
+    listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -116,8 +126,43 @@ impl Gateway {
         config: &Config,
         own_agents: AgentMap,
     ) -> std::io::Result<Gateway> {
-        let sip = SipSocket::bind(config.sip.listen).await?;
-        let sip_addr = sip.local_addr()?;
+        let udp = SipSocket::bind(config.sip.listen).await?;
+        let sip_addr = udp.local_addr()?;
+        let (stream_tx, stream_rx) = mpsc::channel(STREAM_INBOX);
+        let streams = Streams::new(config.stream_limits, stream_tx);
+        let mut listeners = Vec::new();
+        let mut sip = SipTransport {
+            udp,
+            streams: Arc::clone(&streams),
+            tcp_port: None,
+            tls_port: None,
+            tls_client: None,
+        };
+        if let Some(addr) = config.sip.streams.tcp {
+            let listener = stream::bind(addr, "sip.listen_tcp").await?;
+            let local = listener.local_addr()?;
+            sip.tcp_port = Some(local.port());
+            let accept = Arc::clone(&streams).listen(listener, Transport::Tcp, stream::plain());
+            listeners.push(tokio::spawn(accept));
+            tracing::info!(addr = %local, "SIP listening (TCP)");
+        }
+        let mut tls_server = None;
+        if let Some((addr, files)) = &config.sip.streams.tls {
+            let server = TlsServer::new(files).map_err(std::io::Error::other)?;
+            let client = tls::client_config(files).map_err(std::io::Error::other)?;
+            let listener = stream::bind(*addr, "sip.listen_tls").await?;
+            let local = listener.local_addr()?;
+            sip.tls_port = Some(local.port());
+            sip.tls_client = Some(Arc::new(client));
+            let accept = Arc::clone(&streams).listen(listener, Transport::Tls, server.acceptor());
+            listeners.push(tokio::spawn(accept));
+            tls_server = Some(server);
+            tracing::info!(
+                addr = %local,
+                mutual = files.client_ca.is_some(),
+                "SIP listening (TLS)"
+            );
+        }
         let http_listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .map_err(|e| {
@@ -167,15 +212,14 @@ impl Gateway {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (control, control_rx) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(Status::default());
-        let task = tokio::spawn(serve(
-            Arc::clone(&shared),
-            dispatcher,
-            notices_rx,
-            control_rx,
-            bans_rx,
-            status_tx,
-            shutdown_rx.clone(),
-        ));
+        let inputs = Inputs {
+            notices: notices_rx,
+            streams: stream_rx,
+            control: control_rx,
+            bans: bans_rx,
+            shutdown: shutdown_rx.clone(),
+        };
+        let task = tokio::spawn(serve(Arc::clone(&shared), dispatcher, inputs, status_tx));
         let http = tokio::spawn(crate::http::serve(
             http_listener,
             Arc::clone(&shared),
@@ -211,7 +255,14 @@ impl Gateway {
             task,
             http,
             own_agents,
+            tls: tls_server,
+            listeners,
         })
+    }
+
+    /// The SIP transports: where the TCP and TLS listeners are, and their connections.
+    pub fn sip(&self) -> &SipTransport {
+        &self.shared.sip
     }
 
     /// What every call shares: the registry and the metrics, among others.
@@ -259,12 +310,23 @@ impl Gateway {
     pub fn reload(&self, new: Config) -> Reload {
         let old = self.shared.live().config.clone();
         let needs_restart = restart_needed(&old, &new);
+        if let (Some(server), Some((_, files))) = (&self.tls, &new.sip.streams.tls) {
+            // A renewed certificate takes effect for the connections accepted from now on.
+            match server.reload(files) {
+                Ok(()) => tracing::info!(cert = %files.cert.display(), "TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate not reloaded; the old one stays")
+                }
+            }
+        }
         let mut effective = new;
         // Keep what the running sockets and per-call settings were built with.
         effective.sip.listen = old.sip.listen;
         effective.sip.public_addr = old.sip.public_addr.clone();
         effective.sip.realm = old.sip.realm.clone();
         effective.sip.challenge = old.sip.challenge;
+        effective.sip.streams = old.sip.streams.clone();
+        effective.stream_limits = old.stream_limits;
         effective.media = old.media.clone();
         effective.http.listen = old.http.listen;
         let agents = with_own(build_agents(&effective), &self.own_agents);
@@ -318,6 +380,10 @@ impl Gateway {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        for l in &self.listeners {
+            l.abort();
+        }
+        self.shared.sip.streams.close_all();
         // In-flight requests get a moment; a client holding a connection open does not hold
         // up the exit.
         let mut http = self.http;
@@ -373,6 +439,12 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         "media.initial_media_timeout_secs",
     );
     check(old.http.listen != new.http.listen, "http.listen");
+    check(old.sip.streams.tcp != new.sip.streams.tcp, "sip.listen_tcp");
+    check(
+        old.sip.streams.tls.as_ref().map(|t| t.0) != new.sip.streams.tls.as_ref().map(|t| t.0),
+        "sip.listen_tls",
+    );
+    check(old.stream_limits != new.stream_limits, "limits.tcp_*");
     v
 }
 
@@ -404,28 +476,45 @@ struct CallHandle {
     settled: bool,
 }
 
+/// What the SIP loop listens to besides the UDP socket.
+struct Inputs {
+    notices: mpsc::UnboundedReceiver<CallNotice>,
+    /// Messages framed on TCP and TLS connections.
+    streams: mpsc::Receiver<(bytes::Bytes, Peer)>,
+    control: mpsc::UnboundedReceiver<Control>,
+    bans: mpsc::UnboundedReceiver<BanRequest>,
+    shutdown: watch::Receiver<bool>,
+}
+
 async fn serve(
     shared: Arc<Shared>,
     mut core: Dispatcher,
-    mut notices: mpsc::UnboundedReceiver<CallNotice>,
-    mut control: mpsc::UnboundedReceiver<Control>,
-    mut bans: mpsc::UnboundedReceiver<BanRequest>,
+    inputs: Inputs,
     status: watch::Sender<Status>,
-    mut shutdown: watch::Receiver<bool>,
 ) {
+    let Inputs {
+        mut notices,
+        streams: mut stream_rx,
+        mut control,
+        mut bans,
+        mut shutdown,
+    } = inputs;
     let mut calls: HashMap<String, CallHandle> = HashMap::new();
     // Kept as a count rather than recounted: this loop runs per datagram.
     let mut unsettled = 0usize;
     let mut buf = RecvBuf::default();
     loop {
         tokio::select! {
-            r = shared.sip.recv(&mut buf) => match r {
+            r = shared.sip.udp.recv(&mut buf) => match r {
                 Ok((data, src)) => {
                     core.handle_datagram(Instant::now().into_std(), src, data);
-                    read_queued(&shared.sip, &mut core, &mut buf);
+                    read_queued(&shared.sip.udp, &mut core, &mut buf);
                 }
                 Err(e) => tracing::debug!(error = %e, "SIP receive error"),
             },
+            Some((data, peer)) = stream_rx.recv() => {
+                core.handle_datagram(Instant::now().into_std(), peer, data);
+            }
             Some(n) = notices.recv() => match n {
                 CallNotice::Answered(id) => core.call_answered(&id),
                 CallNotice::Ended(id) => core.call_ended(&id),
@@ -478,7 +567,11 @@ async fn serve(
         }
         while let Some(out) = core.poll_output() {
             match out {
-                Output::Transmit { to, bytes } => shared.sip.send(to, &bytes).await,
+                Output::Transmit { to, bytes } => {
+                    if !shared.sip.send(to, bytes).await {
+                        tracing::debug!(%to, "connection gone; answer not sent");
+                    }
+                }
                 Output::NewCall(new) => {
                     let (tx, rx) = mpsc::channel(CALL_INBOX);
                     unsettled += 1;

@@ -26,7 +26,7 @@ use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
 use crate::sip::guard::Ban;
 use crate::sip::transaction::Timers;
-use crate::sip::transport::SipSocket;
+use crate::sip::transport::{SipTransport, Transport};
 pub use gateway::{Gateway, Monitor, Reload};
 use registry::Registry;
 use task::CallNotice;
@@ -44,7 +44,7 @@ pub struct Live {
 /// What every call task shares: read-only settings and handles that need no lock on the media
 /// path.
 pub struct Shared {
-    pub sip: SipSocket,
+    pub sip: SipTransport,
     pub sip_port: u16,
     pub ports: Arc<PortPool>,
     pub timers: Timers,
@@ -139,16 +139,21 @@ impl Shared {
         ip
     }
 
-    /// `host:port` for Contact and Via: `sip.public_addr` (our SIP port added when it has
-    /// none), or the local address.
-    pub fn public_host_port(&self, local_ip: IpAddr) -> String {
+    /// `host:port` for Contact and Via of a dialog on `transport`: `sip.public_addr` (our
+    /// SIP port added when it has none), or the local address. Over TCP and TLS the port is
+    /// that listener's: a port in `public_addr` is the UDP one.
+    pub fn public_host_port(&self, local_ip: IpAddr, transport: Transport) -> String {
+        let udp = transport == Transport::Udp;
+        let port = self.sip.port(transport).unwrap_or(self.sip_port);
         match &self.public_addr {
-            Some(a) if has_port(a) => a.clone(),
-            Some(a) if a.parse::<std::net::Ipv6Addr>().is_ok() => {
-                format!("[{a}]:{}", self.sip_port)
+            Some(a) if has_port(a) && udp => a.clone(),
+            Some(a) if has_port(a) => {
+                let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
+                format!("{host}:{port}")
             }
-            Some(a) => format!("{a}:{}", self.sip_port),
-            None => SocketAddr::new(local_ip, self.sip_port).to_string(),
+            Some(a) if a.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{a}]:{port}"),
+            Some(a) => format!("{a}:{port}"),
+            None => SocketAddr::new(local_ip, port).to_string(),
         }
     }
 

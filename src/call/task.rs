@@ -1,7 +1,7 @@
 //! The task that runs one call: it owns the call's SIP core, its RTP socket and media session,
 //! and its agent session, and drives them from one `select!` loop. Nothing else touches them.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
@@ -20,7 +20,9 @@ use crate::metrics::RtpDelta;
 use crate::routing::Admitted;
 use crate::sdp::{self, LocalMedia, Negotiated, SessionDescription};
 use crate::sip::message::{HeaderName, Message, Method};
-use crate::sip::uri::Uri;
+use crate::sip::transport::stream::Hold;
+use crate::sip::transport::{Peer, Transport};
+use crate::sip::uri::{Scheme, Uri};
 use crate::timer::{now, sleep_until_opt};
 
 /// RTP datagrams read in one pass of a call's loop before it looks at SIP and timers again.
@@ -33,7 +35,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub enum CallInput {
     /// A SIP message with this call's Call-ID.
-    Sip(Message, SocketAddr),
+    Sip(Message, Peer),
     /// Shutdown: end the call now (BYE if answered, 503 if still setting up).
     Hangup,
 }
@@ -98,6 +100,8 @@ struct Call {
     /// How the call ends, when this side decided it (the agent hung up, media timed out,
     /// shutdown); otherwise it follows from the end reason.
     outcome: Option<&'static str>,
+    /// Over TCP or TLS: keeps the dialog's connection from closing while it is quiet.
+    _hold: Option<Hold>,
 }
 
 mod media;
@@ -131,14 +135,17 @@ impl Call {
             transcript_dropped: 0,
             details: Default::default(),
         });
-        let local_ip = shared.local_ip_towards(new.source);
-        let via_host_port = shared.public_host_port(local_ip);
-        // Config validation makes sure sip.public_addr forms a URI; the fallback is for a local
-        // address that somehow does not.
-        let contact = Uri::parse(&format!("sip:{via_host_port}")).unwrap_or_else(|e| {
+        let local_ip = shared.local_ip_towards(new.source.addr);
+        let transport = new.source.transport;
+        let via_host_port = shared.public_host_port(local_ip, transport);
+        let contact = contact_uri(&via_host_port, transport, &new.invite.uri).unwrap_or_else(|e| {
+            // Config validation makes sure sip.public_addr forms a URI; this is for a local
+            // address that somehow does not.
             tracing::error!(%via_host_port, error = %e, "cannot form our Contact URI");
             Uri::host(local_ip.to_string(), shared.sip_port)
         });
+        // A call keeps its dialog's connection open while it lasts.
+        let hold = shared.sip.streams.hold(new.source);
         let now = Instant::now().into_std();
         let core = CallCore::new(
             now,
@@ -146,6 +153,7 @@ impl Call {
             new.invite,
             new.source,
             LocalContact {
+                transport,
                 via_host_port,
                 contact,
             },
@@ -163,6 +171,7 @@ impl Call {
             record_closed: false,
             received,
             outcome: None,
+            _hold: hold,
         }
     }
 
@@ -620,13 +629,18 @@ impl Call {
 
     async fn flush(&mut self, shared: &Shared) {
         while let Some((dest, bytes)) = self.core.poll_transmit() {
-            let to = match dest {
-                Destination::Addr(a) => Some(a),
-                Destination::Uri(u) => resolve(&u).await,
-            };
-            match to {
-                Some(to) => shared.sip.send(to, &bytes).await,
-                None => tracing::warn!("cannot resolve next hop; request not sent"),
+            match dest {
+                Destination::Addr(to) => {
+                    if !shared.sip.send(to, bytes).await {
+                        tracing::debug!(%to, "connection gone; response not sent");
+                    }
+                }
+                Destination::Uri(hop) => {
+                    let flow = self.core.source();
+                    if let Err(e) = shared.sip.send_request(flow, &hop, bytes).await {
+                        tracing::warn!(error = %e, "in-dialog request not sent");
+                    }
+                }
             }
         }
     }
@@ -689,13 +703,20 @@ fn log_end(reason: &EndReason) {
     }
 }
 
-/// The next hop of an in-dialog request: an IP literal as is, a name through DNS (A/AAAA; SRV
-/// is not needed for Twilio, whose Record-Route entries are addresses).
-async fn resolve(uri: &Uri) -> Option<SocketAddr> {
-    if let Some(addr) = uri.socket_addr() {
-        return Some(addr);
+/// Our Contact for a dialog on `transport`: `sip:host:port`, with `;transport=tcp|tls` off
+/// UDP, and `sips:` when the caller's Request-URI was (RFC 3261 8.1.1.8).
+fn contact_uri(
+    host_port: &str,
+    transport: Transport,
+    request_uri: &str,
+) -> Result<Uri, crate::sip::message::ParseError> {
+    let mut uri = Uri::parse(&format!("sip:{host_port}"))?;
+    if transport == Transport::Tls
+        && Uri::parse(request_uri).is_ok_and(|u| u.scheme == Scheme::Sips)
+    {
+        uri.scheme = Scheme::Sips;
+    } else if let Some(t) = transport.uri_param() {
+        uri.params.push(("transport".into(), Some(t.into())));
     }
-    let (host, port) = uri.host_port();
-    let mut addrs = tokio::net::lookup_host((host.as_str(), port)).await.ok()?;
-    addrs.next()
+    Ok(uri)
 }

@@ -6,6 +6,7 @@ use toml::Spanned;
 
 use super::Ctx;
 use crate::sip::guard::Limits;
+use crate::sip::transport::stream::StreamLimits;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +22,13 @@ pub struct RawLimits {
     pub max_sources: Option<Spanned<u64>>,
     /// Calls admitted but not yet answered, at most (503 with Retry-After beyond).
     pub max_calls_in_setup: Option<Spanned<u64>>,
+    /// SIP TCP and TLS connections open at once, and from one IP address.
+    pub tcp_connections: Option<Spanned<u64>>,
+    pub tcp_connections_per_source: Option<Spanned<u64>>,
+    /// A connection with nothing on it (no message, no keep-alive, no call) is closed.
+    pub tcp_idle_secs: Option<Spanned<u64>>,
+    /// A TLS handshake, and a message once begun, must complete within this.
+    pub tcp_message_secs: Option<Spanned<u64>>,
 }
 
 pub fn resolve(ctx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
@@ -66,6 +74,35 @@ pub fn resolve(ctx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
                 "must be 1 to 1,000,000",
             ),
         }
+    }
+    l
+}
+
+pub fn resolve_streams(ctx: &mut Ctx<'_>, raw: &RawLimits) -> StreamLimits {
+    let mut l = StreamLimits::default();
+    let mut count = |v: &Option<Spanned<u64>>, key: &str, out: &mut usize| {
+        if let Some(v) = v {
+            match usize::try_from(*v.get_ref()) {
+                Ok(n) if (1..=1_000_000).contains(&n) => *out = n,
+                _ => ctx.problem(v.span(), key, "must be 1 to 1,000,000"),
+            }
+        }
+    };
+    count(
+        &raw.tcp_connections,
+        "limits.tcp_connections",
+        &mut l.max_connections,
+    );
+    count(
+        &raw.tcp_connections_per_source,
+        "limits.tcp_connections_per_source",
+        &mut l.per_source,
+    );
+    if let Some(t) = ctx.positive_secs(&raw.tcp_idle_secs, "limits.tcp_idle_secs") {
+        l.idle = t;
+    }
+    if let Some(t) = ctx.positive_secs(&raw.tcp_message_secs, "limits.tcp_message_secs") {
+        l.message = t;
     }
     l
 }

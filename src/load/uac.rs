@@ -22,6 +22,7 @@ use crate::sip::auth::{respond, Challenge};
 use crate::sip::dialog::{new_branch, Dialog};
 use crate::sip::message::{HeaderName, Message, Method, NameAddr, Request, Response};
 use crate::sip::transaction::{InviteClient, NonInviteClient, Timers, TxEvent};
+use crate::sip::transport::Transport;
 
 use super::media::SendParams;
 
@@ -446,6 +447,7 @@ impl Uac {
         dialog.local_cseq = self.invite.cseq;
         let (ack, hop) = dialog.build_request(
             Method::Ack,
+            Transport::Udp,
             &self.via_host_port,
             &new_branch(),
             &contact_uri(&self.contact),
@@ -652,6 +654,7 @@ impl Uac {
         let branch = new_branch();
         let (mut bye, hop) = dialog.build_request(
             Method::Bye,
+            Transport::Udp,
             &self.via_host_port,
             &branch,
             &contact_uri(&self.contact),

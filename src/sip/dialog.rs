@@ -3,6 +3,7 @@
 //! (BYE, re-INVITE) through Twilio's Record-Route set.
 
 use crate::sip::message::{HeaderName, Method, NameAddr, ParseError, Request};
+use crate::sip::transport::Transport;
 use crate::sip::uri::Uri;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,6 +131,7 @@ impl Dialog {
     pub fn build_request(
         &mut self,
         method: Method,
+        transport: Transport,
         via_host_port: &str,
         branch: &str,
         contact: &Uri,
@@ -164,7 +166,10 @@ impl Dialog {
         let h = &mut req.headers;
         h.push(
             HeaderName::Via,
-            format!("SIP/2.0/UDP {via_host_port};branch={branch};rport"),
+            format!(
+                "SIP/2.0/{} {via_host_port};branch={branch};rport",
+                transport.via_name()
+            ),
         );
         h.push(HeaderName::MaxForwards, "70");
         for route in &routes {
@@ -279,6 +284,7 @@ mod tests {
         let mut d = Dialog::new_uas(&fixture_a(), "gw-tag").unwrap();
         let (bye, next_hop) = d.build_request(
             Method::Bye,
+            Transport::Udp,
             "203.0.113.10:5060",
             "z9hG4bKbye1",
             &our_contact(),
@@ -331,9 +337,9 @@ mod tests {
         let mut d = Dialog::new_uas(&fixture_a(), "t").unwrap();
         let c = our_contact();
         let cseq = |r: &Request| r.cseq().unwrap();
-        let (r1, _) = d.build_request(Method::Invite, "h", "z9hG4bK1", &c);
-        let (ack, _) = d.build_request(Method::Ack, "h", "z9hG4bK2", &c);
-        let (r2, _) = d.build_request(Method::Bye, "h", "z9hG4bK3", &c);
+        let (r1, _) = d.build_request(Method::Invite, Transport::Udp, "h", "z9hG4bK1", &c);
+        let (ack, _) = d.build_request(Method::Ack, Transport::Udp, "h", "z9hG4bK2", &c);
+        let (r2, _) = d.build_request(Method::Bye, Transport::Udp, "h", "z9hG4bK3", &c);
         assert_eq!((cseq(&r1).seq, cseq(&r1).method), (1, Method::Invite));
         assert_eq!((cseq(&ack).seq, cseq(&ack).method), (1, Method::Ack));
         assert_eq!((cseq(&r2).seq, cseq(&r2).method), (2, Method::Bye));
@@ -349,7 +355,13 @@ mod tests {
         );
         let mut d = Dialog::new_uas(&invite, "t").unwrap();
         assert!(d.route_set.is_empty());
-        let (bye, next_hop) = d.build_request(Method::Bye, "h:5060", "z9hG4bK1", &our_contact());
+        let (bye, next_hop) = d.build_request(
+            Method::Bye,
+            Transport::Udp,
+            "h:5060",
+            "z9hG4bK1",
+            &our_contact(),
+        );
         assert_eq!(next_hop, d.remote_target);
         assert!(!bye.headers.contains(&HeaderName::Route));
     }
@@ -362,7 +374,13 @@ mod tests {
             "Record-Route: <sip:strict.example.net;transport=udp;method=INVITE>, <sip:p2.example.net;lr>\r\n",
         );
         let mut d = Dialog::new_uas(&invite, "t").unwrap();
-        let (bye, next_hop) = d.build_request(Method::Bye, "h:5060", "z9hG4bK1", &our_contact());
+        let (bye, next_hop) = d.build_request(
+            Method::Bye,
+            Transport::Udp,
+            "h:5060",
+            "z9hG4bK1",
+            &our_contact(),
+        );
         assert_eq!(bye.uri, "sip:strict.example.net;transport=udp");
         assert_eq!(next_hop.to_string(), "sip:strict.example.net;transport=udp");
         let routes: Vec<_> = bye.headers.get_all(&HeaderName::Route).collect();

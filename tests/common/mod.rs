@@ -57,9 +57,19 @@ pub async fn gateway_env(
     extra: &str,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Gateway {
+    gateway_sip("", media, extra, env).await
+}
+
+/// Like [`gateway_env`], with `sip` lines added to the `[sip]` table (TCP and TLS listeners).
+pub async fn gateway_sip(
+    sip: &str,
+    media: &str,
+    extra: &str,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Gateway {
     let (lo, hi) = rtp_range();
     let text = format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n{media}\
+        "[sip]\nlisten = \"127.0.0.1:0\"\n{sip}[media]\nrtp_ports = \"{lo}-{hi}\"\n{media}\
          [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
          allowed_addresses = [\"127.0.0.0/8\"]\n{extra}"
     );

@@ -5,12 +5,13 @@ use crate::sip::testing::{invite, parse_request, parse_response, request, TWILIO
 
 const SRC: &str = "54.171.127.192:5060";
 
-fn src() -> SocketAddr {
-    SRC.parse().unwrap()
+fn src() -> Peer {
+    Peer::udp(SRC.parse().unwrap())
 }
 
 fn local() -> LocalContact {
     LocalContact {
+        transport: Transport::Udp,
         via_host_port: "203.0.113.10:5060".into(),
         contact: Uri::parse("sip:203.0.113.10:5060").unwrap(),
     }

@@ -23,7 +23,7 @@ fn reply(dir: &str, name: &str) -> Option<Bytes> {
     match outputs(&mut d).as_slice() {
         [] => None,
         [Output::Transmit { to, bytes }] => {
-            assert_eq!(*to, src(), "{name}: answered elsewhere");
+            assert_eq!(*to, src().into(), "{name}: answered elsewhere");
             Some(bytes.clone())
         }
         other => panic!("{name}: expected at most one answer, got {other:?}"),

@@ -1,12 +1,102 @@
-//! SIP over UDP: the socket edge, and the one answer we can give to a message that does not
-//! parse.
+//! SIP's transports: UDP (this file), and TCP and TLS streams ([`stream`], framed by
+//! [`framing`], TLS set up by [`tls`]); the address a message came from or goes to, with its
+//! transport ([`Peer`]); and the one answer we can give to a message that does not parse.
 
+use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::net::UdpSocket;
+
+pub mod framing;
+pub mod stream;
+pub mod tls;
+
+use crate::sip::uri::Uri;
+use stream::Streams;
+
+/// How a SIP message travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// The name in a Via header (`SIP/2.0/TLS`).
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// The `transport=` URI parameter that asks for it (none for UDP, the default).
+    pub fn uri_param(self) -> Option<&'static str> {
+        match self {
+            Transport::Udp => None,
+            Transport::Tcp => Some("tcp"),
+            Transport::Tls => Some("tls"),
+        }
+    }
+
+    /// Streams deliver in order or fail: no SIP retransmission is needed over them.
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        })
+    }
+}
+
+/// Where a message came from or goes to: an address and the transport. Over TCP and TLS the
+/// pair names one connection (the remote end's address is unique per connection on a port),
+/// so a response finds the connection its request came on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    pub fn udp(addr: SocketAddr) -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr,
+        }
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        self.addr.ip()
+    }
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(addr: SocketAddr) -> Peer {
+        Peer::udp(addr)
+    }
+}
+
+/// `1.2.3.4:5060` for UDP, `tls:1.2.3.4:40112` for the others: what logs and `/calls` show.
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.transport.uri_param() {
+            None => write!(f, "{}", self.addr),
+            Some(t) => write!(f, "{t}:{}", self.addr),
+        }
+    }
+}
 
 /// Twilio's INVITEs with Identity, Record-Route and X-headers run past 1500 bytes; UDP allows
 /// 64 KiB, so read whole datagrams.
@@ -66,6 +156,96 @@ impl SipSocket {
             tracing::debug!(%to, error = %e, "SIP send failed");
         }
     }
+}
+
+/// Everything the gateway sends SIP through: the UDP socket, and the stream connections with
+/// what it takes to open new ones.
+#[derive(Clone)]
+pub struct SipTransport {
+    pub udp: SipSocket,
+    pub streams: Arc<Streams>,
+    /// The ports our TCP and TLS listeners are on (Via sent-by and Contact of dialogs on them).
+    pub tcp_port: Option<u16>,
+    pub tls_port: Option<u16>,
+    /// How to open a TLS connection of our own, when a dialog's connection is gone.
+    pub tls_client: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl SipTransport {
+    /// Sends to `to`: a datagram, or onto the connection `to` names. False when that
+    /// connection is gone (a response to a request whose connection closed is lost, as
+    /// RFC 3261 18.2.2 allows us to decide; the client's transaction times out).
+    pub async fn send(&self, to: Peer, bytes: Bytes) -> bool {
+        match to.transport {
+            Transport::Udp => {
+                self.udp.send(to.addr, &bytes).await;
+                true
+            }
+            Transport::Tcp | Transport::Tls => self.streams.send(to, bytes),
+        }
+    }
+
+    /// Sends an in-dialog request of a dialog that lives on `flow` (the connection or address
+    /// its INVITE came from) towards `hop`, the next hop its route set names. Over a stream the
+    /// dialog's own connection is used while it is open (that is where the peer expects it,
+    /// and what gets through its NAT); else a connection to `hop` is opened over the same
+    /// transport. Over UDP it goes to `hop`.
+    pub async fn send_request(&self, flow: Peer, hop: &Uri, bytes: Bytes) -> Result<(), String> {
+        if flow.transport.is_stream() && self.streams.send(flow, bytes.clone()) {
+            return Ok(());
+        }
+        let addr = resolve(hop)
+            .await
+            .ok_or_else(|| format!("cannot resolve {hop}"))?;
+        let to = Peer {
+            transport: flow.transport,
+            addr,
+        };
+        if self.send(to, bytes.clone()).await {
+            return Ok(());
+        }
+        let wrap = match to.transport {
+            // A datagram was sent above: UDP has no connection to open.
+            Transport::Udp => return Ok(()),
+            Transport::Tcp => stream::plain(),
+            Transport::Tls => {
+                let config = self
+                    .tls_client
+                    .clone()
+                    .ok_or("no TLS client configuration")?;
+                tls::connector(config, &hop.host)?
+            }
+        };
+        self.streams
+            .connect(to, wrap)
+            .await
+            .map_err(|e| format!("connecting to {to}: {e}"))?;
+        if self.streams.send(to, bytes) {
+            Ok(())
+        } else {
+            Err(format!("connection to {to} closed at once"))
+        }
+    }
+
+    /// The port our listener for `transport` is on.
+    pub fn port(&self, transport: Transport) -> Option<u16> {
+        match transport {
+            Transport::Udp => self.udp.local_addr().ok().map(|a| a.port()),
+            Transport::Tcp => self.tcp_port,
+            Transport::Tls => self.tls_port,
+        }
+    }
+}
+
+/// The address of a next hop: an IP literal as is, a name through DNS (A/AAAA; SRV is not
+/// needed for Twilio, whose Record-Route entries are addresses).
+pub async fn resolve(uri: &Uri) -> Option<SocketAddr> {
+    if let Some(addr) = uri.socket_addr() {
+        return Some(addr);
+    }
+    let (host, port) = uri.host_port();
+    let mut addrs = tokio::net::lookup_host((host.as_str(), port)).await.ok()?;
+    addrs.next()
 }
 
 /// A `400 Bad Request` for a request that failed to parse, built from its raw header lines, so
