@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::raw::Sip as RawSip;
 use super::Ctx;
-use crate::sip::transport::tls::{self, TlsFiles};
+use crate::sip::transport::tls::{self, TlsFile, TlsFiles};
 
 /// The stream listeners of a config.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,12 +50,10 @@ pub(super) fn resolve(ctx: &mut Ctx<'_>, raw: &RawSip, udp: SocketAddr) -> Strea
             match tls::server_config(&files) {
                 Ok(_) => Some((tls_listen.unwrap_or(SocketAddr::new(udp.ip(), 5061)), files)),
                 Err(e) => {
-                    let (v, k) = if e.file == files.cert {
-                        (&raw.tls_cert, "sip.tls_cert")
-                    } else if Some(&e.file) == files.client_ca.as_ref() {
-                        (&raw.tls_client_ca, "sip.tls_client_ca")
-                    } else {
-                        (&raw.tls_key, "sip.tls_key")
+                    let (v, k) = match e.file {
+                        TlsFile::Cert => (&raw.tls_cert, "sip.tls_cert"),
+                        TlsFile::Key => (&raw.tls_key, "sip.tls_key"),
+                        TlsFile::ClientCa => (&raw.tls_client_ca, "sip.tls_client_ca"),
                     };
                     if let Some(v) = v {
                         ctx.problem(v.span(), k, e.to_string());

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod pki;
 pub mod raw_sip;
 pub mod sipp;
+pub mod stream_sip;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -67,14 +69,20 @@ pub async fn gateway_sip(
     extra: &str,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Gateway {
+    let cfg =
+        config::parse(&config_text(sip, media, extra), "test.toml", env).expect("test config");
+    Gateway::start(&cfg).await.expect("gateway start")
+}
+
+/// The test gateway's config: SIP and HTTP on 127.0.0.1, a fresh RTP range, one digest trunk
+/// for 127.0.0.0/8, with `sip` and `media` lines added to their tables and `extra` after.
+pub fn config_text(sip: &str, media: &str, extra: &str) -> String {
     let (lo, hi) = rtp_range();
-    let text = format!(
+    format!(
         "[sip]\nlisten = \"127.0.0.1:0\"\n{sip}[media]\nrtp_ports = \"{lo}-{hi}\"\n{media}\
          [http]\nlisten = \"127.0.0.1:0\"\n[[trunks]]\nname = \"twilio\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
          allowed_addresses = [\"127.0.0.0/8\"]\n{extra}"
-    );
-    let cfg = config::parse(&text, "test.toml", env).expect("test config");
-    Gateway::start(&cfg).await.expect("gateway start")
+    )
 }
 
 /// `secs` of a 440 Hz tone at -12 dBFS, G.711-encoded: a raw payload stream for SIPp's rtp_stream.

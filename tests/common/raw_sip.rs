@@ -170,7 +170,7 @@ pub fn invite_uri(to: SocketAddr) -> String {
 
 /// A request inside the dialog the 2xx `ok` (to our [`invite`] for `call_id`) set up, sent
 /// straight to the gateway's Contact.
-fn in_dialog(
+pub fn in_dialog(
     local: SocketAddr,
     to: SocketAddr,
     call_id: &str,
@@ -200,7 +200,7 @@ fn in_dialog(
 }
 
 /// The CSeq number of the INVITE the 2xx `ok` answers.
-fn invite_cseq(ok: &str) -> u32 {
+pub fn invite_cseq(ok: &str) -> u32 {
     header(ok, "CSeq")
         .and_then(|c| c.split_whitespace().next()?.parse().ok())
         .expect("the 2xx carries the INVITE's CSeq")

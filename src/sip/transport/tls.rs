@@ -29,17 +29,27 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
+/// Which of [`TlsFiles`] a problem is with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFile {
+    Cert,
+    Key,
+    ClientCa,
+}
+
 /// A file that could not serve, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {problem}", file.display())]
+#[error("{}: {problem}", path.display())]
 pub struct TlsError {
-    pub file: PathBuf,
+    pub file: TlsFile,
+    pub path: PathBuf,
     pub problem: String,
 }
 
-fn err(file: &Path, problem: impl ToString) -> TlsError {
+fn err(file: TlsFile, path: &Path, problem: impl ToString) -> TlsError {
     TlsError {
-        file: file.to_path_buf(),
+        file,
+        path: path.to_path_buf(),
         problem: problem.to_string(),
     }
 }
@@ -48,45 +58,57 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn certs(file: TlsFile, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(path, e))?
+        .map_err(|e| err(file, path, e))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(path, e))?;
+        .map_err(|e| err(file, path, e))?;
     if certs.is_empty() {
-        return Err(err(path, "no CERTIFICATE in the file"));
+        return Err(err(file, path, "no CERTIFICATE in the file"));
     }
     Ok(certs)
 }
 
 fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in certs(path)? {
-        roots.add(cert).map_err(|e| err(path, e))?;
+    for cert in certs(TlsFile::ClientCa, path)? {
+        roots
+            .add(cert)
+            .map_err(|e| err(TlsFile::ClientCa, path, e))?;
     }
     Ok(roots)
 }
 
 /// Reads the files into a server configuration.
 pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
-    let chain = certs(&files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| err(&files.key, e))?;
+    let chain = certs(TlsFile::Cert, &files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+        let problem = match e {
+            rustls::pki_types::pem::Error::NoItemsFound => "no PRIVATE KEY in the file".into(),
+            e => e.to_string(),
+        };
+        err(TlsFile::Key, &files.key, problem)
+    })?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| err(&files.cert, e))?;
+        .map_err(|e| err(TlsFile::Cert, &files.cert, e))?;
     let builder = match &files.client_ca {
         Some(ca) => {
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
                     .build()
-                    .map_err(|e| err(ca, e))?;
+                    .map_err(|e| err(TlsFile::ClientCa, ca, e))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
     };
-    builder
-        .with_single_cert(chain, key)
-        .map_err(|e| err(&files.key, format!("does not fit the certificate: {e}")))
+    builder.with_single_cert(chain, key).map_err(|e| {
+        err(
+            TlsFile::Key,
+            &files.key,
+            format!("does not fit the certificate: {e}"),
+        )
+    })
 }
 
 /// The listener's TLS side: the configuration in force, replaced whole by [`TlsServer::reload`]
@@ -132,13 +154,13 @@ pub fn client_config(files: &TlsFiles) -> Result<ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(ca) = &files.client_ca {
-        for cert in certs(ca)? {
-            roots.add(cert).map_err(|e| err(ca, e))?;
+        for cert in certs(TlsFile::ClientCa, ca)? {
+            roots.add(cert).map_err(|e| err(TlsFile::ClientCa, ca, e))?;
         }
     }
     Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| err(&files.cert, e))?
+        .map_err(|e| err(TlsFile::Cert, &files.cert, e))?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }

@@ -1,0 +1,521 @@
+//! SIP over TCP and TLS, end to end: calls whose every message (our BYE included) travels on
+//! the caller's connection, keep-alives, mutual TLS, a certificate renewed by a reload, and
+//! what hostile streams get: a 400 and a close, within bounded time and memory, never
+//! touching anyone else.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::pki::{client_config, Ca};
+use common::raw_sip::{header, in_dialog, invite, invite_cseq, invite_uri, rtp_sink};
+use common::stream_sip::StreamSip;
+use common::*;
+use sipbridge::call::Gateway;
+use sipbridge::config;
+use sipbridge::sip::auth::{respond, Challenge};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn tcp_sip(limits: &str) -> String {
+    format!("listen_tcp = \"127.0.0.1:0\"\n{limits}")
+}
+
+async fn tcp_gateway(limits: &str) -> (Gateway, SocketAddr) {
+    let extra = if limits.is_empty() {
+        String::new()
+    } else {
+        format!("[limits]\n{limits}")
+    };
+    let gw = gateway_sip(&tcp_sip(""), "", &extra, &|_| None).await;
+    let tcp = addr(gw.sip().tcp_port.expect("TCP listener"));
+    (gw, tcp)
+}
+
+/// A digest call over `sip`'s connection, Via naming `transport`: the 200 to the INVITE.
+async fn call(sip: &mut StreamSip, to: SocketAddr, transport: &str, call_id: &str) -> String {
+    let rtp = rtp_sink();
+    let port = rtp.local_addr().unwrap().port();
+    let via = |t: String| t.replace("SIP/2.0/UDP", &format!("SIP/2.0/{transport}"));
+    let first = invite(
+        to,
+        sip.local,
+        call_id,
+        1,
+        &format!("{call_id}-1"),
+        port,
+        None,
+    );
+    sip.send(&via(first)).await.unwrap();
+    let challenge = sip.recv_matching("INVITE", WAIT).await.expect("a 407");
+    assert!(challenge.starts_with("SIP/2.0 407"), "{challenge}");
+    let ch = Challenge::parse(&header(&challenge, "Proxy-Authenticate").unwrap()).unwrap();
+    let auth = respond(
+        &ch,
+        "INVITE",
+        &invite_uri(to),
+        USER,
+        PASSWORD,
+        "0a4f113b",
+        1,
+    );
+    let second = invite(
+        to,
+        sip.local,
+        call_id,
+        2,
+        &format!("{call_id}-2"),
+        port,
+        Some(&auth),
+    );
+    sip.send(&via(second)).await.unwrap();
+    let ok = sip.recv_matching("INVITE", WAIT).await.expect("a 200");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    ok
+}
+
+/// ACK (or another in-dialog request) for the 2xx `ok`, on the connection.
+async fn in_dialog_request(
+    sip: &mut StreamSip,
+    to: SocketAddr,
+    call_id: &str,
+    ok: &str,
+    method: &str,
+    transport: &str,
+) {
+    let cseq = invite_cseq(ok) + u32::from(method != "ACK");
+    let req = in_dialog(sip.local, to, call_id, ok, method, cseq)
+        .replace("SIP/2.0/UDP", &format!("SIP/2.0/{transport}"));
+    sip.send(&req).await.unwrap();
+}
+
+/// A 200 for a request the gateway sent: its Vias, From, To, Call-ID and CSeq echoed.
+fn ok_for(req: &str) -> String {
+    let mut out = String::from("SIP/2.0 200 OK\r\n");
+    for line in req.split("\r\n\r\n").next().unwrap().lines().skip(1) {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str()) {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+async fn settled(gw: &Gateway) {
+    tokio::time::timeout(WAIT, gw.wait_for(|s| s.unsettled == 0 && s.active == 0))
+        .await
+        .expect("every call settled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_call_keeps_every_message_on_its_connection() {
+    let (gw, tcp) = tcp_gateway("").await;
+    let mut sip = StreamSip::tcp(tcp).await;
+    // RFC 5626 keep-alive: a double CRLF is answered with one.
+    sip.send("\r\n\r\n").await.unwrap();
+    assert!(sip.pong(WAIT).await, "no pong");
+
+    let ok = call(&mut sip, tcp, "TCP", "tcp-call-1").await;
+    let contact = header(&ok, "Contact").unwrap();
+    assert!(
+        contact.contains(&format!("127.0.0.1:{};transport=tcp", tcp.port())),
+        "Contact names the TCP listener: {contact}"
+    );
+    assert!(
+        header(&ok, "Via").unwrap().starts_with("SIP/2.0/TCP"),
+        "{ok}"
+    );
+    in_dialog_request(&mut sip, tcp, "tcp-call-1", &ok, "ACK", "TCP").await;
+
+    // Our BYE comes back on the caller's connection, with a TCP Via of ours.
+    gw.hangup_all();
+    let bye = sip
+        .recv_matching(">BYE", WAIT)
+        .await
+        .expect("our BYE on the connection");
+    let via = header(&bye, "Via").unwrap();
+    assert!(
+        via.starts_with(&format!("SIP/2.0/TCP 127.0.0.1:{}", tcp.port())),
+        "{via}"
+    );
+    sip.send(&ok_for(&bye)).await.unwrap();
+    settled(&gw).await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_bye_over_tcp_is_answered_on_the_connection() {
+    let (gw, tcp) = tcp_gateway("").await;
+    let mut sip = StreamSip::tcp(tcp).await;
+    let ok = call(&mut sip, tcp, "TCP", "tcp-call-2").await;
+    in_dialog_request(&mut sip, tcp, "tcp-call-2", &ok, "ACK", "TCP").await;
+    in_dialog_request(&mut sip, tcp, "tcp-call-2", &ok, "BYE", "TCP").await;
+    let answer = sip.recv_matching("BYE", WAIT).await.expect("200 to BYE");
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    settled(&gw).await;
+    gw.stop().await;
+}
+
+/// The OPTIONS a monitor sends, over a stream.
+fn options(local: SocketAddr, to: SocketAddr, transport: &str, tag: &str) -> String {
+    format!(
+        "OPTIONS sip:{to} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} {local};branch=z9hG4bK-opt-{tag}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:monitor@{local}>;tag={tag}\r\nTo: <sip:{to}>\r\n\
+         Call-ID: opt-{tag}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+async fn options_answered(sip: &mut StreamSip, to: SocketAddr, transport: &str, tag: &str) -> bool {
+    if sip
+        .send(&options(sip.local, to, transport, tag))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    sip.recv_matching("OPTIONS", WAIT)
+        .await
+        .is_some_and(|r| r.starts_with("SIP/2.0 200"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framing_errors_get_one_400_and_a_close() {
+    let (gw, tcp) = tcp_gateway("").await;
+
+    // A complete header section without Content-Length, then 10 MB that would be its body:
+    // answered 400 at the end of the headers and closed, whatever follows.
+    let mut sip = StreamSip::tcp(tcp).await;
+    let head =
+        invite(tcp, sip.local, "no-length", 1, "nl", 9, None).replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let head = head.split("Content-Length").next().unwrap().to_string() + "\r\n";
+    sip.send(&head).await.unwrap();
+    let flood = vec![b'v'; 1 << 20];
+    for _ in 0..10 {
+        if sip.send_bytes(&flood).await.is_err() {
+            break;
+        }
+    }
+    let answer = sip.recv(WAIT).await.expect("a 400");
+    assert!(answer.starts_with("SIP/2.0 400"), "{answer}");
+    assert!(
+        answer.contains("Content-Length"),
+        "the Warning says why: {answer}"
+    );
+    assert!(sip.closed(WAIT).await, "connection left open");
+
+    // A header section that never ends: closed at the header limit, nothing to answer.
+    let mut sip = StreamSip::tcp(tcp).await;
+    sip.send("INVITE sip:a@b SIP/2.0\r\n").await.unwrap();
+    for _ in 0..10 {
+        if sip.send_bytes(&flood).await.is_err() {
+            break;
+        }
+    }
+    assert!(sip.closed(WAIT).await, "connection left open");
+
+    // Binary garbage with a blank line in it: no Content-Length, not a request: closed unanswered.
+    let mut sip = StreamSip::tcp(tcp).await;
+    let _ = sip
+        .send_bytes(b"\x16\x03\x01\x02\x00\x01\xff\xfe\r\n\r\n\x00\x01")
+        .await;
+    assert!(sip.closed(WAIT).await, "connection left open");
+    assert_eq!(sip.pending_text(), "", "garbage is not answered");
+
+    // None of it touched anyone else.
+    let mut sip = StreamSip::tcp(tcp).await;
+    assert!(options_answered(&mut sip, tcp, "TCP", "after").await);
+    let counters = &gw.sip().streams.counters;
+    assert_eq!(
+        counters
+            .closed_bad
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_messages_and_idle_connections_are_closed_in_time() {
+    let (gw, tcp) = tcp_gateway("tcp_message_secs = 1\ntcp_idle_secs = 2\n").await;
+    let mut half = StreamSip::tcp(tcp).await;
+    half.send("OPTIONS sip:a SIP/2.0\r\nVia: SIP/2.0/TCP x")
+        .await
+        .unwrap();
+    let mut idle = StreamSip::tcp(tcp).await;
+    assert!(
+        half.closed(WAIT).await,
+        "a half-sent message held its connection"
+    );
+    assert!(idle.closed(WAIT).await, "an idle connection stayed open");
+    tokio::time::timeout(WAIT, async {
+        while !gw.sip().streams.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the table forgets closed connections");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_per_source_limit_are_refused() {
+    let (gw, tcp) = tcp_gateway("tcp_connections_per_source = 3\n").await;
+    let mut open = Vec::new();
+    for i in 0..3 {
+        let mut sip = StreamSip::tcp(tcp).await;
+        assert!(options_answered(&mut sip, tcp, "TCP", &format!("c{i}")).await);
+        open.push(sip);
+    }
+    let mut fourth = StreamSip::tcp(tcp).await;
+    assert!(
+        fourth.closed(WAIT).await,
+        "a fourth connection from one address was kept"
+    );
+    let refused = gw
+        .sip()
+        .streams
+        .counters
+        .refused
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(refused, 1);
+    // One closes; a new one fits again.
+    drop(open.pop());
+    tokio::time::timeout(WAIT, async {
+        while gw.sip().streams.len() > 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the closed connection leaves the table");
+    let mut again = StreamSip::tcp(tcp).await;
+    assert!(options_answered(&mut again, tcp, "TCP", "again").await);
+    gw.stop().await;
+}
+
+// --- TLS ---
+
+struct Pki {
+    dir: std::path::PathBuf,
+    ca: Ca,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        let dir = temp_dir(tag);
+        let ca = Ca::new(&dir, "trunk");
+        Pki { dir, ca }
+    }
+}
+
+fn tls_sip(server: &common::pki::Leaf, client_ca: Option<&Path>) -> String {
+    let mut s = format!(
+        "listen_tls = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        server.cert.display(),
+        server.key.display()
+    );
+    if let Some(ca) = client_ca {
+        s += &format!("tls_client_ca = \"{}\"\n", ca.display());
+    }
+    s
+}
+
+async fn tls_gateway(sip: &str) -> (Gateway, SocketAddr) {
+    let gw = gateway_sip(sip, "", "[limits]\ntcp_message_secs = 2\n", &|_| None).await;
+    let tls = addr(gw.sip().tls_port.expect("TLS listener"));
+    (gw, tls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_call_and_a_client_that_does_not_trust_the_certificate() {
+    let pki = Pki::new("tls-call");
+    let server = pki.ca.leaf("server", &["127.0.0.1", "localhost"], false);
+    let (gw, tls) = tls_gateway(&tls_sip(&server, None)).await;
+
+    let mut sip = StreamSip::tls(tls, client_config(&pki.ca.cert, None))
+        .await
+        .unwrap();
+    let ok = call(&mut sip, tls, "TLS", "tls-call-1").await;
+    let contact = header(&ok, "Contact").unwrap();
+    assert!(
+        contact.contains(&format!(":{};transport=tls", tls.port())),
+        "{contact}"
+    );
+    in_dialog_request(&mut sip, tls, "tls-call-1", &ok, "ACK", "TLS").await;
+    gw.hangup_all();
+    let bye = sip
+        .recv_matching(">BYE", WAIT)
+        .await
+        .expect("our BYE over TLS");
+    assert!(
+        header(&bye, "Via").unwrap().starts_with("SIP/2.0/TLS"),
+        "{bye}"
+    );
+    sip.send(&ok_for(&bye)).await.unwrap();
+    settled(&gw).await;
+
+    // A client whose roots do not include our CA refuses the handshake.
+    let other = Ca::new(&pki.dir, "other");
+    assert!(StreamSip::tls(tls, client_config(&other.cert, None))
+        .await
+        .is_err());
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+/// Mutual TLS: with `tls_client_ca` only clients whose certificate that CA signed, and which
+/// is in date, get an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_only_valid_client_certificates() {
+    let pki = Pki::new("mtls");
+    let server = pki.ca.leaf("server", &["127.0.0.1"], false);
+    let good = pki.ca.leaf("client", &["trunk.example.com"], false);
+    let expired = pki.ca.leaf("expired", &["trunk.example.com"], true);
+    let other = Ca::new(&pki.dir, "stranger");
+    let stranger = other.leaf("stranger-client", &["trunk.example.com"], false);
+    let (gw, tls) = tls_gateway(&tls_sip(&server, Some(&pki.ca.cert))).await;
+
+    let mut sip = StreamSip::tls(tls, client_config(&pki.ca.cert, Some(&good)))
+        .await
+        .unwrap();
+    assert!(options_answered(&mut sip, tls, "TLS", "good").await);
+
+    for (name, cert) in [
+        ("none", None),
+        ("expired", Some(&expired)),
+        ("stranger", Some(&stranger)),
+    ] {
+        // TLS 1.3 lets the client finish before the server judges its certificate: the
+        // refusal shows as a failed handshake or as a connection closed unanswered.
+        let refused = match StreamSip::tls(tls, client_config(&pki.ca.cert, cert)).await {
+            Err(_) => true,
+            Ok(mut s) => !options_answered(&mut s, tls, "TLS", name).await,
+        };
+        assert!(refused, "client certificate {name} was admitted");
+    }
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+/// A renewed certificate (same files, new contents) is served after a reload to new
+/// connections; a broken one is refused by the reload and the old one stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_serves_the_renewed_certificate() {
+    let pki = Pki::new("tls-reload");
+    let server = pki.ca.leaf("server", &["127.0.0.1"], false);
+    let text = config_text(&tls_sip(&server, None), "", "");
+    let cfg = config::parse(&text, "test.toml", &|_| None).unwrap();
+    let gw = Gateway::start(&cfg).await.unwrap();
+    let tls = addr(gw.sip().tls_port.unwrap());
+    let roots = client_config(&pki.ca.cert, None);
+    let first = StreamSip::tls(tls, roots.clone())
+        .await
+        .unwrap()
+        .server_cert;
+
+    let renewed = pki.ca.leaf("server", &["127.0.0.1"], false);
+    assert_eq!(renewed.cert, server.cert, "same paths, new contents");
+    gw.reload(config::parse(&text, "test.toml", &|_| None).unwrap());
+    let second = StreamSip::tls(tls, roots.clone())
+        .await
+        .unwrap()
+        .server_cert;
+    assert!(
+        second.is_some() && second != first,
+        "the renewed certificate is served"
+    );
+
+    // A broken file: the config no longer loads, and the certificate in force stays.
+    std::fs::write(&server.key, "not a key").unwrap();
+    assert!(config::parse(&text, "test.toml", &|_| None).is_err());
+    let third = StreamSip::tls(tls, roots).await.unwrap().server_cert;
+    assert_eq!(third, second);
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+/// Connections that open and never finish their handshake (a ClientHello flood) are closed
+/// at the handshake limit, and a real client is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_are_dropped_and_others_served() {
+    let pki = Pki::new("tls-flood");
+    let server = pki.ca.leaf("server", &["127.0.0.1"], false);
+    let (gw, tls) = tls_gateway(&tls_sip(&server, None)).await;
+    let mut stalled = Vec::new();
+    for _ in 0..30 {
+        let mut s = StreamSip::tcp(tls).await;
+        // The start of a ClientHello record, and then nothing.
+        s.send_bytes(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+            .await
+            .unwrap();
+        stalled.push(s);
+    }
+    let mut sip = StreamSip::tls(tls, client_config(&pki.ca.cert, None))
+        .await
+        .unwrap();
+    assert!(options_answered(&mut sip, tls, "TLS", "meanwhile").await);
+    for s in &mut stalled {
+        assert!(s.closed(WAIT).await, "a stalled handshake was kept");
+    }
+    assert!(
+        gw.sip()
+            .streams
+            .counters
+            .closed_bad
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 30
+    );
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+/// Bad TLS settings are named by key at load.
+#[test]
+fn tls_settings_problems_name_their_key() {
+    let pki = Pki::new("tls-config");
+    let server = pki.ca.leaf("server", &["127.0.0.1"], false);
+    let missing = pki.dir.join("missing.pem");
+    let cases = [
+        (
+            format!("tls_cert = \"{}\"\n", server.cert.display()),
+            "sip.tls_cert",
+        ),
+        (
+            format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                missing.display(),
+                server.key.display()
+            ),
+            "sip.tls_cert",
+        ),
+        (
+            format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                server.cert.display(),
+                server.cert.display()
+            ),
+            "sip.tls_key",
+        ),
+        (
+            "listen_tls = \"127.0.0.1:5061\"\n".to_string(),
+            "sip.listen_tls",
+        ),
+    ];
+    for (sip, key) in cases {
+        let text = config_text(&sip, "", "");
+        let err = config::parse(&text, "t.toml", &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{sip}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
