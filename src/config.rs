@@ -437,7 +437,10 @@ pub fn embedded_default() -> Config {
             max_calls: 2000,
             challenge: ChallengeKind::Proxy,
             nonce_secret: None,
-            streams: Default::default(),
+            streams: transport::StreamListeners {
+                tcp: Some(SocketAddr::from(([0, 0, 0, 0], 5060))),
+                tls: None,
+            },
         },
         media: MediaSettings {
             rtp_ports: (10000, 20000),

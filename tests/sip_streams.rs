@@ -7,6 +7,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::pki::{client_config, Ca};
@@ -108,6 +109,17 @@ fn ok_for(req: &str) -> String {
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     out
+}
+
+/// Waits up to [`WAIT`] for `done` (a connection's task counts and leaves the table a moment
+/// after its socket closes).
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let waited = tokio::time::timeout(WAIT, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    waited.await.unwrap_or_else(|_| panic!("{what}"));
 }
 
 async fn settled(gw: &Gateway) {
@@ -234,13 +246,11 @@ async fn framing_errors_get_one_400_and_a_close() {
     // None of it touched anyone else.
     let mut sip = StreamSip::tcp(tcp).await;
     assert!(options_answered(&mut sip, tcp, "TCP", "after").await);
-    let counters = &gw.sip().streams.counters;
-    assert_eq!(
-        counters
-            .closed_bad
-            .load(std::sync::atomic::Ordering::Relaxed),
-        3
-    );
+    let bad = &gw.sip().streams.counters.closed_bad;
+    until("3 connections counted as bad", || {
+        bad.load(Ordering::Relaxed) == 3
+    })
+    .await;
     gw.stop().await;
 }
 
@@ -257,13 +267,10 @@ async fn half_sent_messages_and_idle_connections_are_closed_in_time() {
         "a half-sent message held its connection"
     );
     assert!(idle.closed(WAIT).await, "an idle connection stayed open");
-    tokio::time::timeout(WAIT, async {
-        while !gw.sip().streams.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    until("the table forgets closed connections", || {
+        gw.sip().streams.is_empty()
     })
-    .await
-    .expect("the table forgets closed connections");
+    .await;
     gw.stop().await;
 }
 
@@ -281,24 +288,64 @@ async fn connections_past_the_per_source_limit_are_refused() {
         fourth.closed(WAIT).await,
         "a fourth connection from one address was kept"
     );
-    let refused = gw
-        .sip()
-        .streams
-        .counters
-        .refused
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let refused = gw.sip().streams.counters.refused.load(Ordering::Relaxed);
     assert_eq!(refused, 1);
     // One closes; a new one fits again.
     drop(open.pop());
-    tokio::time::timeout(WAIT, async {
-        while gw.sip().streams.len() > 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    until("the closed connection leaves the table", || {
+        gw.sip().streams.len() <= 2
     })
-    .await
-    .expect("the closed connection leaves the table");
+    .await;
     let mut again = StreamSip::tcp(tcp).await;
     assert!(options_answered(&mut again, tcp, "TCP", "again").await);
+    gw.stop().await;
+}
+
+/// A stranger flooding over TCP is banned like one over UDP: its connection is closed and a
+/// new one refused at once, while the ban lasts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_source_loses_its_connections() {
+    let (lo, hi) = rtp_range();
+    let text = format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\nlisten_tcp = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"{lo}-{hi}\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[limits]\nsource_burst = 5\nsource_rate = 1\n\
+         [[trunks]]\nname = \"open\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n"
+    );
+    let gw = Gateway::start(&config::parse(&text, "t.toml", &|_| None).unwrap())
+        .await
+        .unwrap();
+    let tcp = addr(gw.sip().tcp_port.unwrap());
+    let mut flooder = StreamSip::tcp_from([127, 0, 0, 9], tcp).await;
+    let mut answered = 0;
+    for i in 0..20 {
+        if flooder
+            .send(&options(flooder.local, tcp, "TCP", &format!("f{i}")))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        if flooder
+            .recv_matching("OPTIONS", Duration::from_millis(200))
+            .await
+            .is_some()
+        {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 5, "the burst is answered, then nothing");
+    assert!(
+        flooder.closed(WAIT).await,
+        "the banned source kept its connection"
+    );
+    let mut again = StreamSip::tcp_from([127, 0, 0, 9], tcp).await;
+    assert!(
+        again.closed(WAIT).await,
+        "a banned source got a new connection"
+    );
+    // Anyone else is served.
+    let mut other = StreamSip::tcp_from([127, 0, 0, 10], tcp).await;
+    assert!(options_answered(&mut other, tcp, "TCP", "other").await);
     gw.stop().await;
 }
 
@@ -466,14 +513,11 @@ async fn stalled_handshakes_are_dropped_and_others_served() {
     for s in &mut stalled {
         assert!(s.closed(WAIT).await, "a stalled handshake was kept");
     }
-    assert!(
-        gw.sip()
-            .streams
-            .counters
-            .closed_bad
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 30
-    );
+    let bad = &gw.sip().streams.counters.closed_bad;
+    until("30 handshakes counted as failed", || {
+        bad.load(Ordering::Relaxed) >= 30
+    })
+    .await;
     gw.stop().await;
     let _ = std::fs::remove_dir_all(&pki.dir);
 }

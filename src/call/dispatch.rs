@@ -60,8 +60,8 @@ pub enum Stat {
     Malformed,
     /// A datagram dropped unanswered by the per-source limits.
     Dropped(Drop),
-    /// A source was banned (logged once, here).
-    Banned(BanReason),
+    /// A source was banned (logged once, here); its stream connections are closed.
+    Banned(BanReason, std::net::IpAddr),
 }
 
 /// Where a call with a task is, as the front door counts it.
@@ -471,7 +471,7 @@ impl Dispatcher {
             reason = reason.as_str(),
             "source banned: its SIP packets are dropped unanswered until the ban ends"
         );
-        self.stats.push_back(Stat::Banned(reason));
+        self.stats.push_back(Stat::Banned(reason, src.ip()));
     }
 
     /// Sends `resp` once, statelessly: no transaction, no retransmission. A retransmitted

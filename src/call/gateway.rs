@@ -560,7 +560,10 @@ async fn serve(
                 let now = Instant::now().into_std();
                 match q {
                     BanRequest::List(answer) => { let _ = answer.send(core.bans(now)); }
-                    BanRequest::Lift(ip, answer) => { let _ = answer.send(core.lift_ban(now, ip)); }
+                    BanRequest::Lift(ip, answer) => {
+                        shared.sip.streams.unban(ip);
+                        let _ = answer.send(core.lift_ban(now, ip));
+                    }
                 }
             }
             _ = shutdown.changed() => return,
@@ -599,7 +602,11 @@ async fn serve(
                 Stat::AuthFailure(r) => shared.metrics.auth_failure(r),
                 Stat::Malformed => shared.metrics.sip_malformed(),
                 Stat::Dropped(why) => shared.metrics.sip_dropped(why),
-                Stat::Banned(reason) => shared.metrics.ban(reason),
+                Stat::Banned(reason, ip) => {
+                    shared.metrics.ban(reason);
+                    let until = Instant::now() + shared.live().config.limits.ban;
+                    shared.sip.streams.ban(ip, until);
+                }
             }
         }
         let now = Status {

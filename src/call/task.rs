@@ -147,9 +147,14 @@ impl Call {
         // A call keeps its dialog's connection open while it lasts.
         let hold = shared.sip.streams.hold(new.source);
         let now = Instant::now().into_std();
+        let timers = if transport.is_stream() {
+            shared.timers.reliable()
+        } else {
+            shared.timers
+        };
         let core = CallCore::new(
             now,
-            shared.timers,
+            timers,
             new.invite,
             new.source,
             LocalContact {

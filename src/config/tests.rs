@@ -346,3 +346,15 @@ fn limits_have_fail2ban_defaults_and_checked_values() {
     let p = problems("[limits]\nsource_rat = 3\n");
     assert!(p[0].message.contains("source_rate"), "{p:?}");
 }
+
+#[test]
+fn tcp_listens_beside_udp_unless_turned_off() {
+    let c = parse_ok("[sip]\nlisten = \"127.0.0.2:5070\"\n");
+    assert_eq!(c.sip.streams.tcp, Some("127.0.0.2:5070".parse().unwrap()));
+    assert_eq!(c.sip.streams.tls, None);
+    let c = parse_ok("[sip]\nlisten_tcp = \"off\"\n");
+    assert_eq!(c.sip.streams.tcp, None);
+    let p = problems("[sip]\nlisten_tcp = \"5060\"\n[limits]\ntcp_connections = 0\n");
+    let keys: Vec<_> = p.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(keys, [("sip.listen_tcp", 2), ("limits.tcp_connections", 4)]);
+}

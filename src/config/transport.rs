@@ -1,6 +1,7 @@
 //! `[sip]`'s stream transports: `listen_tcp`, and `listen_tls` with its certificate, key and
-//! optional client CA (mutual TLS). TLS listens as soon as a certificate is given (on the SIP
-//! address's IP, port 5061, unless `listen_tls` says otherwise); TCP only when asked for.
+//! optional client CA (mutual TLS). TCP listens on the UDP address unless `listen_tcp = "off"`;
+//! TLS as soon as a certificate is given (on the SIP address's IP, port 5061, unless
+//! `listen_tls` says otherwise).
 
 use std::net::SocketAddr;
 
@@ -19,7 +20,13 @@ pub struct StreamListeners {
 }
 
 pub(super) fn resolve(ctx: &mut Ctx<'_>, raw: &RawSip, udp: SocketAddr) -> StreamListeners {
-    let tcp = ctx.listen(&raw.listen_tcp, "sip.listen_tcp", "0.0.0.0:5060");
+    // RFC 3261 §18 has every element take TCP beside UDP, on the same port: a peer may switch
+    // to TCP for a message too large for a datagram. "off" turns it off.
+    let tcp = match &raw.listen_tcp {
+        None => Some(udp),
+        Some(v) if v.get_ref() == "off" => None,
+        Some(_) => ctx.listen(&raw.listen_tcp, "sip.listen_tcp", "0.0.0.0:5060"),
+    };
     let path = |v: &Option<Spanned<String>>| v.as_ref().map(|p| ctx.base_dir.join(p.get_ref()));
     let (cert, key, client_ca) = (
         path(&raw.tls_cert),

@@ -22,7 +22,14 @@ pub struct StreamSip {
 
 impl StreamSip {
     pub async fn tcp(to: SocketAddr) -> StreamSip {
-        let socket = TcpStream::connect(to).await.unwrap();
+        StreamSip::tcp_from([127, 0, 0, 1], to).await
+    }
+
+    /// A TCP connection from the loopback address `ip` (a distinct source for the front door).
+    pub async fn tcp_from(ip: [u8; 4], to: SocketAddr) -> StreamSip {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((ip, 0))).unwrap();
+        let socket = socket.connect(to).await.unwrap();
         let local = socket.local_addr().unwrap();
         StreamSip {
             io: Box::new(socket),

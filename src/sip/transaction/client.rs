@@ -61,7 +61,7 @@ impl NonInviteClient {
                 self.state = NonInviteClientState::Completed;
                 self.final_status = Some(status);
                 self.core.stop_retransmit();
-                let k = self.core.timers.t4;
+                let k = self.core.timers.absorbing(self.core.timers.t4);
                 self.core.deadline_after(now, k);
             }
             _ => return,

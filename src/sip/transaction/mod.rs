@@ -39,6 +39,11 @@ pub struct Timers {
     pub t2: Duration,
     /// How long a message may linger in the network (5 s).
     pub t4: Duration,
+    /// The transport is a stream (TCP, TLS): it delivers or fails, so requests and non-2xx
+    /// finals are not retransmitted and the timers that only absorb stray retransmissions
+    /// (D, I, J, K) are zero (RFC 3261 §17). The 2xx to an INVITE is still retransmitted
+    /// until its ACK: §13.3.1.4 makes that end to end, whatever the hop's transport.
+    pub reliable: bool,
 }
 
 impl Default for Timers {
@@ -47,6 +52,7 @@ impl Default for Timers {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+            reliable: false,
         }
     }
 }
@@ -65,6 +71,24 @@ impl Timers {
             t1,
             t2: self.t2.max(t1),
             t4: self.t4.max(Self::FLOOR),
+            reliable: self.reliable,
+        }
+    }
+
+    /// The same timers for a dialog on a stream transport.
+    pub fn reliable(self) -> Self {
+        Timers {
+            reliable: true,
+            ..self
+        }
+    }
+
+    /// A wait that only absorbs retransmissions: none over a stream.
+    fn absorbing(&self, wait: Duration) -> Duration {
+        if self.reliable {
+            Duration::ZERO
+        } else {
+            wait
         }
     }
 
@@ -76,7 +100,7 @@ impl Timers {
     /// Timer D covers the server's retransmissions of a non-2xx final, which last timer H
     /// (64*T1), so with a raised T1 the 32 s floor alone would be too short.
     fn timer_d(&self) -> Duration {
-        self.t1x64().max(Self::TIMER_D_FLOOR)
+        self.absorbing(self.t1x64().max(Self::TIMER_D_FLOOR))
     }
 }
 
@@ -244,9 +268,17 @@ impl Core {
         }
     }
 
-    /// Starts (or restarts) the retransmission timer `interval` after `now`. An `Instant`
-    /// overflow means "never", which is what an absurd configured interval deserves.
+    /// Starts (or restarts) the retransmission timer `interval` after `now`; over a stream,
+    /// nothing (see [`Core::retransmit_2xx_after`]). An `Instant` overflow means "never",
+    /// which is what an absurd configured interval deserves.
     fn retransmit_after(&mut self, now: Instant, interval: Duration) {
+        if !self.timers.reliable {
+            self.retransmit_2xx_after(now, interval);
+        }
+    }
+
+    /// The retransmission timer whatever the transport: the INVITE's 2xx's.
+    fn retransmit_2xx_after(&mut self, now: Instant, interval: Duration) {
         self.retransmit = now
             .checked_add(interval)
             .map(|at| Retransmit { at, interval });

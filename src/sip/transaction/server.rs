@@ -75,7 +75,11 @@ impl InviteServer {
             // or the 2xx give-up which doubles as RFC 6026 timer L.
             self.state = state;
             self.final_status = Some(status);
-            self.core.retransmit_after(now, t1);
+            if state == InviteServerState::Accepted {
+                self.core.retransmit_2xx_after(now, t1);
+            } else {
+                self.core.retransmit_after(now, t1);
+            }
             let limit = self.core.timers.t1x64();
             self.core.deadline_after(now, limit);
         }
@@ -108,8 +112,8 @@ impl InviteServer {
             InviteServerState::Completed => {
                 self.state = InviteServerState::Confirmed;
                 self.core.stop_retransmit();
-                let t4 = self.core.timers.t4;
-                self.core.deadline_after(now, t4);
+                let i = self.core.timers.absorbing(self.core.timers.t4);
+                self.core.deadline_after(now, i);
             }
             InviteServerState::Proceeding
             | InviteServerState::Confirmed
@@ -138,7 +142,8 @@ impl InviteServer {
                 }
                 if let Some(interval) = self.core.retransmit_interval() {
                     let next = doubled_capped(interval, self.core.timers.t2);
-                    self.core.retransmit_after(now, next);
+                    // Only a 2xx's timer runs over a stream; over UDP this is G too.
+                    self.core.retransmit_2xx_after(now, next);
                 }
             }
             None => {}
@@ -210,7 +215,7 @@ impl NonInviteServer {
             200..=699 => {
                 self.state = NonInviteServerState::Completed;
                 self.final_status = Some(status);
-                let j = self.core.timers.t1x64();
+                let j = self.core.timers.absorbing(self.core.timers.t1x64());
                 self.core.deadline_after(now, j);
             }
             _ => return,

@@ -523,6 +523,50 @@ fn invite_client_response_after_timer_a_was_due_fires_it_first() {
     assert_eq!(c.poll_timeout(), None);
 }
 
+/// Over TCP or TLS a request and a non-2xx final go out once, and the states that only wait
+/// for stray retransmissions end at once; the INVITE's 2xx is still repeated until its ACK.
+#[test]
+fn over_a_stream_only_the_2xx_is_retransmitted() {
+    let t0 = Instant::now();
+    let timers = Timers::default().reliable();
+
+    let mut bye = NonInviteClient::new(t0, timers, b("BYE"));
+    assert_eq!(bye.poll_transmit(), Some(b("BYE")));
+    assert_eq!(
+        bye.poll_timeout(),
+        Some(t0 + ms(32_000)),
+        "only timer F runs"
+    );
+    bye.on_response(t0 + ms(10), 200);
+    assert_eq!(bye.poll_event(), Some(TxEvent::Response(200)));
+    bye.handle_timeout(t0 + ms(10));
+    assert!(bye.is_terminated(), "timer K is zero");
+    assert_eq!(bye.poll_transmit(), None);
+
+    let mut busy = InviteServer::new(t0, timers);
+    busy.respond(t0, 486, b("486"));
+    assert_eq!(busy.poll_transmit(), Some(b("486")));
+    let trace = run_timers(&mut busy, t0, t0 + ms(40_000));
+    assert!(trace.tx.is_empty(), "no timer G: {:?}", trace.tx);
+    assert_eq!(trace.ev.first(), Some(&(ms(32_000), TxEvent::AckTimeout)));
+
+    let mut ok = InviteServer::new(t0, timers);
+    ok.respond(t0, 200, b("200"));
+    assert_eq!(ok.poll_transmit(), Some(b("200")));
+    let trace = run_timers(&mut ok, t0, t0 + ms(2_000));
+    assert_eq!(
+        trace.tx.len(),
+        2,
+        "the 2xx at 500 ms and 1.5 s: {:?}",
+        trace.tx
+    );
+
+    let mut options = NonInviteServer::new(t0, timers);
+    options.respond(t0, 200, b("200"));
+    options.handle_timeout(t0);
+    assert!(options.is_terminated(), "timer J is zero");
+}
+
 #[test]
 fn timer_d_covers_timer_h_when_t1_is_raised() {
     let t0 = Instant::now();
@@ -542,6 +586,7 @@ fn degenerate_timers_still_schedule_strictly_ahead() {
         t1: ms(0),
         t2: ms(0),
         t4: ms(0),
+        reliable: false,
     };
     let mut c = NonInviteClient::new(t0, zero, b("BYE"));
     assert!(c.poll_timeout().is_some_and(|t| t > t0));
@@ -555,6 +600,7 @@ fn degenerate_timers_still_schedule_strictly_ahead() {
         t1: Duration::MAX,
         t2: Duration::MAX,
         t4: Duration::MAX,
+        reliable: false,
     };
     let mut c = InviteClient::new(t0, huge, b("INVITE"));
     assert_eq!(
@@ -717,7 +763,7 @@ fn timers() -> impl Strategy<Value = Timers> {
     ];
     prop_oneof![
         3 => Just(Timers::default()),
-        1 => (d.clone(), d.clone(), d).prop_map(|(t1, t2, t4)| Timers { t1, t2, t4 }),
+        1 => (d.clone(), d.clone(), d).prop_map(|(t1, t2, t4)| Timers { t1, t2, t4, reliable: false }),
     ]
 }
 

@@ -85,8 +85,14 @@ pub struct Hold(#[allow(dead_code)] Arc<()>);
 struct Table {
     conns: HashMap<Peer, Entry>,
     per_ip: HashMap<IpAddr, usize>,
+    /// Sources the SIP front door banned, until when: refused at accept.
+    banned: HashMap<IpAddr, Instant>,
     next_id: u64,
 }
+
+/// Banned sources remembered at most; the front door's own table is bounded too, and past
+/// this the oldest bans here are forgotten (their messages still meet the front door's).
+const MAX_BANNED: usize = 65_536;
 
 /// A connection's place in the table, as its task holds it.
 struct Admitted {
@@ -167,17 +173,37 @@ impl Streams {
         table.per_ip.clear();
     }
 
-    /// Closes every connection from `ip` (a banned source).
-    pub fn close_from(&self, ip: IpAddr) {
+    /// Closes every connection from `ip`, a source just banned, and refuses its new ones
+    /// until `until`.
+    pub fn ban(&self, ip: IpAddr, until: Instant) {
         let mut table = self.table();
-        // Dropping an entry's sender ends its task's write side, and the task with it.
+        // Dropping an entry's sender ends its task, and the connection with it.
         table.conns.retain(|p, _| p.ip() != ip);
         table.per_ip.remove(&ip);
+        if table.banned.len() >= MAX_BANNED {
+            let now = Instant::now();
+            table.banned.retain(|_, t| *t > now);
+            if table.banned.len() >= MAX_BANNED {
+                table.banned.clear();
+            }
+        }
+        table.banned.insert(ip, until);
+    }
+
+    /// Lifts a ban early (the admin API).
+    pub fn unban(&self, ip: IpAddr) {
+        self.table().banned.remove(&ip);
     }
 
     /// Takes a place in the table for a connection with `peer`, or refuses it over the limits.
     fn admit(&self, peer: Peer) -> Option<Admitted> {
         let mut table = self.table();
+        if let Some(until) = table.banned.get(&peer.ip()).copied() {
+            if until > Instant::now() {
+                return None;
+            }
+            table.banned.remove(&peer.ip());
+        }
         let from_ip = table.per_ip.get(&peer.ip()).copied().unwrap_or(0);
         if table.conns.len() >= self.limits.max_connections || from_ip >= self.limits.per_source {
             return None;
