@@ -6,3 +6,4 @@ pub mod pacer;
 pub mod ports;
 pub mod rtp;
 pub mod session;
+pub mod srtp;
