@@ -26,6 +26,7 @@ fn pipeline(c: &mut Criterion) {
             media_timeout: Duration::from_secs(3600),
             initial_media_timeout: Duration::from_secs(3600),
             latch: false,
+            srtp: None,
         },
     );
     let mut agent = EchoSession::new();

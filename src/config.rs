@@ -73,6 +73,9 @@ pub struct MediaSettings {
     pub public_ip: Option<IpAddr>,
     pub media_timeout: Duration,
     pub initial_media_timeout: Duration,
+    /// Accept SDES-SRTP keys (RFC 4568) in SDP that came over signalling other than TLS,
+    /// where anyone on the path can read them. Off: such an offer gets 488.
+    pub sdes_without_tls: bool,
 }
 
 #[derive(Clone)]
@@ -151,6 +154,20 @@ pub struct Trunk {
     /// for callers behind NAT. Off for Twilio, whose media edge may send from another address
     /// than the one it receives on.
     pub symmetric_rtp: bool,
+    /// Whether the media may or must be SRTP (SDES keys, RFC 4568).
+    pub media_encryption: MediaEncryption,
+}
+
+/// A trunk's `media_encryption`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MediaEncryption {
+    /// Plain RTP only: an SRTP offer gets 488.
+    None,
+    /// SRTP when the caller offers it (over TLS signalling), plain RTP otherwise.
+    #[default]
+    Allowed,
+    /// SRTP only: a plain RTP offer gets 488.
+    Required,
 }
 
 #[derive(Clone)]
@@ -447,6 +464,7 @@ pub fn embedded_default() -> Config {
             public_ip: None,
             media_timeout: Duration::from_secs(15),
             initial_media_timeout: Duration::from_secs(30),
+            sdes_without_tls: false,
         },
         http: HttpSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
@@ -462,6 +480,7 @@ pub fn embedded_default() -> Config {
             allowed: AddressList::any(),
             numbers: Vec::new(),
             symmetric_rtp: false,
+            media_encryption: MediaEncryption::default(),
         }],
         routes: vec![Route {
             numbers: Vec::new(),
@@ -619,6 +638,8 @@ mod raw {
         pub public_ip: Option<Spanned<String>>,
         pub media_timeout_secs: Option<Spanned<u64>>,
         pub initial_media_timeout_secs: Option<Spanned<u64>>,
+        #[serde(default)]
+        pub sdes_without_tls: bool,
     }
 
     #[derive(Deserialize, Default)]
@@ -650,6 +671,8 @@ mod raw {
         pub numbers: Vec<Spanned<String>>,
         #[serde(default)]
         pub symmetric_rtp: bool,
+        /// "none", "allowed" (the default) or "required".
+        pub media_encryption: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize)]
@@ -752,6 +775,7 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
     if let Some(t) = ctx.positive_secs(&raw.media.media_timeout_secs, key) {
         config.media.media_timeout = t;
     }
+    config.media.sdes_without_tls = raw.media.sdes_without_tls;
     let key = "media.initial_media_timeout_secs";
     if let Some(t) = ctx.positive_secs(&raw.media.initial_media_timeout_secs, key) {
         config.media.initial_media_timeout = t;
@@ -937,12 +961,29 @@ fn resolve_trunk(
         );
         return None;
     }
+    let media_encryption = match &r.media_encryption {
+        None => MediaEncryption::default(),
+        Some(v) => match v.get_ref().as_str() {
+            "none" => MediaEncryption::None,
+            "allowed" => MediaEncryption::Allowed,
+            "required" => MediaEncryption::Required,
+            _ => {
+                ctx.problem(
+                    v.span(),
+                    &key("media_encryption"),
+                    "expected \"none\", \"allowed\" or \"required\"",
+                );
+                MediaEncryption::default()
+            }
+        },
+    };
     Some(Trunk {
         name,
         credentials,
         allowed,
         numbers: numbers(ctx, &r.numbers, &key("numbers")),
         symmetric_rtp: r.symmetric_rtp,
+        media_encryption,
     })
 }
 

@@ -96,6 +96,9 @@ pub struct Metrics {
     sip_dropped: [AtomicU64; 4],
     bans: Family,
     active_bans: AtomicU64,
+    /// SIP TCP/TLS connections: open now, and since start accepted, refused at accept, and
+    /// closed for misbehaving (framing, timeouts, failed handshakes).
+    sip_connections: [AtomicU64; 4],
     rtp_packets: [AtomicU64; 2],
     rtp_bytes: [AtomicU64; 2],
     rtp_lost: AtomicU64,
@@ -127,6 +130,7 @@ impl Metrics {
             sip_dropped: Default::default(),
             bans: Family::default(),
             active_bans: AtomicU64::new(0),
+            sip_connections: Default::default(),
             rtp_packets: [AtomicU64::new(0), AtomicU64::new(0)],
             rtp_bytes: [AtomicU64::new(0), AtomicU64::new(0)],
             rtp_lost: AtomicU64::new(0),
@@ -212,6 +216,13 @@ impl Metrics {
 
     pub fn ban(&self, reason: BanReason) {
         self.bans.add(vec![reason.as_str().to_string()], 1);
+    }
+
+    /// The stream transports' figures at a scrape: open, accepted, refused, closed as bad.
+    pub fn set_sip_connections(&self, figures: [u64; 4]) {
+        for (a, v) in self.sip_connections.iter().zip(figures) {
+            a.store(v, Ordering::Relaxed);
+        }
     }
 
     pub fn set_active_bans(&self, n: usize) {
@@ -365,6 +376,36 @@ impl Metrics {
             "Sources banned now.",
         );
         let _ = writeln!(out, "sipbridge_active_bans {}", load(&self.active_bans));
+        let [open, accepted, refused, bad] = &self.sip_connections;
+        for (name, kind, help, value) in [
+            (
+                "sipbridge_sip_connections",
+                "gauge",
+                "SIP TCP and TLS connections open.",
+                open,
+            ),
+            (
+                "sipbridge_sip_connections_accepted_total",
+                "counter",
+                "SIP TCP and TLS connections accepted.",
+                accepted,
+            ),
+            (
+                "sipbridge_sip_connections_refused_total",
+                "counter",
+                "SIP TCP and TLS connections refused at accept (limits, bans).",
+                refused,
+            ),
+            (
+                "sipbridge_sip_connections_closed_bad_total",
+                "counter",
+                "SIP TCP and TLS connections closed for a framing error, a timeout or a failed handshake.",
+                bad,
+            ),
+        ] {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", load(value));
+        }
         for (name, help, pair) in [
             (
                 "sipbridge_rtp_packets_total",

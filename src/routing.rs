@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Instant;
 
-use crate::config::{normalize_number, Route, Trunk};
+use crate::config::{normalize_number, MediaEncryption, Route, Trunk};
 use crate::sip::auth::{AuthError, ChallengeKind, DigestConfig, DigestServer, NonceClock};
 use crate::sip::message::{HeaderName, Request};
 use crate::sip::uri::{unescape_user, Uri};
@@ -64,6 +64,8 @@ pub struct Admitted {
     pub called: String,
     /// The trunk's `symmetric_rtp`.
     pub symmetric_rtp: bool,
+    /// The trunk's `media_encryption`.
+    pub media_encryption: MediaEncryption,
 }
 
 pub struct Router {
@@ -156,16 +158,16 @@ impl Router {
                 reason,
             };
         };
-        let symmetric_rtp = self
-            .trunks
-            .iter()
-            .any(|t| t.name == trunk && t.symmetric_rtp);
+        let matched = self.trunks.iter().find(|t| t.name == trunk);
+        let symmetric_rtp = matched.is_some_and(|t| t.symmetric_rtp);
+        let media_encryption = matched.map(|t| t.media_encryption).unwrap_or_default();
         Admission::Accept(Admitted {
             trunk,
             agent,
             caller,
             called,
             symmetric_rtp,
+            media_encryption,
         })
     }
 

@@ -39,17 +39,45 @@ async fn tcp_gateway(limits: &str) -> (Gateway, SocketAddr) {
 async fn call(sip: &mut StreamSip, to: SocketAddr, transport: &str, call_id: &str) -> String {
     let rtp = rtp_sink();
     let port = rtp.local_addr().unwrap().port();
-    let via = |t: String| t.replace("SIP/2.0/UDP", &format!("SIP/2.0/{transport}"));
+    let ok = call_with(sip, to, transport, call_id, port, &|sdp| sdp).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    ok
+}
+
+/// A digest call offering media on `rtp_port`, its SDP passed through `sdp` first: the final
+/// response to the INVITE with credentials.
+async fn call_with(
+    sip: &mut StreamSip,
+    to: SocketAddr,
+    transport: &str,
+    call_id: &str,
+    rtp_port: u16,
+    sdp: &dyn Fn(String) -> String,
+) -> String {
+    let shape = |msg: String| {
+        let msg = msg.replace("SIP/2.0/UDP", &format!("SIP/2.0/{transport}"));
+        let (head, body) = msg.split_once("\r\n\r\n").unwrap();
+        let body = sdp(body.to_string());
+        let head = head
+            .lines()
+            .map(|l| match l.starts_with("Content-Length:") {
+                true => format!("Content-Length: {}", body.len()),
+                false => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        format!("{head}\r\n\r\n{body}")
+    };
     let first = invite(
         to,
         sip.local,
         call_id,
         1,
         &format!("{call_id}-1"),
-        port,
+        rtp_port,
         None,
     );
-    sip.send(&via(first)).await.unwrap();
+    sip.send(&shape(first)).await.unwrap();
     let challenge = sip.recv_matching("INVITE", WAIT).await.expect("a 407");
     assert!(challenge.starts_with("SIP/2.0 407"), "{challenge}");
     let ch = Challenge::parse(&header(&challenge, "Proxy-Authenticate").unwrap()).unwrap();
@@ -68,13 +96,13 @@ async fn call(sip: &mut StreamSip, to: SocketAddr, transport: &str, call_id: &st
         call_id,
         2,
         &format!("{call_id}-2"),
-        port,
+        rtp_port,
         Some(&auth),
     );
-    sip.send(&via(second)).await.unwrap();
-    let ok = sip.recv_matching("INVITE", WAIT).await.expect("a 200");
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    ok
+    sip.send(&shape(second)).await.unwrap();
+    sip.recv_matching("INVITE", WAIT)
+        .await
+        .expect("a final response")
 }
 
 /// ACK (or another in-dialog request) for the 2xx `ok`, on the connection.
@@ -561,5 +589,245 @@ fn tls_settings_problems_name_their_key() {
             .to_string();
         assert!(err.contains(key), "{sip}: {err}");
     }
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+// --- SRTP (SDES keys over TLS) ---
+
+/// An SDES key (RFC 4568 inline): 16 bytes of key, 14 of salt.
+fn sdes_key() -> ([u8; 30], String) {
+    use base64::Engine as _;
+    let key: [u8; 30] = rand::random();
+    (key, base64::engine::general_purpose::STANDARD.encode(key))
+}
+
+/// The offer made SAVP with one AES_CM_128_HMAC_SHA1_80 key.
+fn savp(inline: &str) -> impl Fn(String) -> String + '_ {
+    move |sdp: String| {
+        sdp.replace("RTP/AVP", "RTP/SAVP")
+            + &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline}\r\n")
+    }
+}
+
+/// An SRTP context of the independent implementation (webrtc-rs's rtc-srtp) for `key`.
+fn rtc_srtp(key: &[u8]) -> rtc::srtp::context::Context {
+    use rtc::srtp::protection_profile::ProtectionProfile;
+    let provider = rtc::crypto::default_provider().expect("rtc is built with ring");
+    rtc::srtp::context::Context::new(
+        &key[..16],
+        &key[16..30],
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        None,
+        None,
+        provider.crypto(),
+    )
+    .expect("rtc SRTP context")
+}
+
+/// Twilio's Secure Trunking path: SIP over TLS, an SDES-SRTP offer, answered with our own key;
+/// the caller's SRTP (made by a second, independent SRTP implementation) is decrypted, echoed
+/// and encrypted back, and the echo decrypts with our answer's key and carries the tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_srtp_call_over_tls_echoes_through_both_implementations() {
+    use base64::Engine as _;
+    use sipbridge::codec::g711::Law;
+    use sipbridge::media::rtp::{self, RtpHeader};
+
+    let pki = Pki::new("srtp");
+    let server = pki.ca.leaf("server", &["127.0.0.1"], false);
+    let (gw, tls) = tls_gateway(&tls_sip(&server, None)).await;
+    let mut sip = StreamSip::tls(tls, client_config(&pki.ca.cert, None))
+        .await
+        .unwrap();
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = media.local_addr().unwrap().port();
+    let (ours, inline) = sdes_key();
+    let ok = call_with(&mut sip, tls, "TLS", "srtp-1", port, &savp(&inline)).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let body = ok.split_once("\r\n\r\n").unwrap().1;
+    let m = body.lines().find(|l| l.starts_with("m=audio")).unwrap();
+    assert!(m.contains(" RTP/SAVP "), "{body}");
+    let gw_port: u16 = m.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let crypto = body
+        .lines()
+        .find(|l| l.starts_with("a=crypto:"))
+        .expect("our key");
+    let theirs = crypto
+        .strip_prefix("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
+        .expect("the offer's tag and suite");
+    let theirs = base64::engine::general_purpose::STANDARD
+        .decode(theirs)
+        .unwrap();
+    assert_eq!(theirs.len(), 30);
+    assert_ne!(&theirs[..], &ours[..], "our own key, not the caller's");
+    in_dialog_request(&mut sip, tls, "srtp-1", &ok, "ACK", "TLS").await;
+
+    let mut encrypt = rtc_srtp(&ours);
+    let mut decrypt = rtc_srtp(&theirs);
+    let tone = tone(Law::Mu, 1.2);
+    let (mut echoed, mut loud, mut bad) = (0, 0, 0);
+    let mut buf = [0u8; 1500];
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for (i, frame) in tone.chunks(160).enumerate() {
+        tick.tick().await;
+        let header = RtpHeader {
+            marker: i == 0,
+            payload_type: 0,
+            sequence: 65_500u16.wrapping_add(i as u16),
+            timestamp: 160 * i as u32,
+            ssrc: 0x5151_5151,
+        };
+        let mut plain = [0u8; 172];
+        let len = rtp::write(&header, frame, &mut plain).unwrap();
+        let packet = encrypt.encrypt_rtp(&plain[..len]).unwrap();
+        media.send_to(&packet, addr(gw_port)).await.unwrap();
+        while let Ok((n, _)) = media.try_recv_from(&mut buf) {
+            match decrypt.decrypt_rtp(&buf[..n]) {
+                Ok(p) => {
+                    echoed += 1;
+                    let (_, payload) = rtp::parse(&p).unwrap();
+                    if rms(Law::Mu, payload) > 2000.0 {
+                        loud += 1;
+                    }
+                }
+                Err(_) => bad += 1,
+            }
+        }
+    }
+    assert_eq!(bad, 0, "every packet from the gateway decrypts");
+    assert!(echoed >= 40, "only {echoed} SRTP packets came back");
+    assert!(
+        loud >= 20,
+        "only {loud} of {echoed} carried the echoed tone"
+    );
+    let calls = admin_get(gw.http_addr, "/calls").await;
+    assert_eq!(calls[0]["srtp"], "AES_CM_128_HMAC_SHA1_80", "{calls}");
+
+    in_dialog_request(&mut sip, tls, "srtp-1", &ok, "BYE", "TLS").await;
+    let answer = sip.recv_matching("BYE", WAIT).await.expect("200 to BYE");
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    settled(&gw).await;
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+/// SDES keys over plain TCP would be readable on the path: refused with 488 unless the
+/// operator says otherwise; a trunk that requires SRTP refuses a plain offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srtp_policy_refusals() {
+    let (_, inline) = sdes_key();
+    let (gw, tcp) = tcp_gateway("").await;
+    let mut sip = StreamSip::tcp(tcp).await;
+    let refused = call_with(&mut sip, tcp, "TCP", "srtp-tcp", 9, &savp(&inline)).await;
+    assert!(refused.starts_with("SIP/2.0 488"), "{refused}");
+    gw.stop().await;
+
+    let gw = gateway_sip(&tcp_sip(""), "sdes_without_tls = true\n", "", &|_| None).await;
+    let tcp = addr(gw.sip().tcp_port.unwrap());
+    let mut sip = StreamSip::tcp(tcp).await;
+    let ok = call_with(&mut sip, tcp, "TCP", "srtp-tcp-ok", 9, &savp(&inline)).await;
+    assert!(
+        ok.starts_with("SIP/2.0 200") && ok.contains("a=crypto:1 "),
+        "{ok}"
+    );
+    in_dialog_request(&mut sip, tcp, "srtp-tcp-ok", &ok, "ACK", "TCP").await;
+    in_dialog_request(&mut sip, tcp, "srtp-tcp-ok", &ok, "BYE", "TCP").await;
+    gw.stop().await;
+
+    let gw = gateway_sip(
+        &tcp_sip(""),
+        "sdes_without_tls = true\n",
+        "media_encryption = \"required\"\n",
+        &|_| None,
+    )
+    .await;
+    let tcp = addr(gw.sip().tcp_port.unwrap());
+    let mut sip = StreamSip::tcp(tcp).await;
+    let plain = call_with(&mut sip, tcp, "TCP", "plain", 9, &|sdp| sdp).await;
+    assert!(plain.starts_with("SIP/2.0 488"), "{plain}");
+    gw.stop().await;
+}
+
+/// A real SIP phone: baresip (Debian's baresip-core) calls over TLS with SRTP mandatory
+/// (`mediaenc=srtp-mand`, its own SRTP in libre), sends a 440 Hz sine and records what it
+/// hears: the gateway's echo, decrypted by baresip, must be the tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_over_tls_with_mandatory_srtp_hears_its_echo() {
+    let pki = Pki::new("baresip");
+    let server = pki.ca.leaf("server", &["127.0.0.1"], false);
+    let (gw, tls) = tls_gateway(&tls_sip(&server, None)).await;
+    let cfg = pki.dir.join("baresip");
+    let rec = pki.dir.join("rec");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::create_dir_all(&rec).unwrap();
+    let (lo, hi) = rtp_range();
+    std::fs::write(
+        cfg.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{sip}\nsip_cafile {ca}\nnet_interface 127.0.0.1\n\
+             audio_player aufile,{rec}\naudio_source ausine,440\naudio_alert aufile,/dev/null\n\
+             ausrc_srate 48000\nausrc_channels 2\nrtp_ports {lo}-{hi}\n\
+             module_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\n\
+             module ausine.so\nmodule aufile.so\nmodule sndfile.so\nmodule srtp.so\n\
+             module_app account.so\nmodule_app menu.so\nsnd_path {rec}\n",
+            sip = free_tcp_port(),
+            ca = pki.ca.cert.display(),
+            rec = rec.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        cfg.join("accounts"),
+        format!(
+            "<sip:+15551230000@127.0.0.1;transport=tls>;auth_user={USER};auth_pass={PASSWORD};\
+             mediaenc=srtp-mand;audio_codecs=PCMU;regint=0\n"
+        ),
+    )
+    .unwrap();
+    let dial = format!(
+        "/dial sip:+447846855904@127.0.0.1:{};transport=tls",
+        tls.port()
+    );
+    let cfg_arg = cfg.display().to_string();
+    // `timeout` bounds the phone's life whatever happens; -t ends the call after 4 s.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("timeout")
+            .args(["20", "baresip", "-f", &cfg_arg, "-e", &dial, "-t", "4"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("baresip: the test command installs baresip-core")
+    })
+    .await
+    .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)"),
+        "{log}"
+    );
+    assert!(log.contains("Call established"), "{log}");
+    let heard = std::fs::read_dir(&rec)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with("-dec.wav"))
+        .expect("baresip recorded what it heard");
+    let wav = sipbridge::codec::wav::read_file(&heard.path()).unwrap();
+    let sipbridge::codec::wav::WavAudio::Pcm16(samples) = wav else {
+        panic!("baresip records 16-bit linear audio")
+    };
+    let frames = samples.len() / 160;
+    let loud = samples
+        .chunks(160)
+        .filter(|f| {
+            let energy: f64 = f.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+            (energy / f.len() as f64).sqrt() > 2000.0
+        })
+        .count();
+    assert!(frames >= 150, "only {frames} frames heard\n{log}");
+    assert!(
+        loud * 10 >= frames * 9,
+        "{loud} of {frames} frames carried the echo"
+    );
+    settled(&gw).await;
+    gw.stop().await;
     let _ = std::fs::remove_dir_all(&pki.dir);
 }

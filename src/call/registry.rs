@@ -116,6 +116,9 @@ pub struct CallRecord {
     pub called: String,
     pub agent: AgentRef,
     pub codec: Option<&'static str>,
+    /// The SRTP suite, when the media is encrypted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srtp: Option<&'static str>,
     /// Where the INVITE came from.
     pub source: String,
     pub rtp_port: Option<u16>,
@@ -267,6 +270,7 @@ mod tests {
                 kind: Some("echo"),
             },
             codec: None,
+            srtp: None,
             source: "127.0.0.1:5060".into(),
             rtp_port: None,
             timings: Timings {

@@ -15,10 +15,12 @@ use crate::call::core::{CallCore, CallEvent, Destination, EndReason, HangupCause
 use crate::call::dispatch::NewCall;
 use crate::call::registry::{rfc3339, AgentRef, CallRecord, CallState, RtpStats, Timings};
 use crate::call::Shared;
+use crate::config::MediaEncryption;
 use crate::media::session::{MediaParams, MediaSession};
+use crate::media::srtp::MasterKey;
 use crate::metrics::RtpDelta;
 use crate::routing::Admitted;
-use crate::sdp::{self, LocalMedia, Negotiated, SessionDescription};
+use crate::sdp::{self, Encryption, LocalMedia, Negotiated, SessionDescription};
 use crate::sip::message::{HeaderName, Message, Method};
 use crate::sip::transport::stream::Hold;
 use crate::sip::transport::{Peer, Transport};
@@ -102,6 +104,11 @@ struct Call {
     outcome: Option<&'static str>,
     /// Over TCP or TLS: keeps the dialog's connection from closing while it is quiet.
     _hold: Option<Hold>,
+    /// Our SRTP master key, should the caller offer SRTP: one per call, from the OS, the
+    /// same in every answer of the dialog.
+    srtp_key: MasterKey,
+    /// SDES keys may be exchanged: the call came over TLS, or `media.sdes_without_tls`.
+    sdes_ok: bool,
 }
 
 mod media;
@@ -124,6 +131,7 @@ impl Call {
                 kind: None,
             },
             codec: None,
+            srtp: None,
             source: new.source.to_string(),
             rtp_port: None,
             timings: Timings {
@@ -144,6 +152,7 @@ impl Call {
             tracing::error!(%via_host_port, error = %e, "cannot form our Contact URI");
             Uri::host(local_ip.to_string(), shared.sip_port)
         });
+        let sdes_ok = transport == Transport::Tls || shared.live().config.media.sdes_without_tls;
         // A call keeps its dialog's connection open while it lasts.
         let hold = shared.sip.streams.hold(new.source);
         let now = Instant::now().into_std();
@@ -177,6 +186,8 @@ impl Call {
             received,
             outcome: None,
             _hold: hold,
+            srtp_key: MasterKey::random(),
+            sdes_ok,
         }
     }
 
@@ -220,16 +231,26 @@ impl Call {
             session_version: 1,
             ptime_ms: 20,
         };
-        let negotiated = match sdp::negotiate(&offer, &local) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, "SDP negotiation failed: 488");
+        let encryption = match self.encryption() {
+            Ok(e) => e,
+            Err(why) => {
+                tracing::warn!("{why}: 488");
                 self.core.reject(now(), 488, None);
                 return None;
             }
         };
+        let negotiated = match sdp::negotiate_with(&offer, &local, encryption) {
+            Ok(n) => n,
+            Err(e) => {
+                let hint = self.refusal_hint(&e);
+                tracing::warn!(error = %e, hint, "SDP negotiation failed: 488");
+                self.core.reject(now(), 488, None);
+                return None;
+            }
+        };
+        let srtp = negotiated.srtp.as_ref().map(|k| k.suite.name());
         tracing::info!(codec = negotiated.codec.name(), remote = ?negotiated.remote_rtp,
-            port = lease.port(), "media negotiated");
+            port = lease.port(), srtp, "media negotiated");
 
         // Read once: a reload while this call runs does not change its agent.
         let Some(agent) = shared.live().agents.get(&self.admitted.agent).cloned() else {
@@ -241,6 +262,7 @@ impl Call {
         shared.registry.update(&self.call_id, |r| {
             r.agent.kind = Some(kind);
             r.codec = Some(negotiated.codec.name());
+            r.srtp = srtp;
             r.rtp_port = Some(lease.port());
         });
         let account_sid = self
@@ -578,20 +600,61 @@ impl Call {
             session_version: m.sdp_version,
             ptime_ms: 20,
         };
-        match sdp::negotiate(&offer, &local) {
+        let negotiated = match self.encryption() {
+            Ok(e) => sdp::negotiate_with(&offer, &local, e),
+            Err(_) => Err(sdp::SdpError::EncryptionRequired),
+        };
+        match negotiated {
             Ok(n) => {
                 tracing::info!(direction = ?n.local_direction, remote = ?n.remote_rtp, "re-INVITE");
-                // The stream carries on: same socket, SSRC and timers, new far end and codec.
-                let old = m.session.params();
-                let mut params = media_params(&n, old.media_timeout, old.initial_media_timeout);
-                params.latch = old.latch;
-                m.session.update(params);
+                if let Some(m) = self.media.as_mut() {
+                    // The stream carries on: same socket, SSRC and timers, new far end and
+                    // codec (and SRTP keys, if the caller changed its own).
+                    let old = m.session.params();
+                    let mut params = media_params(&n, old.media_timeout, old.initial_media_timeout);
+                    params.latch = old.latch;
+                    m.session.update(params);
+                }
                 self.core.answer_reinvite(now(), Ok(n.answer));
             }
             Err(e) => {
-                tracing::warn!(error = %e, "re-INVITE offer refused: 488, media kept");
+                let hint = self.refusal_hint(&e);
+                tracing::warn!(error = %e, hint, "re-INVITE offer refused: 488, media kept");
                 self.core.answer_reinvite(now(), Err(488));
             }
+        }
+    }
+
+    /// The SRTP this call may answer with: the trunk's `media_encryption`, off when the keys
+    /// would cross signalling that is not TLS (unless `media.sdes_without_tls`); an error when
+    /// the trunk requires SRTP and the signalling cannot carry keys.
+    fn encryption(&self) -> Result<Encryption<'_>, &'static str> {
+        match (self.admitted.media_encryption, self.sdes_ok) {
+            (MediaEncryption::None, _) | (MediaEncryption::Allowed, false) => Ok(Encryption::Off),
+            (MediaEncryption::Allowed, true) => Ok(Encryption::Allowed(&self.srtp_key)),
+            (MediaEncryption::Required, true) => Ok(Encryption::Required(&self.srtp_key)),
+            (MediaEncryption::Required, false) => Err(
+                "the trunk requires SRTP (media_encryption = \"required\") and the call did \
+                 not come over TLS, so no key can be agreed",
+            ),
+        }
+    }
+
+    /// What the log adds to an SRTP refusal, so the operator knows which setting decided it.
+    fn refusal_hint(&self, e: &sdp::SdpError) -> &'static str {
+        match e {
+            sdp::SdpError::SrtpRefused
+                if self.admitted.media_encryption == MediaEncryption::None =>
+            {
+                "the trunk's media_encryption is \"none\""
+            }
+            sdp::SdpError::SrtpRefused => {
+                "the SDES keys came over signalling that is not TLS, where anyone on the path \
+                 reads them; take the call over sip.listen_tls (media.sdes_without_tls = true \
+                 accepts it anyway)"
+            }
+            sdp::SdpError::EncryptionRequired => "the trunk's media_encryption is \"required\"",
+            _ => "",
         }
     }
 
@@ -670,6 +733,7 @@ fn media_params(n: &Negotiated, media_timeout: Duration, initial: Duration) -> M
         media_timeout,
         initial_media_timeout: initial,
         latch: false,
+        srtp: n.srtp.clone(),
     }
 }
 

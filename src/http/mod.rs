@@ -75,6 +75,15 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     if let Some(bans) = shared.bans().await {
         shared.metrics.set_active_bans(bans.len());
     }
+    let streams = &shared.sip.streams;
+    let c = &streams.counters;
+    let count = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    shared.metrics.set_sip_connections([
+        streams.len() as u64,
+        count(&c.accepted),
+        count(&c.refused),
+        count(&c.closed_bad),
+    ]);
     (
         [(
             header::CONTENT_TYPE,

@@ -16,9 +16,14 @@ use crate::media::dtmf::{self, DtmfDecoder};
 use crate::media::jitter::{JitterBuffer, JitterConfig, Playout};
 use crate::media::pacer::Pacer;
 use crate::media::rtp::{self, RecvStats, RtpHeader};
+use crate::media::srtp::{SrtpReceiver, SrtpSender, MAX_TAG_LEN};
+use crate::sdp::SrtpKeys;
 
 const SAMPLES_PER_FRAME: usize = 160;
-const MAX_PACKET: usize = rtp::HEADER_LEN + SAMPLES_PER_FRAME;
+/// Room for our largest packet: a G.711 frame, and an SRTP tag after it.
+const MAX_PACKET: usize = rtp::HEADER_LEN + SAMPLES_PER_FRAME + MAX_TAG_LEN;
+/// The largest SRTP packet taken in: decrypted in a buffer on the stack, no allocation.
+const MAX_SRTP_IN: usize = 1500;
 /// An outgoing key press: an update every 20 ms for 100 ms (long enough for any receiver,
 /// short enough for fast dialling), then the end packet three times (RFC 4733 2.5.1.4: the end
 /// is repeated because it is what a receiver must not miss).
@@ -44,6 +49,26 @@ pub struct MediaParams {
     /// Symmetric RTP: once [`LATCH_AFTER`] packets in a row come from one new address, send
     /// there instead of `remote` (the trunk's `symmetric_rtp`, for callers behind NAT).
     pub latch: bool,
+    /// SRTP keys, when the call negotiated `RTP/SAVP`: every packet both ways is protected.
+    pub srtp: Option<SrtpKeys>,
+}
+
+/// A call's SRTP: the contexts of both directions, with the keys they were made from (a
+/// re-INVITE that keeps the keys keeps the contexts, and with them the rollover counters).
+struct Srtp {
+    keys: SrtpKeys,
+    tx: SrtpSender,
+    rx: SrtpReceiver,
+}
+
+impl Srtp {
+    fn new(keys: &SrtpKeys) -> Srtp {
+        Srtp {
+            tx: SrtpSender::new(keys.suite, &keys.local),
+            rx: SrtpReceiver::new(keys.suite, &keys.remote),
+            keys: keys.clone(),
+        }
+    }
 }
 
 /// Consecutive packets from a new address that move a latching call's RTP there: one stray or
@@ -68,6 +93,8 @@ pub struct MediaCounters {
     pub silence_sent: u64,
     pub ignored: u64,
     pub concealed: u64,
+    /// SRTP packets refused: failed authentication (a wrong key, a forgery) or replayed.
+    pub srtp_refused: u64,
 }
 
 /// The key press being sent to the caller.
@@ -100,6 +127,7 @@ pub struct MediaSession {
     /// A new source address and how many packets in a row came from it (latching calls).
     latch_candidate: Option<(SocketAddr, u8)>,
     counters: MediaCounters,
+    srtp: Option<Srtp>,
     out: [u8; MAX_PACKET],
 }
 
@@ -123,6 +151,7 @@ impl MediaSession {
             source_noted: false,
             latch_candidate: None,
             counters: MediaCounters::default(),
+            srtp: params.srtp.as_ref().map(Srtp::new),
             out: [0; MAX_PACKET],
             params,
         }
@@ -131,6 +160,21 @@ impl MediaSession {
     /// A re-INVITE changed the far end's address, direction or codec; the RTP stream (SSRC,
     /// sequence, timestamp) carries on.
     pub fn update(&mut self, params: MediaParams) {
+        match (&mut self.srtp, &params.srtp) {
+            (Some(s), Some(keys)) if s.keys == *keys => {}
+            (Some(s), Some(keys)) => {
+                // New keys from the caller restart its stream's context; ours stays if our
+                // key did (RFC 4568 7.1.4 lets either side rekey in a re-offer).
+                if s.keys.remote != keys.remote || s.keys.suite != keys.suite {
+                    s.rx = SrtpReceiver::new(keys.suite, &keys.remote);
+                }
+                if s.keys.local != keys.local || s.keys.suite != keys.suite {
+                    s.tx = SrtpSender::new(keys.suite, &keys.local);
+                }
+                s.keys = keys.clone();
+            }
+            (_, keys) => self.srtp = keys.as_ref().map(Srtp::new),
+        }
         self.params = params;
     }
 
@@ -154,9 +198,32 @@ impl MediaSession {
 
     /// A datagram arrived on the call's RTP port.
     pub fn on_datagram(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
+        // RTCP (and SRTCP) is not used: we send none and need none.
         if rtp::is_rtcp(data) {
             return;
         }
+        let Some(srtp) = self.srtp.as_mut() else {
+            return self.on_rtp(now, src, data);
+        };
+        let mut buf = [0u8; MAX_SRTP_IN];
+        let Some(copy) = buf.get_mut(..data.len()) else {
+            self.counters.ignored += 1;
+            return;
+        };
+        copy.copy_from_slice(data);
+        match srtp.rx.unprotect(copy) {
+            Ok(len) => self.on_rtp(now, src, &buf[..len]),
+            Err(e) => {
+                if self.counters.srtp_refused == 0 {
+                    tracing::warn!(error = %e, %src, "SRTP packet refused (logged once per call)");
+                }
+                self.counters.srtp_refused += 1;
+            }
+        }
+    }
+
+    /// A plain RTP packet (decrypted, on an SRTP call).
+    fn on_rtp(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
         let Ok((header, payload)) = rtp::parse(data) else {
             self.counters.ignored += 1;
             return;
@@ -290,23 +357,32 @@ impl MediaSession {
         let timestamp = self
             .ts_base
             .wrapping_add((slot as u32).wrapping_mul(SAMPLES_PER_FRAME as u32));
-        if let Some(len) = self.next_dtmf_packet(timestamp) {
-            return Some((remote, &self.out[..len]));
-        }
-        let header = RtpHeader {
-            // The first packet after answering starts a talk spurt.
-            marker: self.counters.packets_sent == 0,
-            payload_type: self.params.payload_type,
-            sequence: self.seq,
-            timestamp,
-            ssrc: self.ssrc,
+        let len = match self.next_dtmf_packet(timestamp) {
+            Some(len) => len,
+            None => {
+                let header = RtpHeader {
+                    // The first packet after answering starts a talk spurt.
+                    marker: self.counters.packets_sent == 0,
+                    payload_type: self.params.payload_type,
+                    sequence: self.seq,
+                    timestamp,
+                    ssrc: self.ssrc,
+                };
+                let len = rtp::write(&header, payload, &mut self.out).ok()?;
+                self.seq = self.seq.wrapping_add(1);
+                self.counters.packets_sent += 1;
+                if silence {
+                    self.counters.silence_sent += 1;
+                }
+                len
+            }
         };
-        let len = rtp::write(&header, payload, &mut self.out).ok()?;
-        self.seq = self.seq.wrapping_add(1);
-        self.counters.packets_sent += 1;
-        if silence {
-            self.counters.silence_sent += 1;
-        }
+        let len = match self.srtp.as_mut() {
+            // `out` has room for the tag; protect fails only on a packet too short for its
+            // header, which we never write.
+            Some(s) => s.tx.protect(&mut self.out, len).ok()?,
+            None => len,
+        };
         Some((remote, &self.out[..len]))
     }
 

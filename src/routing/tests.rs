@@ -14,6 +14,7 @@ fn trunk(name: &str, user: Option<&str>, allowed: &[&str], numbers: &[&str]) -> 
             .unwrap(),
         numbers: numbers.iter().map(|n| n.to_string()).collect(),
         symmetric_rtp: false,
+        media_encryption: Default::default(),
     }
 }
 

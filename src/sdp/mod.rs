@@ -14,7 +14,7 @@ mod tests;
 
 use std::net::IpAddr;
 
-pub use negotiate::{negotiate, LocalMedia, Negotiated};
+pub use negotiate::{negotiate, negotiate_with, Encryption, LocalMedia, Negotiated, SrtpKeys};
 
 /// The G.711 codecs the gateway speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -178,6 +178,18 @@ pub struct RtcpAttr {
     pub connection: Option<Connection>,
 }
 
+/// An `a=crypto` line (RFC 4568 §9.1): `<tag> <crypto-suite> <key-params> [<session-params>]`,
+/// kept as sent; which suites and keys are usable is for the negotiation to say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Crypto {
+    pub tag: u32,
+    pub suite: String,
+    /// `inline:<key||salt base64>[|lifetime][|MKI:length]`, several joined by `;`.
+    pub key_params: String,
+    /// Anything after the key parameters (e.g. `UNENCRYPTED_SRTP`, `KDR=...`).
+    pub session_params: String,
+}
+
 /// One `m=` section with the attributes the gateway uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MediaSection {
@@ -205,8 +217,9 @@ pub struct MediaSection {
     pub direction: Option<Direction>,
     /// `a=rtcp`.
     pub rtcp: Option<RtcpAttr>,
-    /// `a=crypto` seen (SDES-SRTP keys, used with `RTP/SAVP`).
-    pub has_crypto: bool,
+    /// `a=crypto` lines (SDES-SRTP keys, used with `RTP/SAVP`), in the offerer's order of
+    /// preference; lines that do not parse are left out (they cannot be chosen anyway).
+    pub crypto: Vec<Crypto>,
     /// The 1-based line number of the `m=` line, for diagnostics.
     pub line: usize,
 }
@@ -282,10 +295,17 @@ pub enum SdpError {
     /// The offer has no audio stream with a non-zero port.
     #[error("the offer has no audio stream")]
     NoAudio,
-    /// No audio stream is RTP/AVP with PCMU or PCMA (SRTP included: this gateway does plain
-    /// RTP only).
-    #[error("no common codec: need PCMU or PCMA over RTP/AVP")]
+    /// No audio stream has PCMU or PCMA over a profile we take (RTP/AVP, or RTP/SAVP with a
+    /// usable `a=crypto` when SRTP is allowed).
+    #[error("no common codec: need PCMU or PCMA over RTP/AVP or RTP/SAVP (SDES)")]
     NoCommonCodec,
+    /// The offer is SRTP only, and SRTP is off here: for the trunk, or because the keys came
+    /// over signalling that is not TLS.
+    #[error("the offer is SRTP (RTP/SAVP) only, and SRTP is not allowed here")]
+    SrtpRefused,
+    /// The trunk requires SRTP and the offer is plain RTP.
+    #[error("the trunk requires SRTP and the offer is plain RTP/AVP")]
+    EncryptionRequired,
     /// The chosen stream has no `c=` line at either level.
     #[error("the audio stream has no connection address")]
     NoConnection,

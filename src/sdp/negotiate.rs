@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Codec, Direction, MediaSection, SdpError, SessionDescription};
+use super::{Codec, Crypto, Direction, MediaSection, SdpError, SessionDescription};
+use crate::media::srtp::{MasterKey, Suite};
 
 /// The telephone-event range answered when the offer gives none: the DTMF events 0-15 and
 /// flash (16), what Twilio offers (reference/twilio.md §2.2).
@@ -23,6 +24,27 @@ pub struct LocalMedia {
     pub session_version: u64,
     /// `a=ptime`, normally 20.
     pub ptime_ms: u32,
+}
+
+/// What the answer may do about SRTP: the trunk's `media_encryption` as the call applies it
+/// (off when the keys would travel over signalling that is not TLS), with our key for it.
+#[derive(Clone, Copy, Debug)]
+pub enum Encryption<'a> {
+    Off,
+    Allowed(&'a MasterKey),
+    Required(&'a MasterKey),
+}
+
+/// The SRTP an answer set up (SDES, RFC 4568).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SrtpKeys {
+    pub suite: Suite,
+    /// The offer's `a=crypto` tag, which the answer repeats.
+    pub tag: u32,
+    /// The caller's key: what it sends is decrypted with it.
+    pub remote: MasterKey,
+    /// Ours, given in the answer: what we send is encrypted with it.
+    pub local: MasterKey,
 }
 
 /// The outcome of answering an offer.
@@ -45,6 +67,8 @@ pub struct Negotiated {
     pub local_direction: Direction,
     /// The index of the accepted `m=` section in the offer (and the answer).
     pub media_index: usize,
+    /// Keys when the accepted section is `RTP/SAVP`.
+    pub srtp: Option<SrtpKeys>,
     /// The complete answer, CRLF line ends.
     pub answer: String,
 }
@@ -54,6 +78,7 @@ struct Choice {
     codec: Codec,
     pt: u8,
     telephone_event: Option<(u8, String)>,
+    srtp: Option<SrtpKeys>,
 }
 
 /// Answers `offer` (RFC 3264 §6): accepts the first audio section that is `RTP/AVP` with a
@@ -66,24 +91,42 @@ struct Choice {
 /// - A section offered with port 0 is disabled and must stay so (RFC 3264 §6), so it is never
 ///   chosen; hold is `c=0.0.0.0` (then `remote_rtp` is `None`) or a direction attribute.
 /// - `RTP/SAVP` (SDES-SRTP) and anything but G.711 give `NoCommonCodec`, for a 488.
+///
+/// This is the plain-RTP answer; [`negotiate_with`] can also take SRTP.
 pub fn negotiate(offer: &SessionDescription, local: &LocalMedia) -> Result<Negotiated, SdpError> {
+    negotiate_with(offer, local, Encryption::Off)
+}
+
+/// [`negotiate`], with SRTP as `encryption` allows: an `RTP/SAVP` section is acceptable with
+/// an `a=crypto` line of a suite we have (`AES_CM_128_HMAC_SHA1_80` or `_32`), one `inline:`
+/// key without MKI and no session parameters; the answer repeats its tag and suite with our
+/// key. `Required` refuses plain `RTP/AVP` sections.
+pub fn negotiate_with(
+    offer: &SessionDescription,
+    local: &LocalMedia,
+    encryption: Encryption<'_>,
+) -> Result<Negotiated, SdpError> {
     let mut saw_audio = false;
+    let (mut saw_savp, mut saw_avp) = (false, false);
     let mut chosen = None;
     for (i, m) in offer.media.iter().enumerate() {
         if !m.media.eq_ignore_ascii_case("audio") || m.port == 0 {
             continue;
         }
         saw_audio = true;
-        if let Some(c) = choose(m) {
+        saw_savp |= m.proto.eq_ignore_ascii_case("RTP/SAVP");
+        saw_avp |= m.proto.eq_ignore_ascii_case("RTP/AVP");
+        if let Some(c) = choose(m, encryption) {
             chosen = Some((i, c));
             break;
         }
     }
     let Some((index, choice)) = chosen else {
-        return Err(if saw_audio {
-            SdpError::NoCommonCodec
-        } else {
-            SdpError::NoAudio
+        return Err(match encryption {
+            _ if !saw_audio => SdpError::NoAudio,
+            Encryption::Off if saw_savp && !saw_avp => SdpError::SrtpRefused,
+            Encryption::Required(_) if saw_avp && !saw_savp => SdpError::EncryptionRequired,
+            _ => SdpError::NoCommonCodec,
         });
     };
     let m = &offer.media[index];
@@ -114,15 +157,33 @@ pub fn negotiate(offer: &SessionDescription, local: &LocalMedia) -> Result<Negot
         remote_rtcp,
         local_direction,
         media_index: index,
+        srtp: choice.srtp,
         answer,
     })
 }
 
-fn choose(m: &MediaSection) -> Option<Choice> {
-    // Only plain RTP: SAVP needs SRTP, and AVPF's feedback rules are not implemented.
-    if !m.proto.eq_ignore_ascii_case("RTP/AVP") {
+fn choose(m: &MediaSection, encryption: Encryption<'_>) -> Option<Choice> {
+    // AVPF's feedback rules are not implemented, nor DTLS-SRTP: RTP/AVP and RTP/SAVP only.
+    let srtp = if m.proto.eq_ignore_ascii_case("RTP/AVP") {
+        if let Encryption::Required(_) = encryption {
+            return None;
+        }
+        None
+    } else if m.proto.eq_ignore_ascii_case("RTP/SAVP") {
+        let local = match encryption {
+            Encryption::Off => return None,
+            Encryption::Allowed(k) | Encryption::Required(k) => k,
+        };
+        let (tag, suite, remote) = m.crypto.iter().find_map(usable_crypto)?;
+        Some(SrtpKeys {
+            suite,
+            tag,
+            remote,
+            local: local.clone(),
+        })
+    } else {
         return None;
-    }
+    };
     let (pt, codec) = m.payload_types().find_map(|pt| {
         let codec = match m.rtpmap(pt) {
             Some(map) => Codec::from_rtpmap(map),
@@ -146,7 +207,25 @@ fn choose(m: &MediaSection) -> Option<Choice> {
         codec,
         pt,
         telephone_event,
+        srtp,
     })
+}
+
+/// An `a=crypto` line we can take: a suite we have, one `inline:` key with at most a
+/// lifetime (an MKI would put an identifier in every packet, which no trunk we know of uses),
+/// and no session parameters (unencrypted or unauthenticated SRTP, other derivation rates).
+fn usable_crypto(c: &Crypto) -> Option<(u32, Suite, MasterKey)> {
+    let suite = Suite::from_name(&c.suite)?;
+    if !c.session_params.is_empty() || c.key_params.contains(';') {
+        return None;
+    }
+    let mut parts = c.key_params.strip_prefix("inline:")?.split('|');
+    let key = MasterKey::from_inline(parts.next()?)?;
+    // The rest may be a lifetime (`2^31`, or a number); an MKI is `value:length`.
+    if parts.any(|p| p.contains(':')) {
+        return None;
+    }
+    Some((c.tag, suite, key))
 }
 
 fn write_answer(
@@ -194,6 +273,15 @@ fn write_answer(
             local.ptime_ms,
             direction.attr()
         );
+        if let Some(k) = &choice.srtp {
+            let _ = write!(
+                s,
+                "a=crypto:{} {} inline:{}\r\n",
+                k.tag,
+                k.suite.name(),
+                k.local.to_inline()
+            );
+        }
     }
     s
 }

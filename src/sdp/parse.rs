@@ -3,7 +3,8 @@
 use std::net::IpAddr;
 
 use super::{
-    Connection, Direction, MediaSection, Origin, RtcpAttr, RtpMap, SdpError, SessionDescription,
+    Connection, Crypto, Direction, MediaSection, Origin, RtcpAttr, RtpMap, SdpError,
+    SessionDescription,
 };
 
 /// An SDP body larger than this is refused before parsing: a SIP INVITE over UDP is bounded by
@@ -172,7 +173,7 @@ fn media(value: &str, n: usize) -> Result<MediaSection, SdpError> {
         maxptime: None,
         direction: None,
         rtcp: None,
-        has_crypto: false,
+        crypto: Vec::new(),
         line: n,
     })
 }
@@ -216,10 +217,29 @@ fn media_attribute(
             };
             m.rtcp = Some(RtcpAttr { port, connection });
         }
-        "crypto" => m.has_crypto = true,
+        "crypto" => m.crypto.extend(crypto(need()?)),
         _ => {}
     }
     Ok(())
+}
+
+/// `<tag> <suite> <key-params> [<session-params>...]`, or `None` when it does not have that
+/// shape (a tag of 1-9 digits, RFC 4568 §9.1).
+fn crypto(v: &str) -> Option<Crypto> {
+    let mut f = v.split_ascii_whitespace();
+    let tag = f.next()?;
+    if tag.is_empty() || tag.len() > 9 || !tag.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let suite = f.next()?.to_owned();
+    let key_params = f.next()?.to_owned();
+    let session_params = f.collect::<Vec<_>>().join(" ");
+    Some(Crypto {
+        tag: tag.parse().ok()?,
+        suite,
+        key_params,
+        session_params,
+    })
 }
 
 /// `<pt> <encoding>/<clock rate>[/<channels>]`

@@ -30,7 +30,11 @@ fn parses_the_twilio_srtp_fixture() {
     );
     assert_eq!(m.formats, ["0", "8", "101"]);
     assert_eq!(m.payload_types().collect::<Vec<_>>(), [0, 8, 101]);
-    assert!(m.has_crypto);
+    assert_eq!(m.crypto.len(), 1);
+    assert_eq!(m.crypto[0].tag, 1);
+    assert_eq!(m.crypto[0].suite, "AES_CM_128_HMAC_SHA1_80");
+    assert!(m.crypto[0].key_params.starts_with("inline:"));
+    assert_eq!(m.crypto[0].session_params, "");
     assert_eq!(m.rtpmap(101).unwrap().encoding, "telephone-event");
     assert_eq!(m.rtpmap(8).unwrap().clock_rate, 8000);
     assert_eq!(m.fmtp(101), Some("0-16"));

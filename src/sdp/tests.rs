@@ -159,9 +159,9 @@ fn negotiation_table() {
             ok(Pcma, 8, None, twilio, SendRecv),
         ),
         (
-            "SAVP fixture",
+            "SAVP fixture, SRTP off",
             ESIP_SRTP.to_owned(),
-            Want::Err(SdpError::NoCommonCodec),
+            Want::Err(SdpError::SrtpRefused),
         ),
         (
             "AVPF",
@@ -462,4 +462,117 @@ fn codec_and_direction_helpers() {
     }
     let ip: IpAddr = "0.0.0.0".parse().unwrap();
     assert!(ip.is_unspecified());
+}
+
+fn key(byte: u8) -> crate::media::srtp::MasterKey {
+    crate::media::srtp::MasterKey::new([byte; 16], [byte; 14])
+}
+
+/// Twilio's Secure Trunking offer: SAVP with one AES_CM_128_HMAC_SHA1_80 key. The answer
+/// keeps the profile, repeats the tag and suite, and gives our key.
+#[test]
+fn an_sdes_offer_is_answered_with_our_key() {
+    use crate::media::srtp::Suite;
+    let ours = key(7);
+    let offer = SessionDescription::parse(ESIP_SRTP).unwrap();
+    let n = negotiate_with(&offer, &local(), Encryption::Allowed(&ours)).unwrap();
+    let k = n.srtp.as_ref().expect("SRTP negotiated");
+    assert_eq!(k.suite, Suite::AesCm128HmacSha1_80);
+    assert_eq!(k.tag, 1);
+    assert_eq!(
+        k.remote.to_inline(),
+        "c2lwYnJpZGdlLXRlc3QtZml4dHVyZS1rZXktMzBi"
+    );
+    assert_eq!(k.local, ours);
+    assert!(
+        n.answer.contains("m=audio 10000 RTP/SAVP 0 101\r\n"),
+        "{}",
+        n.answer
+    );
+    let line = format!(
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}\r\n",
+        ours.to_inline()
+    );
+    assert!(n.answer.contains(&line), "{}", n.answer);
+    // The same offer where SRTP is required: the same answer.
+    let required = negotiate_with(&offer, &local(), Encryption::Required(&ours)).unwrap();
+    assert_eq!(required.answer, n.answer);
+}
+
+#[test]
+fn which_crypto_lines_are_usable() {
+    let ours = key(9);
+    let inline = key(1).to_inline();
+    let section = |crypto: &[String]| {
+        let mut lines = vec!["m=audio 12692 RTP/SAVP 0".to_string()];
+        lines.extend(crypto.iter().cloned());
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        SessionDescription::parse(&offer(&refs)).unwrap()
+    };
+    let cases: Vec<(&str, Vec<String>, Option<u32>)> = vec![
+        (
+            "an unknown suite is passed over for a known one",
+            vec![
+                format!("a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:{inline}"),
+                format!("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{inline}"),
+            ],
+            Some(2),
+        ),
+        (
+            "a lifetime is fine",
+            vec![format!(
+                "a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:{inline}|2^31"
+            )],
+            Some(3),
+        ),
+        (
+            "an MKI is not",
+            vec![format!(
+                "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline}|2^20|1:4"
+            )],
+            None,
+        ),
+        (
+            "nor session parameters",
+            vec![format!(
+                "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline} UNENCRYPTED_SRTP"
+            )],
+            None,
+        ),
+        (
+            "nor a short key",
+            vec!["a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=".to_string()],
+            None,
+        ),
+        ("nor no crypto at all", vec![], None),
+    ];
+    for (what, crypto, tag) in cases {
+        let got = negotiate_with(&section(&crypto), &local(), Encryption::Allowed(&ours));
+        match tag {
+            Some(t) => assert_eq!(got.unwrap().srtp.unwrap().tag, t, "{what}"),
+            None => assert_eq!(got.unwrap_err(), SdpError::NoCommonCodec, "{what}"),
+        }
+    }
+}
+
+#[test]
+fn policy_refusals_say_which() {
+    let ours = key(3);
+    let plain = SessionDescription::parse(ESIP_UDP).unwrap();
+    let srtp = SessionDescription::parse(ESIP_SRTP).unwrap();
+    assert_eq!(
+        negotiate_with(&plain, &local(), Encryption::Required(&ours)).unwrap_err(),
+        SdpError::EncryptionRequired
+    );
+    assert_eq!(
+        negotiate_with(&srtp, &local(), Encryption::Off).unwrap_err(),
+        SdpError::SrtpRefused
+    );
+    // Plain RTP where SRTP is merely allowed: no crypto in the answer.
+    let n = negotiate_with(&plain, &local(), Encryption::Allowed(&ours)).unwrap();
+    assert!(
+        n.srtp.is_none() && !n.answer.contains("crypto"),
+        "{}",
+        n.answer
+    );
 }

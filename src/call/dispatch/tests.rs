@@ -34,6 +34,7 @@ fn dispatcher_with(max_calls: usize, nonce_key: [u8; 32], limits: Limits) -> Dis
             allowed: AddressList::parse(&[]).unwrap(),
             numbers: vec![],
             symmetric_rtp: false,
+            media_encryption: Default::default(),
         },
         Trunk {
             name: "esip".into(),
@@ -41,6 +42,7 @@ fn dispatcher_with(max_calls: usize, nonce_key: [u8; 32], limits: Limits) -> Dis
             allowed: AddressList::parse(&["10.9.0.0/16".to_string()]).unwrap(),
             numbers: vec![],
             symmetric_rtp: false,
+            media_encryption: Default::default(),
         },
     ];
     let routes = vec![Route {
@@ -480,6 +482,7 @@ fn a_source_no_trunk_admits_counts_as_address_not_allowed() {
         allowed: AddressList::parse(&["10.9.0.0/16".to_string()]).unwrap(),
         numbers: vec![],
         symmetric_rtp: false,
+        media_encryption: Default::default(),
     };
     let routes = vec![Route {
         numbers: vec![],
@@ -524,6 +527,7 @@ fn a_reload_changes_passwords_but_keeps_nonces_valid() {
         allowed: AddressList::parse(&[]).unwrap(),
         numbers: vec![],
         symmetric_rtp: false,
+        media_encryption: Default::default(),
     };
     let routes = vec![Route {
         numbers: vec![],

@@ -16,6 +16,7 @@ fn params() -> MediaParams {
         media_timeout: Duration::from_secs(15),
         initial_media_timeout: Duration::from_secs(30),
         latch: false,
+        srtp: None,
     }
 }
 
