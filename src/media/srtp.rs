@@ -385,14 +385,21 @@ impl ReceiveStream {
 /// `unprotect` does not allocate, and nothing in it panics on any input.
 pub struct SrtpReceiver {
     keys: SessionKeys,
-    stream: Option<ReceiveStream>,
+    /// The streams seen, most recent first. More than the current one is kept so that an
+    /// attacker on the path cannot replay a captured stream by alternating it with another
+    /// SSRC under the same key: a stream seen before resumes its own window. Past this many
+    /// SSRCs the least recent is forgotten.
+    streams: [Option<ReceiveStream>; STREAMS],
 }
+
+/// SSRCs a receiver remembers (a caller's media server restarting its stream, a transfer).
+const STREAMS: usize = 4;
 
 impl SrtpReceiver {
     pub fn new(suite: Suite, key: &MasterKey) -> SrtpReceiver {
         SrtpReceiver {
             keys: SessionKeys::new(suite, key),
-            stream: None,
+            streams: Default::default(),
         }
     }
 
@@ -401,9 +408,9 @@ impl SrtpReceiver {
     /// tag stripped. The index is estimated per RFC 3711 Appendix A from the highest index seen,
     /// so the ROC is right across the wrap and reordering.
     ///
-    /// Nothing changes unless the packet authenticates. A packet with another SSRC than the
-    /// current stream's, once it authenticates, starts a new stream at ROC 0 with a fresh
-    /// window: the caller's media server may restart its stream.
+    /// Nothing changes unless the packet authenticates. A packet with an SSRC not seen before,
+    /// once it authenticates, starts a new stream at ROC 0 with a fresh window (the caller's
+    /// media server may restart its stream); one seen before resumes its own window.
     pub fn unprotect(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
         let tag_len = self.keys.tag_len;
         if buf.len() < HEADER_LEN + tag_len {
@@ -413,8 +420,11 @@ impl SrtpReceiver {
         let offset = payload_offset(authenticated)?;
         let (ssrc, seq) = ssrc_and_seq(authenticated);
 
-        let current = self.stream.as_ref().filter(|stream| stream.ssrc == ssrc);
-        let index = match current {
+        let known = self
+            .streams
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.ssrc == ssrc));
+        let index = match known.and_then(|i| self.streams[i].as_ref()) {
             Some(stream) => {
                 let index = estimate_index(stream.highest, seq);
                 stream.check(index)?;
@@ -427,9 +437,17 @@ impl SrtpReceiver {
             return Err(SrtpError::AuthFailed);
         }
 
-        match &mut self.stream {
-            Some(stream) if stream.ssrc == ssrc => stream.accept(index),
-            stream => *stream = Some(ReceiveStream::new(ssrc, index)),
+        match known {
+            Some(i) => {
+                if let Some(stream) = self.streams[i].as_mut() {
+                    stream.accept(index);
+                }
+                self.streams[..=i].rotate_right(1);
+            }
+            None => {
+                self.streams.rotate_right(1);
+                self.streams[0] = Some(ReceiveStream::new(ssrc, index));
+            }
         }
         let len = authenticated.len();
         self.keys.crypt(ssrc, index, &mut authenticated[offset..]);

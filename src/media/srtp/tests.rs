@@ -249,7 +249,7 @@ fn interop_with_rtc_across_the_sequence_wrap() {
             let plain = unprotect(&mut ours_in, &from_rtc[i]).expect("ours decrypts rtc's");
             assert_eq!(plain, plains[i]);
         }
-        let stream = ours_in.stream.as_ref().expect("a stream");
+        let stream = ours_in.streams[0].as_ref().expect("a stream");
         assert_eq!(stream.highest >> 16, 1, "ROC advanced past the wrap");
         assert_eq!(ours_out.stream.map(|(_, highest)| highest >> 16), Some(1));
     }
@@ -332,7 +332,7 @@ fn a_forgery_is_rejected_and_changes_nothing() {
         for packet in &packets[..50] {
             unprotect(&mut receiver, packet).expect("genuine");
         }
-        let state = |r: &SrtpReceiver| r.stream.as_ref().map(|s| (s.ssrc, s.highest, s.window));
+        let state = |r: &SrtpReceiver| r.streams[0].as_ref().map(|s| (s.ssrc, s.highest, s.window));
         let before = state(&receiver);
 
         let genuine = &packets[50];
@@ -373,7 +373,7 @@ fn a_new_ssrc_that_authenticates_starts_a_new_stream() {
     for packet in &restarted {
         assert!(unprotect(&mut receiver, packet).is_ok());
     }
-    let stream = receiver.stream.as_ref().expect("a stream");
+    let stream = receiver.streams[0].as_ref().expect("a stream");
     assert_eq!((stream.ssrc, stream.highest), (2, 7));
     assert_eq!(
         unprotect(&mut receiver, &restarted[0]),
@@ -442,7 +442,7 @@ fn unprotect_rejects_truncated_and_non_rtp_packets() {
     let mut version0 = packet.clone();
     version0[0] &= 0x3F;
     assert_eq!(receiver.unprotect(&mut version0), Err(SrtpError::NotRtp));
-    assert!(receiver.stream.is_none());
+    assert!(receiver.streams[0].is_none());
     assert_eq!(unprotect(&mut receiver, packet), Ok(rtp(5, 7, 160, false)));
 }
 
@@ -473,7 +473,7 @@ proptest! {
         if short {
             prop_assert_eq!(result, Err(SrtpError::TooShort));
         }
-        prop_assert_eq!(receiver.stream.as_ref().map(|s| (s.highest, s.window)), Some((10, 1)));
+        prop_assert_eq!(receiver.streams[0].as_ref().map(|s| (s.highest, s.window)), Some((10, 1)));
         prop_assert_eq!(unprotect(&mut receiver, &packets[1]), Ok(rtp(11, 7, 160, false)));
     }
 
@@ -487,4 +487,30 @@ proptest! {
             prop_assert_eq!(plain, len - 4);
         }
     }
+}
+
+/// Alternating SSRCs must not reopen a stream's window: each SSRC seen resumes its own, so a
+/// captured packet of the first stream is still a replay after the second one spoke.
+#[test]
+fn alternating_ssrcs_cannot_replay_a_stream() {
+    let suite = Suite::AesCm128HmacSha1_80;
+    let key = rfc_master();
+    let mut receiver = SrtpReceiver::new(suite, &key);
+    let first = protected(suite, &key, 1, 100..105);
+    let second = protected(suite, &key, 2, 100..105);
+    for (a, b) in first.iter().zip(&second) {
+        unprotect(&mut receiver, a).expect("first stream");
+        unprotect(&mut receiver, b).expect("second stream");
+    }
+    for packet in first.iter().chain(&second) {
+        assert_eq!(unprotect(&mut receiver, packet), Err(SrtpError::Replayed));
+    }
+    // Past the remembered streams the oldest is forgotten: four newer SSRCs push out the first.
+    for ssrc in 3..=6 {
+        unprotect(&mut receiver, &protected(suite, &key, ssrc, 7..8)[0]).expect("a new stream");
+    }
+    assert!(
+        unprotect(&mut receiver, &first[0]).is_ok(),
+        "forgotten, so fresh again"
+    );
 }
