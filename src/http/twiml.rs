@@ -22,7 +22,8 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::call::{has_port, Shared};
-use crate::config::{normalize_number, Config};
+use crate::config::{normalize_number, Config, MediaEncryption};
+use crate::sip::transport::Transport;
 
 /// The longest `<Sip>` URI Twilio takes.
 const MAX_SIP_URI: usize = 255;
@@ -211,17 +212,31 @@ fn edge_for<'a>(configured: Option<&'a str>, user: &str) -> Option<&'a str> {
 }
 
 /// `host[:port]` of our SIP address for the `<Sip>` URI: `public_addr` as configured, with our
-/// SIP port added when it has none and it is not 5060.
-fn sip_host(public_addr: &str, sip_port: u16) -> String {
+/// SIP port added when it has none and it is not 5060. Over TLS the port is the TLS
+/// listener's (a port in `public_addr` is the UDP one), left out when it is 5061.
+fn sip_host(public_addr: &str, sip_port: u16, transport: Transport) -> String {
+    if transport == Transport::Tls {
+        let host = match has_port(public_addr) {
+            true => public_addr.rsplit_once(':').map_or(public_addr, |(h, _)| h),
+            false => public_addr,
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        return with_port(host, sip_port, 5061);
+    }
     if has_port(public_addr) {
         return public_addr.to_string();
     }
+    with_port(public_addr, sip_port, 5060)
+}
+
+/// `host` (bracketed when IPv6) with `:port` unless it is the transport's default.
+fn with_port(public_addr: &str, sip_port: u16, default: u16) -> String {
     let host = if public_addr.parse::<std::net::Ipv6Addr>().is_ok() {
         format!("[{public_addr}]")
     } else {
         public_addr.to_string()
     };
-    if sip_port == 5060 {
+    if sip_port == default {
         host
     } else {
         format!("{host}:{sip_port}")
@@ -229,8 +244,14 @@ fn sip_host(public_addr: &str, sip_port: u16) -> String {
 }
 
 /// The TwiML that dials `target` (`host[:port]`: this gateway, or the proxy in front of it)
-/// for a call to `to`, or why there is none.
-pub fn dial_twiml(config: &Config, target: &str, to: &str) -> Result<String, String> {
+/// for a call to `to` over `transport`, or why there is none. Over TLS the URI also asks for
+/// SRTP (`secure=true`: Twilio's Secure Trunking) unless the trunk's media_encryption is none.
+pub fn dial_twiml(
+    config: &Config,
+    target: &str,
+    to: &str,
+    transport: Transport,
+) -> Result<String, String> {
     let user = dial_user(to).ok_or_else(|| format!("called number {to:?} is not dialable"))?;
     let number = normalize_number(&user);
     let trunk = config
@@ -241,7 +262,10 @@ pub fn dial_twiml(config: &Config, target: &str, to: &str) -> Result<String, Str
     let Some(creds) = &trunk.credentials else {
         return Err(format!("trunk {:?} has no credentials", trunk.name));
     };
-    let mut uri = format!("sip:{user}@{target};transport=udp");
+    let mut uri = format!("sip:{user}@{target};transport={transport}");
+    if transport == Transport::Tls && trunk.media_encryption != MediaEncryption::None {
+        uri.push_str(";secure=true");
+    }
     if let Some(edge) = edge_for(config.twilio.edge.as_deref(), &user) {
         uri.push_str(";edge=");
         uri.push_str(edge);
@@ -315,10 +339,15 @@ pub async fn voice(
     let call_sid = param("CallSid").unwrap_or("");
     let span = tracing::info_span!("webhook", twilio_sid = %call_sid);
     let _enter = span.enter();
-    // Behind a proxy the <Sip> URI names the proxy (twilio.sip_host), as given; else this node.
+    // Behind a proxy the <Sip> URI names the proxy (twilio.sip_host), as given; else this node,
+    // over TLS when it listens for it (the password and the call's keys are then encrypted).
+    let (transport, port) = match shared.sip.tls_port {
+        Some(port) if config.twilio.sip_host.is_none() => (Transport::Tls, port),
+        _ => (Transport::Udp, shared.sip_port),
+    };
     let target = match (&config.twilio.sip_host, shared.public_addr.as_deref()) {
         (Some(proxy), _) => proxy.clone(),
-        (None, Some(public_addr)) => sip_host(public_addr, shared.sip_port),
+        (None, Some(public_addr)) => sip_host(public_addr, port, transport),
         (None, None) => {
             tracing::error!("TwiML webhook: neither twilio.sip_host nor sip.public_addr is set, so there is no address for Twilio to dial: 503");
             return refuse(
@@ -328,7 +357,7 @@ pub async fn voice(
         }
     };
     let to = param("To").or_else(|| param("Called")).unwrap_or("");
-    match dial_twiml(config, &target, to) {
+    match dial_twiml(config, &target, to, transport) {
         Ok(twiml) => {
             tracing::info!(to, "TwiML webhook: dialling the gateway");
             xml(twiml)

@@ -135,7 +135,13 @@ fn config(extra: &str) -> Config {
 #[test]
 fn twiml_dials_the_gateway_with_the_trunks_credentials() {
     let c = config("");
-    let x = dial_twiml(&c, &sip_host("gw.example.com", 5060), "+447846855904").unwrap();
+    let x = dial_twiml(
+        &c,
+        &sip_host("gw.example.com", 5060, Transport::Udp),
+        "+447846855904",
+        Transport::Udp,
+    )
+    .unwrap();
     assert_eq!(
         x,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Dial answerOnBridge=\"true\">\
@@ -143,21 +149,34 @@ fn twiml_dials_the_gateway_with_the_trunks_credentials() {
          sip:+447846855904@gw.example.com;transport=udp;edge=dublin</Sip></Dial></Response>\n"
     );
     // A US number: no edge unless configured; a port other than 5060 is written out.
-    let x = dial_twiml(&c, &sip_host("203.0.113.10", 5070), "+15551234567").unwrap();
+    let x = dial_twiml(
+        &c,
+        &sip_host("203.0.113.10", 5070, Transport::Udp),
+        "+15551234567",
+        Transport::Udp,
+    )
+    .unwrap();
     assert!(
         x.contains(">sip:+15551234567@203.0.113.10:5070;transport=udp</Sip>"),
         "{x}"
     );
     let c = config("[twilio]\nedge = \"frankfurt\"\n");
-    let x = dial_twiml(&c, &sip_host("2001:db8::1", 5060), "+447846855904").unwrap();
+    let x = dial_twiml(
+        &c,
+        &sip_host("2001:db8::1", 5060, Transport::Udp),
+        "+447846855904",
+        Transport::Udp,
+    )
+    .unwrap();
     assert!(
         x.contains("@[2001:db8::1];transport=udp;edge=frankfurt<"),
         "{x}"
     );
     let x = dial_twiml(
         &c,
-        &sip_host("gw.example.com:5080", 5060),
+        &sip_host("gw.example.com:5080", 5060, Transport::Udp),
         "sip:+447846855904@x.sip.twilio.com",
+        Transport::Udp,
     )
     .unwrap();
     assert!(x.contains(">sip:+447846855904@gw.example.com:5080;"), "{x}");
@@ -166,7 +185,51 @@ fn twiml_dials_the_gateway_with_the_trunks_credentials() {
 #[test]
 fn numbers_no_digest_trunk_serves_are_refused() {
     let c = config("");
-    assert!(dial_twiml(&c, &sip_host("gw.example.com", 5060), "+33123456789").is_err());
-    assert!(dial_twiml(&c, &sip_host("gw.example.com", 5060), "").is_err());
-    assert!(dial_twiml(&c, &sip_host("gw.example.com", 5060), "+44<script>").is_err());
+    assert!(dial_twiml(
+        &c,
+        &sip_host("gw.example.com", 5060, Transport::Udp),
+        "+33123456789",
+        Transport::Udp
+    )
+    .is_err());
+    assert!(dial_twiml(
+        &c,
+        &sip_host("gw.example.com", 5060, Transport::Udp),
+        "",
+        Transport::Udp
+    )
+    .is_err());
+    assert!(dial_twiml(
+        &c,
+        &sip_host("gw.example.com", 5060, Transport::Udp),
+        "+44<script>",
+        Transport::Udp
+    )
+    .is_err());
+}
+
+/// With a TLS listener the webhook dials it: transport=tls on the TLS port (left out at
+/// 5061, the UDP port in public_addr ignored) and secure=true for SRTP, unless the trunk
+/// refuses SRTP.
+#[test]
+fn over_tls_the_sip_uri_asks_for_secure_trunking() {
+    let c = config("");
+    let x = dial_twiml(
+        &c,
+        &sip_host("gw.example.com:5060", 5061, Transport::Tls),
+        "+447846855904",
+        Transport::Tls,
+    )
+    .unwrap();
+    assert!(
+        x.contains(">sip:+447846855904@gw.example.com;transport=tls;secure=true;edge=dublin<"),
+        "{x}"
+    );
+    assert_eq!(
+        sip_host("2001:db8::1", 5071, Transport::Tls),
+        "[2001:db8::1]:5071"
+    );
+    let c = config("media_encryption = \"none\"\n");
+    let x = dial_twiml(&c, "gw.example.com", "+447846855904", Transport::Tls).unwrap();
+    assert!(x.contains(";transport=tls;edge=dublin<"), "{x}");
 }
