@@ -23,6 +23,7 @@ fn media() -> CallMedia {
             law: Law::Mu,
             payload_type: 0,
             remote: "127.0.0.1:4000".parse().unwrap(),
+            srtp: None,
         },
         0,
     );
@@ -107,6 +108,7 @@ fn bench_uac(c: &mut Criterion) {
         caller: "+447700900123".into(),
         called: "+447846855904".into(),
         account_sid: "AC0".into(),
+        srtp: false,
     };
     let challenge = "Digest realm=\"sipbridge\", nonce=\"abc\", algorithm=MD5, qop=\"auth\"";
     let answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\

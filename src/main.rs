@@ -99,6 +99,11 @@ struct LoadCli {
     /// route and so its agent.
     #[arg(long, value_name = "NUMBER", default_value = sipbridge::load::DEFAULT_CALLED)]
     called: String,
+    /// Offer SRTP (RTP/SAVP with an SDES key, as Twilio's Secure Trunking does) and encrypt
+    /// every call's media. The signalling stays UDP: the gateway needs
+    /// media.sdes_without_tls = true to take the key.
+    #[arg(long, conflicts_with = "impair_rtp")]
+    srtp: bool,
 }
 
 fn parse_impair(s: &str) -> Result<ImpairSpec, String> {
@@ -362,6 +367,7 @@ fn load(a: Box<LoadCli>) -> anyhow::Result<bool> {
         impair_rtp: a.impair_rtp,
         seed: a.seed,
         called: a.called,
+        srtp: a.srtp,
     };
     let report = sipbridge::load::run(args)?;
     print!("{}", report.table());

@@ -50,6 +50,22 @@ fn assert_all_completed(json: &Value, calls: u64) {
     assert_eq!(s["outcomes"]["200"], calls);
 }
 
+/// `--srtp`: every call offers SRTP with its own key and the gateway answers with its own;
+/// the echo comes back intact through both directions' encryption (the harness decrypts with
+/// the gateway's key), so the report reads as for plain RTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srtp_calls_echo_intact() {
+    let gw = gateway_with("media_timeout_secs = 5\nsdes_without_tls = true\n", "").await;
+    let (report, json) = run(load::LoadArgs {
+        srtp: true,
+        ..args(gw.sip_addr, 4, 4.0, 2)
+    })
+    .await;
+    assert!(report.passed(), "{}", report.table());
+    assert_all_completed(&json, 4);
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_calls_at_fifteen_per_second_all_complete_with_intact_echo() {
     let gw = gateway("").await;

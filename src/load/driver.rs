@@ -178,6 +178,7 @@ impl Driver {
             caller: "+447700900123".into(),
             called: a.called.clone(),
             account_sid: format!("AC{:016x}{:016x}", plan.seed, !plan.seed),
+            srtp: a.srtp,
         };
         let progress = if a.progress {
             Progress::for_stderr()

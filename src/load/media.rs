@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::codec::g711::{self, Law};
 use crate::media::rtp::{self, RecvStats, RtpHeader};
+use crate::media::srtp::{SrtpReceiver, SrtpSender, MAX_TAG_LEN};
+use crate::sdp::SrtpKeys;
 
 use super::signal::{Voice, FRAME};
 
@@ -89,11 +91,13 @@ pub enum Received {
 }
 
 /// Negotiated sending parameters, from the SDP answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendParams {
     pub law: Law,
     pub payload_type: u8,
     pub remote: SocketAddr,
+    /// SRTP keys (`--srtp`): `local` is ours, `remote` the gateway's answer's.
+    pub srtp: Option<SrtpKeys>,
 }
 
 pub struct CallMedia {
@@ -116,7 +120,9 @@ pub struct CallMedia {
     counters: MediaCounters,
     rtt: RttStats,
     pcm: [i16; FRAME],
-    packet: [u8; PACKET],
+    /// Room for an SRTP tag after the packet.
+    packet: [u8; PACKET + MAX_TAG_LEN],
+    srtp: Option<(SrtpSender, SrtpReceiver)>,
 }
 
 impl CallMedia {
@@ -138,12 +144,19 @@ impl CallMedia {
             counters: MediaCounters::default(),
             rtt: RttStats::default(),
             pcm: [0; FRAME],
-            packet: [0; PACKET],
+            packet: [0; PACKET + MAX_TAG_LEN],
+            srtp: None,
         }
     }
 
     /// The call was answered: send from the next tick on.
     pub fn start(&mut self, params: SendParams, tick: u64) {
+        self.srtp = params.srtp.as_ref().map(|k| {
+            (
+                SrtpSender::new(k.suite, &k.local),
+                SrtpReceiver::new(k.suite, &k.remote),
+            )
+        });
         self.send = Some(params);
         self.start_tick = tick;
     }
@@ -175,15 +188,16 @@ impl CallMedia {
 
     /// The packet for tick `tick`, sent at `now`, and where it goes; `None` when not sending.
     pub fn next_packet(&mut self, now: Instant, tick: u64) -> Option<(SocketAddr, &[u8])> {
-        let params = self.send?;
+        let params = self.send.as_ref()?;
+        let (law, payload_type, remote) = (params.law, params.payload_type, params.remote);
         self.voice.next_frame(&mut self.pcm);
-        let (header_bytes, payload) = self.packet.split_at_mut(rtp::HEADER_LEN);
+        let (header_bytes, payload) = self.packet[..PACKET].split_at_mut(rtp::HEADER_LEN);
         let payload: &mut [u8; FRAME] = payload.try_into().ok()?;
-        g711::encode(params.law, &self.pcm, payload);
-        let hash = make_distinct(&self.ring_hash, params.law, payload);
+        g711::encode(law, &self.pcm, payload);
+        let hash = make_distinct(&self.ring_hash, law, payload);
         let header = RtpHeader {
             marker: self.counters.sent == 0,
-            payload_type: params.payload_type,
+            payload_type,
             sequence: self.seq,
             timestamp: self.ts_base.wrapping_add(
                 (tick.wrapping_sub(self.start_tick) as u32).wrapping_mul(FRAME as u32),
@@ -201,7 +215,11 @@ impl CallMedia {
         self.ring_at[slot] = Some(now);
         self.ring_fate[slot] = Fate::Pending;
         self.ring_next = (slot + 1) % RING;
-        Some((params.remote, &self.packet[..]))
+        let len = match self.srtp.as_mut() {
+            Some((tx, _)) => tx.protect(&mut self.packet, PACKET).ok()?,
+            None => PACKET,
+        };
+        Some((remote, &self.packet[..len]))
     }
 
     /// The impaired link lost this packet (one we sent) on its way to the gateway.
@@ -254,6 +272,26 @@ impl CallMedia {
             self.counters.other += 1;
             return Received::Other;
         }
+        let Some((_, rx)) = self.srtp.as_mut() else {
+            return self.on_rtp(now, data);
+        };
+        let mut buf = [0u8; 1500];
+        let Some(copy) = buf.get_mut(..data.len()) else {
+            self.counters.other += 1;
+            return Received::Other;
+        };
+        copy.copy_from_slice(data);
+        match rx.unprotect(copy) {
+            Ok(len) => self.on_rtp(now, &buf[..len]),
+            Err(_) => {
+                self.counters.other += 1;
+                Received::Other
+            }
+        }
+    }
+
+    /// A plain RTP packet (decrypted, with `--srtp`).
+    fn on_rtp(&mut self, now: Instant, data: &[u8]) -> Received {
         let Ok((header, payload)) = rtp::parse(data) else {
             self.counters.other += 1;
             return Received::Other;
@@ -364,6 +402,7 @@ mod tests {
                 law,
                 payload_type: law.payload_type(),
                 remote: remote(),
+                srtp: None,
             },
             10,
         );
@@ -479,6 +518,7 @@ mod tests {
                 law: Law::Mu,
                 payload_type: 0,
                 remote: remote(),
+                srtp: None,
             },
             0,
         );

@@ -57,6 +57,9 @@ pub struct LoadArgs {
     pub seed: Option<u64>,
     /// The number dialled (Request-URI and To user): it picks the gateway's route.
     pub called: String,
+    /// Offer SRTP (SDES) and encrypt the media; not with `impair_rtp`, whose accounting reads
+    /// the payloads it drops.
+    pub srtp: bool,
 }
 
 /// The number `sipbridge load` dials unless told otherwise (Ofcom's drama range).
@@ -77,6 +80,7 @@ impl Default for LoadArgs {
             max_loss_pct: 1.0,
             impair_sip: None,
             impair_rtp: None,
+            srtp: false,
             seed: None,
             called: DEFAULT_CALLED.into(),
             progress: true,
@@ -166,6 +170,11 @@ impl Plan {
                 "--called {:?}: a number or name of letters, digits and + - _ .",
                 args.called
             )));
+        }
+        if args.srtp && args.impair_rtp.is_some() {
+            return Err(LoadError::Args(
+                "--srtp and --impair-rtp do not go together".into(),
+            ));
         }
         if args.username.is_some() != args.password.is_some() {
             return Err(LoadError::Args(

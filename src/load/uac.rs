@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::g711::Law;
+use crate::media::srtp::MasterKey;
 use crate::sip::auth::{respond, Challenge};
 use crate::sip::dialog::{new_branch, Dialog};
 use crate::sip::message::{HeaderName, Message, Method, NameAddr, Request, Response};
@@ -64,6 +65,8 @@ pub struct UacConfig {
     pub called: String,
     /// `X-Twilio-AccountSid`, the same for every call of a run.
     pub account_sid: String,
+    /// Offer SRTP (SDES), a fresh key per call.
+    pub srtp: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,6 +154,8 @@ pub struct Uac {
     to: String,
     contact: String,
     sdp: Bytes,
+    /// Our SRTP key, when offering SRTP.
+    srtp_key: Option<MasterKey>,
     cseq: u32,
     invite: InviteTx,
     /// Earlier INVITEs (answered with a challenge) still absorbing retransmitted finals.
@@ -191,6 +196,8 @@ impl Uac {
         );
         let contact = format!("\"{c}\" <sip:{c}@{local};transport=udp>", c = cfg.caller);
         let session = rand::random::<u32>() as u64;
+        let srtp_key = cfg.srtp.then(MasterKey::random);
+        let offer = sdp_offer(cfg.media_ip, rtp_port, cfg.law, session, srtp_key.as_ref());
         let mut uac = Uac {
             target: cfg.target,
             via_host_port: local,
@@ -205,7 +212,8 @@ impl Uac {
             account_sid: cfg.account_sid.clone(),
             from,
             contact,
-            sdp: Bytes::from(sdp_offer(cfg.media_ip, rtp_port, cfg.law, session)),
+            sdp: Bytes::from(offer),
+            srtp_key,
             // Twilio starts anywhere (1, 2, 102, 29044 seen); stay far below 2^31.
             cseq: rand::random_range(1..30_000),
             // A placeholder, replaced by the real INVITE below before anything is drained.
@@ -466,7 +474,7 @@ impl Uac {
             return;
         }
         self.phase = Phase::Answered;
-        match parse_answer(&r.body) {
+        match parse_answer(&r.body, self.srtp_key.as_ref()) {
             Ok(params) => {
                 self.events.push_back(UacEvent::Answered(params));
                 self.hangup_at = Some(now + self.hold);

@@ -214,7 +214,7 @@ fn choose(m: &MediaSection, encryption: Encryption<'_>) -> Option<Choice> {
 /// An `a=crypto` line we can take: a suite we have, one `inline:` key with at most a
 /// lifetime (an MKI would put an identifier in every packet, which no trunk we know of uses),
 /// and no session parameters (unencrypted or unauthenticated SRTP, other derivation rates).
-fn usable_crypto(c: &Crypto) -> Option<(u32, Suite, MasterKey)> {
+pub(crate) fn usable_crypto(c: &Crypto) -> Option<(u32, Suite, MasterKey)> {
     let suite = Suite::from_name(&c.suite)?;
     if !c.session_params.is_empty() || c.key_params.contains(';') {
         return None;

@@ -61,6 +61,7 @@ impl Caller {
             caller: "+447700900123".into(),
             called: "+447846855904".into(),
             account_sid: "ACtest".into(),
+            srtp: false,
         };
         let port = rtp.local_addr().unwrap().port();
         let uac = Uac::new(Instant::now().into_std(), &cfg, port);
@@ -190,7 +191,7 @@ impl Caller {
     }
 
     async fn send_frame(&mut self) {
-        let Some(p) = self.answered else {
+        let Some(p) = self.answered.clone() else {
             return;
         };
         let mut out = [0u8; 12 + 160];

@@ -139,6 +139,7 @@ pub async fn place_call_in(plan: CallPlan, law: Law) -> CallResult {
         caller: CALLER.into(),
         called: CALLED.into(),
         account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+        srtp: false,
     };
     let start = Instant::now();
     let mut uac = Uac::new(start, &cfg, rtp_sock.local_addr().unwrap().port());

@@ -36,6 +36,7 @@ fn cfg(law: Law) -> UacConfig {
         caller: "+447700900123".into(),
         called: "+447846855904".into(),
         account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+        srtp: false,
     }
 }
 
@@ -208,7 +209,7 @@ fn pcma_is_offered_first_when_asked() {
     let body = std::str::from_utf8(&inv.body).unwrap();
     assert!(body.contains("m=audio 40000 RTP/AVP 8 0 101"), "{body}");
     match ok_200(&inv, &[]) {
-        Message::Response(r) => assert_eq!(parse_answer(&r.body).unwrap().law, Law::A),
+        Message::Response(r) => assert_eq!(parse_answer(&r.body, None).unwrap().law, Law::A),
         _ => unreachable!(),
     }
 }
@@ -261,6 +262,7 @@ fn proxy_challenge_md5_qop_then_answer_hold_and_bye() {
         law: Law::Mu,
         payload_type: 0,
         remote: "127.0.0.1:30000".parse().unwrap(),
+        srtp: None,
     };
     assert_eq!(events(&mut uac), vec![UacEvent::Answered(params)]);
     assert!(uac.result().is_none(), "no result while the call is up");

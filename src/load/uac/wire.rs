@@ -4,14 +4,22 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::codec::g711::Law;
-use crate::sdp::{Codec, SessionDescription};
+use crate::media::srtp::{MasterKey, Suite};
+use crate::sdp::{usable_crypto, Codec, SessionDescription, SrtpKeys};
 use crate::sip::message::NameAddr;
 use crate::sip::uri::Uri;
 
 use super::SendParams;
 
-/// Twilio's SDP offer (reference/twilio.md §2.2), PCMA first when asked.
-pub fn sdp_offer(ip: IpAddr, port: u16, first: Law, session: u64) -> String {
+/// Twilio's SDP offer (reference/twilio.md §2.2), PCMA first when asked; with `srtp`, its
+/// Secure Trunking form (`RTP/SAVP`, one `AES_CM_128_HMAC_SHA1_80` key, no MKI).
+pub fn sdp_offer(
+    ip: IpAddr,
+    port: u16,
+    first: Law,
+    session: u64,
+    srtp: Option<&MasterKey>,
+) -> String {
     let fmts = match first {
         Law::Mu => [(0, "PCMU"), (8, "PCMA")],
         Law::A => [(8, "PCMA"), (0, "PCMU")],
@@ -19,9 +27,22 @@ pub fn sdp_offer(ip: IpAddr, port: u16, first: Law, session: u64) -> String {
     let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let mut s = format!(
         "v=0\r\no=root {session} {session} IN {family} {ip}\r\ns=Twilio Media Gateway\r\n\
-         c=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {} {} 101\r\n",
-        fmts[0].0, fmts[1].0
+         c=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} {proto} {} {} 101\r\n",
+        fmts[0].0,
+        fmts[1].0,
+        proto = if srtp.is_some() {
+            "RTP/SAVP"
+        } else {
+            "RTP/AVP"
+        },
     );
+    if let Some(key) = srtp {
+        s.push_str(&format!(
+            "a=crypto:1 {} inline:{}\r\n",
+            Suite::AesCm128HmacSha1_80.name(),
+            key.to_inline()
+        ));
+    }
     for (pt, name) in fmts {
         s.push_str(&format!("a=rtpmap:{pt} {name}/8000\r\n"));
     }
@@ -32,8 +53,9 @@ pub fn sdp_offer(ip: IpAddr, port: u16, first: Law, session: u64) -> String {
     s
 }
 
-/// Where to send media, and with which codec, from the 200's SDP.
-pub fn parse_answer(body: &[u8]) -> Result<SendParams, String> {
+/// Where to send media, and with which codec, from the 200's SDP; with `srtp` (our offer's
+/// key) the answer must give its own key, and both make the call's SRTP keys.
+pub fn parse_answer(body: &[u8], srtp: Option<&MasterKey>) -> Result<SendParams, String> {
     let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_string())?;
     if text.trim().is_empty() {
         return Err("no SDP".into());
@@ -57,10 +79,27 @@ pub fn parse_answer(body: &[u8]) -> Result<SendParams, String> {
                 .map(|c| (pt, c))
         })
         .ok_or("no PCMU or PCMA in the answer")?;
+    let srtp = match srtp {
+        None => None,
+        Some(ours) => {
+            let (tag, suite, theirs) = m
+                .crypto
+                .iter()
+                .find_map(usable_crypto)
+                .ok_or("the answer has no usable a=crypto key")?;
+            Some(SrtpKeys {
+                suite,
+                tag,
+                remote: theirs,
+                local: ours.clone(),
+            })
+        }
+    };
     Ok(SendParams {
         law: codec.into(),
         payload_type,
         remote: SocketAddr::new(ip, m.port),
+        srtp,
     })
 }
 
