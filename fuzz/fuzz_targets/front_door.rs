@@ -28,6 +28,7 @@ fn dispatcher(now: Instant) -> Dispatcher {
             allowed: AddressList::parse(&[]).expect("any"),
             numbers: vec![],
             symmetric_rtp: false,
+            media_encryption: Default::default(),
         },
         Trunk {
             name: "esip".into(),
@@ -35,6 +36,7 @@ fn dispatcher(now: Instant) -> Dispatcher {
             allowed: AddressList::parse(&["10.9.0.0/16".to_string()]).expect("cidr"),
             numbers: vec![],
             symmetric_rtp: false,
+            media_encryption: Default::default(),
         },
     ];
     let routes = vec![Route {
