@@ -11,12 +11,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::pki::{client_config, Ca};
-use common::raw_sip::{header, in_dialog, invite, invite_cseq, invite_uri, rtp_sink};
+use common::raw_sip::{answered_invite, header, in_dialog, invite, invite_cseq, rtp_sink};
 use common::stream_sip::StreamSip;
 use common::*;
 use sipbridge::call::Gateway;
 use sipbridge::config;
-use sipbridge::sip::auth::{respond, Challenge};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -80,25 +79,8 @@ async fn call_with(
     sip.send(&shape(first)).await.unwrap();
     let challenge = sip.recv_matching("INVITE", WAIT).await.expect("a 407");
     assert!(challenge.starts_with("SIP/2.0 407"), "{challenge}");
-    let ch = Challenge::parse(&header(&challenge, "Proxy-Authenticate").unwrap()).unwrap();
-    let auth = respond(
-        &ch,
-        "INVITE",
-        &invite_uri(to),
-        USER,
-        PASSWORD,
-        "0a4f113b",
-        1,
-    );
-    let second = invite(
-        to,
-        sip.local,
-        call_id,
-        2,
-        &format!("{call_id}-2"),
-        rtp_port,
-        Some(&auth),
-    );
+    let second = answered_invite(&challenge, to, sip.local, call_id, rtp_port, USER, PASSWORD)
+        .expect("a digest challenge");
     sip.send(&shape(second)).await.unwrap();
     sip.recv_matching("INVITE", WAIT)
         .await

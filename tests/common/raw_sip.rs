@@ -139,29 +139,38 @@ pub async fn authenticated_invite(
     user: &str,
     password: &str,
 ) -> Option<String> {
-    use sipbridge::sip::auth::{respond, Challenge};
     let challenge = unauthenticated_invite(sip, to, call_id, rtp_port).await?;
-    let ch = Challenge::parse(&header(&challenge, "Proxy-Authenticate")?).ok()?;
-    let auth = respond(
-        &ch,
-        "INVITE",
-        &invite_uri(to),
-        user,
-        password,
-        "0a4f113b",
-        1,
-    );
-    let second = invite(
-        to,
-        sip.local,
-        call_id,
-        2,
-        &format!("{call_id}-2"),
-        rtp_port,
-        Some(&auth),
-    );
+    let second = answered_invite(&challenge, to, sip.local, call_id, rtp_port, user, password)?;
     sip.send(to, &second).await;
     sip.final_response("INVITE", Duration::from_secs(5)).await
+}
+
+/// The INVITE (CSeq 2) that answers `challenge`, the 407 to our first [`invite`] for
+/// `call_id`, with digest credentials for `user`/`password`; `None` when the 407 carries no
+/// challenge we can read.
+pub fn answered_invite(
+    challenge: &str,
+    to: SocketAddr,
+    local: SocketAddr,
+    call_id: &str,
+    rtp_port: u16,
+    user: &str,
+    password: &str,
+) -> Option<String> {
+    use sipbridge::sip::auth::{respond, Challenge};
+    let ch = Challenge::parse(&header(challenge, "Proxy-Authenticate")?).ok()?;
+    let uri = invite_uri(to);
+    let auth = respond(&ch, "INVITE", &uri, user, password, "0a4f113b", 1);
+    let branch = format!("{call_id}-2");
+    Some(invite(
+        to,
+        local,
+        call_id,
+        2,
+        &branch,
+        rtp_port,
+        Some(&auth),
+    ))
 }
 
 pub fn invite_uri(to: SocketAddr) -> String {
