@@ -38,7 +38,7 @@ async fn tcp_gateway(limits: &str) -> (Gateway, SocketAddr) {
 async fn call(sip: &mut StreamSip, to: SocketAddr, transport: &str, call_id: &str) -> String {
     let rtp = rtp_sink();
     let port = rtp.local_addr().unwrap().port();
-    let ok = call_with(sip, to, transport, call_id, port, &|sdp| sdp).await;
+    let ok = call_with(sip, to, transport, call_id, port, &|sdp| sdp, None).await;
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     ok
 }
@@ -52,9 +52,18 @@ async fn call_with(
     call_id: &str,
     rtp_port: u16,
     sdp: &dyn Fn(String) -> String,
+    contact: Option<SocketAddr>,
 ) -> String {
+    let sip_local = sip.local;
     let shape = |msg: String| {
-        let msg = msg.replace("SIP/2.0/UDP", &format!("SIP/2.0/{transport}"));
+        let mut msg = msg.replace("SIP/2.0/UDP", &format!("SIP/2.0/{transport}"));
+        if let Some(c) = contact {
+            let ours = format!("Contact: <sip:+15551230000@{}>", sip_local);
+            msg = msg.replace(
+                &ours,
+                &format!("Contact: <sip:+15551230000@{c};transport=tcp>"),
+            );
+        }
         let (head, body) = msg.split_once("\r\n\r\n").unwrap();
         let body = sdp(body.to_string());
         let head = head
@@ -170,6 +179,51 @@ async fn a_tcp_call_keeps_every_message_on_its_connection() {
         "{via}"
     );
     sip.send(&ok_for(&bye)).await.unwrap();
+    settled(&gw).await;
+    gw.stop().await;
+}
+
+/// The caller's connection is gone when we hang up: our BYE opens a new connection to the
+/// dialog's next hop (here the caller's Contact, a listener of its own, with
+/// `;transport=tcp`) and goes out on it, Via still TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_bye_opens_a_connection_when_the_dialogs_one_closed() {
+    let (gw, tcp) = tcp_gateway("").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let contact = listener.local_addr().unwrap();
+    let mut sip = StreamSip::tcp(tcp).await;
+    let rtp = rtp_sink();
+    let port = rtp.local_addr().unwrap().port();
+    let ok = call_with(
+        &mut sip,
+        tcp,
+        "TCP",
+        "tcp-reopen",
+        port,
+        &|sdp| sdp,
+        Some(contact),
+    )
+    .await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    in_dialog_request(&mut sip, tcp, "tcp-reopen", &ok, "ACK", "TCP").await;
+    drop(sip);
+    until("the gateway notices the closed connection", || {
+        gw.sip().streams.is_empty()
+    })
+    .await;
+
+    gw.hangup_all();
+    let (socket, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("the gateway connects to the caller's Contact")
+        .unwrap();
+    let mut back = StreamSip::from_tcp(socket);
+    let bye = back.recv_matching(">BYE", WAIT).await.expect("our BYE");
+    assert!(
+        header(&bye, "Via").unwrap().starts_with("SIP/2.0/TCP"),
+        "{bye}"
+    );
+    back.send(&ok_for(&bye)).await.unwrap();
     settled(&gw).await;
     gw.stop().await;
 }
@@ -624,7 +678,7 @@ async fn an_srtp_call_over_tls_echoes_through_both_implementations() {
     let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = media.local_addr().unwrap().port();
     let (ours, inline) = sdes_key();
-    let ok = call_with(&mut sip, tls, "TLS", "srtp-1", port, &savp(&inline)).await;
+    let ok = call_with(&mut sip, tls, "TLS", "srtp-1", port, &savp(&inline), None).await;
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     let body = ok.split_once("\r\n\r\n").unwrap().1;
     let m = body.lines().find(|l| l.starts_with("m=audio")).unwrap();
@@ -700,14 +754,14 @@ async fn srtp_policy_refusals() {
     let (_, inline) = sdes_key();
     let (gw, tcp) = tcp_gateway("").await;
     let mut sip = StreamSip::tcp(tcp).await;
-    let refused = call_with(&mut sip, tcp, "TCP", "srtp-tcp", 9, &savp(&inline)).await;
+    let refused = call_with(&mut sip, tcp, "TCP", "srtp-tcp", 9, &savp(&inline), None).await;
     assert!(refused.starts_with("SIP/2.0 488"), "{refused}");
     gw.stop().await;
 
     let gw = gateway_sip(&tcp_sip(""), "sdes_without_tls = true\n", "", &|_| None).await;
     let tcp = addr(gw.sip().tcp_port.unwrap());
     let mut sip = StreamSip::tcp(tcp).await;
-    let ok = call_with(&mut sip, tcp, "TCP", "srtp-tcp-ok", 9, &savp(&inline)).await;
+    let ok = call_with(&mut sip, tcp, "TCP", "srtp-tcp-ok", 9, &savp(&inline), None).await;
     assert!(
         ok.starts_with("SIP/2.0 200") && ok.contains("a=crypto:1 "),
         "{ok}"
@@ -725,7 +779,7 @@ async fn srtp_policy_refusals() {
     .await;
     let tcp = addr(gw.sip().tcp_port.unwrap());
     let mut sip = StreamSip::tcp(tcp).await;
-    let plain = call_with(&mut sip, tcp, "TCP", "plain", 9, &|sdp| sdp).await;
+    let plain = call_with(&mut sip, tcp, "TCP", "plain", 9, &|sdp| sdp, None).await;
     assert!(plain.starts_with("SIP/2.0 488"), "{plain}");
     gw.stop().await;
 }

@@ -25,6 +25,17 @@ impl StreamSip {
         StreamSip::tcp_from([127, 0, 0, 1], to).await
     }
 
+    /// A connection the gateway opened to us (accepted on a listener of the test's).
+    pub fn from_tcp(socket: TcpStream) -> StreamSip {
+        let local = socket.local_addr().unwrap();
+        StreamSip {
+            io: Box::new(socket),
+            buf: Vec::new(),
+            local,
+            server_cert: None,
+        }
+    }
+
     /// A TCP connection from the loopback address `ip` (a distinct source for the front door).
     pub async fn tcp_from(ip: [u8; 4], to: SocketAddr) -> StreamSip {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
