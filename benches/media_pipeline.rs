@@ -47,7 +47,7 @@ fn pipeline(c: &mut Criterion) {
                 ssrc: 1,
             };
             let n = rtp::write(&h, &payload, &mut packet).unwrap();
-            media.on_datagram(now, remote, &packet[..n]);
+            media.on_datagram(now, remote, &mut packet[..n]);
             while let Some(f) = media.poll_caller_audio(now) {
                 agent.send_audio(&f);
             }

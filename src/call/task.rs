@@ -393,7 +393,7 @@ impl Call {
                 match m.socket.try_recv_from(&mut buf) {
                     Ok((n, src)) => {
                         m.bytes_received += n as u64;
-                        m.session.on_datagram(t, src, &buf[..n]);
+                        m.session.on_datagram(t, src, &mut buf[..n]);
                     }
                     Err(_) => break,
                 }

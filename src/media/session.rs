@@ -22,8 +22,6 @@ use crate::sdp::SrtpKeys;
 const SAMPLES_PER_FRAME: usize = 160;
 /// Room for our largest packet: a G.711 frame, and an SRTP tag after it.
 const MAX_PACKET: usize = rtp::HEADER_LEN + SAMPLES_PER_FRAME + MAX_TAG_LEN;
-/// The largest SRTP packet taken in: decrypted in a buffer on the stack, no allocation.
-const MAX_SRTP_IN: usize = 1500;
 /// An outgoing key press: an update every 20 ms for 100 ms (long enough for any receiver,
 /// short enough for fast dialling), then the end packet three times (RFC 4733 2.5.1.4: the end
 /// is repeated because it is what a receiver must not miss).
@@ -196,8 +194,9 @@ impl MediaSession {
         &self.stats
     }
 
-    /// A datagram arrived on the call's RTP port.
-    pub fn on_datagram(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
+    /// A datagram arrived on the call's RTP port. On an SRTP call it is decrypted in place,
+    /// in the driver's receive buffer: no copy, no allocation.
+    pub fn on_datagram(&mut self, now: Instant, src: SocketAddr, data: &mut [u8]) {
         // RTCP (and SRTCP) is not used: we send none and need none.
         if rtp::is_rtcp(data) {
             return;
@@ -205,14 +204,8 @@ impl MediaSession {
         let Some(srtp) = self.srtp.as_mut() else {
             return self.on_rtp(now, src, data);
         };
-        let mut buf = [0u8; MAX_SRTP_IN];
-        let Some(copy) = buf.get_mut(..data.len()) else {
-            self.counters.ignored += 1;
-            return;
-        };
-        copy.copy_from_slice(data);
-        match srtp.rx.unprotect(copy) {
-            Ok(len) => self.on_rtp(now, src, &buf[..len]),
+        match srtp.rx.unprotect(data) {
+            Ok(len) => self.on_rtp(now, src, &data[..len]),
             Err(e) => {
                 if self.counters.srtp_refused == 0 {
                     tracing::warn!(error = %e, %src, "SRTP packet refused (logged once per call)");

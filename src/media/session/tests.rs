@@ -45,7 +45,7 @@ fn tone_payload(level: i16) -> [u8; 160] {
 fn caller_audio_is_decoded_in_order_without_delay() {
     let t0 = Instant::now();
     let mut m = MediaSession::new(t0, params());
-    m.on_datagram(t0, remote(), &packet(10, 0, &tone_payload(1000)));
+    m.on_datagram(t0, remote(), &mut packet(10, 0, &tone_payload(1000)));
     let f = m
         .poll_caller_audio(t0)
         .expect("in-order frame released at once");
@@ -63,11 +63,11 @@ fn caller_audio_is_decoded_in_order_without_delay() {
 fn a_lost_frame_is_concealed_once_the_gap_deadline_passes() {
     let t0 = Instant::now();
     let mut m = MediaSession::new(t0, params());
-    m.on_datagram(t0, remote(), &packet(1, 0, &tone_payload(2000)));
+    m.on_datagram(t0, remote(), &mut packet(1, 0, &tone_payload(2000)));
     assert!(m.poll_caller_audio(t0).is_some());
     // 2 is lost; 3 arrives and is held until the gap's deadline.
     let t1 = t0 + Duration::from_millis(40);
-    m.on_datagram(t1, remote(), &packet(3, 0, &tone_payload(2000)));
+    m.on_datagram(t1, remote(), &mut packet(3, 0, &tone_payload(2000)));
     assert!(m.poll_caller_audio(t1).is_none());
     let late = t1 + Duration::from_millis(100);
     let concealed = m.poll_caller_audio(late).expect("concealment");
@@ -102,7 +102,7 @@ fn dtmf_comes_out_once_per_press() {
         };
         let mut buf = [0u8; 16];
         let n = rtp::write(&h, &payload, &mut buf).unwrap();
-        m.on_datagram(t0, remote(), &buf[..n]);
+        m.on_datagram(t0, remote(), &mut buf[..n]);
     }
     assert_eq!(m.poll_dtmf(), Some('5'));
     assert_eq!(m.poll_dtmf(), None);
@@ -160,7 +160,7 @@ fn media_timeouts_before_and_after_the_first_packet() {
 
     let mut m = MediaSession::new(t0, params());
     let t1 = t0 + Duration::from_secs(1);
-    m.on_datagram(t1, remote(), &packet(1, 0, &tone_payload(0)));
+    m.on_datagram(t1, remote(), &mut packet(1, 0, &tone_payload(0)));
     assert_eq!(m.timed_out(t1 + Duration::from_secs(14)), None);
     assert_eq!(
         m.timed_out(t1 + Duration::from_secs(15)),
@@ -173,9 +173,9 @@ fn media_timeouts_before_and_after_the_first_packet() {
 fn garbage_and_foreign_payload_types_are_counted_not_fatal() {
     let t0 = Instant::now();
     let mut m = MediaSession::new(t0, params());
-    m.on_datagram(t0, remote(), b"\x00\x01");
-    m.on_datagram(t0, remote(), &packet(1, 18, &[0; 20]));
-    m.on_datagram(t0, remote(), &[0x80, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // RTCP SR
+    m.on_datagram(t0, remote(), &mut [0x00, 0x01]);
+    m.on_datagram(t0, remote(), &mut packet(1, 18, &[0; 20]));
+    m.on_datagram(t0, remote(), &mut [0x80, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // RTCP SR
     assert_eq!(m.counters().ignored, 2);
     assert!(m.poll_caller_audio(t0).is_none());
 }
@@ -291,7 +291,7 @@ fn latching_follows_a_rebound_source_after_three_packets() {
 
     let mut fixed = MediaSession::new(t0, params());
     for seq in 0..5 {
-        fixed.on_datagram(t0, rebound, &packet(seq, 0, &tone_payload(100)));
+        fixed.on_datagram(t0, rebound, &mut packet(seq, 0, &tone_payload(100)));
     }
     assert_eq!(
         send_to(&mut fixed),
@@ -306,18 +306,18 @@ fn latching_follows_a_rebound_source_after_three_packets() {
             ..params()
         },
     );
-    nat.on_datagram(t0, remote(), &packet(1, 0, &tone_payload(100)));
-    nat.on_datagram(t0, stray, &packet(2, 0, &tone_payload(100)));
-    nat.on_datagram(t0, remote(), &packet(3, 0, &tone_payload(100)));
+    nat.on_datagram(t0, remote(), &mut packet(1, 0, &tone_payload(100)));
+    nat.on_datagram(t0, stray, &mut packet(2, 0, &tone_payload(100)));
+    nat.on_datagram(t0, remote(), &mut packet(3, 0, &tone_payload(100)));
     assert_eq!(
         send_to(&mut nat),
         Some(remote()),
         "one stray packet moves nothing"
     );
-    nat.on_datagram(t0, rebound, &packet(4, 0, &tone_payload(100)));
-    nat.on_datagram(t0, rebound, &packet(5, 0, &tone_payload(100)));
+    nat.on_datagram(t0, rebound, &mut packet(4, 0, &tone_payload(100)));
+    nat.on_datagram(t0, rebound, &mut packet(5, 0, &tone_payload(100)));
     assert_eq!(send_to(&mut nat), Some(remote()), "two are not enough");
-    nat.on_datagram(t0, rebound, &packet(6, 0, &tone_payload(100)));
+    nat.on_datagram(t0, rebound, &mut packet(6, 0, &tone_payload(100)));
     assert_eq!(send_to(&mut nat), Some(rebound), "the third moves it");
     assert_eq!(nat.params().remote, Some(rebound));
 }
@@ -343,7 +343,7 @@ fn echo_through(packets: &[(u32, u16, u32, u8)]) -> (Vec<Option<u8>>, MediaCount
                 ssrc,
             };
             let n = rtp::write(&h, &[code; 160], &mut buf).unwrap();
-            m.on_datagram(now, remote(), &buf[..n]);
+            m.on_datagram(now, remote(), &mut buf[..n]);
         }
         while let Some(f) = m.poll_caller_audio(now) {
             queue.push_back(f);
