@@ -104,11 +104,10 @@ struct Call {
     outcome: Option<&'static str>,
     /// Over TCP or TLS: keeps the dialog's connection from closing while it is quiet.
     _hold: Option<Hold>,
-    /// Our SRTP master key, should the caller offer SRTP: one per call, from the OS, the
-    /// same in every answer of the dialog.
-    srtp_key: MasterKey,
-    /// SDES keys may be exchanged: the call came over TLS, or `media.sdes_without_tls`.
-    sdes_ok: bool,
+    /// Our SRTP master key, the same in every answer of the dialog; present only when SRTP
+    /// may be answered (the trunk allows it and SDES keys may cross this signalling: TLS, or
+    /// `media.sdes_without_tls`), so a plain call costs no trip to the OS random source.
+    srtp_key: Option<MasterKey>,
 }
 
 mod media;
@@ -153,6 +152,8 @@ impl Call {
             Uri::host(local_ip.to_string(), shared.sip_port)
         });
         let sdes_ok = transport == Transport::Tls || shared.live().config.media.sdes_without_tls;
+        let srtp_key = (sdes_ok && new.admitted.media_encryption != MediaEncryption::None)
+            .then(MasterKey::random);
         // A call keeps its dialog's connection open while it lasts.
         let hold = shared.sip.streams.hold(new.source);
         let now = Instant::now().into_std();
@@ -186,8 +187,7 @@ impl Call {
             received,
             outcome: None,
             _hold: hold,
-            srtp_key: MasterKey::random(),
-            sdes_ok,
+            srtp_key,
         }
     }
 
@@ -629,11 +629,11 @@ impl Call {
     /// would cross signalling that is not TLS (unless `media.sdes_without_tls`); an error when
     /// the trunk requires SRTP and the signalling cannot carry keys.
     fn encryption(&self) -> Result<Encryption<'_>, &'static str> {
-        match (self.admitted.media_encryption, self.sdes_ok) {
-            (MediaEncryption::None, _) | (MediaEncryption::Allowed, false) => Ok(Encryption::Off),
-            (MediaEncryption::Allowed, true) => Ok(Encryption::Allowed(&self.srtp_key)),
-            (MediaEncryption::Required, true) => Ok(Encryption::Required(&self.srtp_key)),
-            (MediaEncryption::Required, false) => Err(
+        match (self.admitted.media_encryption, &self.srtp_key) {
+            (MediaEncryption::Allowed, Some(key)) => Ok(Encryption::Allowed(key)),
+            (MediaEncryption::Required, Some(key)) => Ok(Encryption::Required(key)),
+            (MediaEncryption::None | MediaEncryption::Allowed, _) => Ok(Encryption::Off),
+            (MediaEncryption::Required, None) => Err(
                 "the trunk requires SRTP (media_encryption = \"required\") and the call did \
                  not come over TLS, so no key can be agreed",
             ),
