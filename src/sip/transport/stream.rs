@@ -79,7 +79,9 @@ struct Entry {
 
 /// A call's claim on its dialog's connection: while it is held the connection is not closed
 /// for being idle (a call can be quiet on SIP for hours).
-pub struct Hold(#[allow(dead_code)] Arc<()>);
+pub struct Hold {
+    _users: Arc<()>,
+}
 
 #[derive(Default)]
 struct Table {
@@ -94,11 +96,20 @@ struct Table {
 /// this the oldest bans here are forgotten (their messages still meet the front door's).
 const MAX_BANNED: usize = 65_536;
 
-/// A connection's place in the table, as its task holds it.
-struct Admitted {
+/// A connection's place in the table, held by its task: dropping it, however the connection
+/// ends (a failed handshake, a close, the task's end), gives the place back.
+struct Connection {
+    streams: Arc<Streams>,
+    peer: Peer,
     id: u64,
     outbox: mpsc::Receiver<Bytes>,
     users: Arc<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.streams.remove(self.peer, self.id);
+    }
 }
 
 /// A socket the connection task can run: plain TCP or TLS over it.
@@ -107,8 +118,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 type Handshake = Pin<Box<dyn Future<Output = io::Result<Box<dyn Stream>>> + Send>>;
 
-/// Wraps a freshly accepted or connected TCP socket into what the connection speaks (TLS
-/// handshakes here). `None` is plain TCP.
+/// Wraps a freshly accepted or connected TCP socket into what the connection speaks: the TLS
+/// handshake, or nothing ([`plain`]).
 pub type Wrap = Arc<dyn Fn(TcpStream) -> Handshake + Send + Sync>;
 
 /// Every stream connection of the gateway.
@@ -155,15 +166,12 @@ impl Streams {
         entry.outbox.try_send(bytes).is_ok()
     }
 
-    /// Whether a connection to `to` is open.
-    pub fn has(&self, to: Peer) -> bool {
-        self.table().conns.contains_key(&to)
-    }
-
     /// Keeps the connection to `to` from closing for idleness while the hold lives.
     pub fn hold(&self, to: Peer) -> Option<Hold> {
         let table = self.table();
-        table.conns.get(&to).map(|e| Hold(Arc::clone(&e.users)))
+        table.conns.get(&to).map(|e| Hold {
+            _users: Arc::clone(&e.users),
+        })
     }
 
     /// Closes every connection (the gateway stops).
@@ -196,7 +204,7 @@ impl Streams {
     }
 
     /// Takes a place in the table for a connection with `peer`, or refuses it over the limits.
-    fn admit(&self, peer: Peer) -> Option<Admitted> {
+    fn admit(self: &Arc<Self>, peer: Peer) -> Option<Connection> {
         let mut table = self.table();
         if let Some(until) = table.banned.get(&peer.ip()).copied() {
             if until > Instant::now() {
@@ -224,7 +232,13 @@ impl Streams {
         } else {
             *table.per_ip.entry(peer.ip()).or_default() += 1;
         }
-        Some(Admitted { id, outbox, users })
+        Some(Connection {
+            streams: Arc::clone(self),
+            peer,
+            id,
+            outbox,
+            users,
+        })
     }
 
     fn remove(&self, peer: Peer, id: u64) {
@@ -255,29 +269,24 @@ impl Streams {
                 }
             };
             let peer = Peer { transport, addr };
-            let Some(admitted) = self.admit(peer) else {
+            let Some(conn) = self.admit(peer) else {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             self.counters.accepted.fetch_add(1, Ordering::Relaxed);
             let _ = socket.set_nodelay(true);
-            let streams = Arc::clone(&self);
-            let wrap = Arc::clone(&wrap);
+            let handshake = tokio::time::timeout(self.limits.message, wrap(socket));
             tokio::spawn(async move {
-                let limit = streams.limits.message;
-                let id = admitted.id;
-                match tokio::time::timeout(limit, wrap(socket)).await {
-                    Ok(Ok(io)) => streams.run(io, peer, admitted).await,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "SIP connection handshake failed");
-                        streams.counters.closed_bad.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "SIP connection handshake timed out");
-                        streams.counters.closed_bad.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                streams.remove(peer, id);
+                let why = match handshake.await {
+                    Ok(Ok(io)) => return conn.run(io).await,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "timed out".to_string(),
+                };
+                tracing::debug!(%peer, why, "SIP connection handshake failed");
+                conn.streams
+                    .counters
+                    .closed_bad
+                    .fetch_add(1, Ordering::Relaxed);
             });
         }
     }
@@ -293,24 +302,20 @@ impl Streams {
         let io = tokio::time::timeout(CONNECT_TIMEOUT, open)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-        let Some(admitted) = self.admit(peer) else {
+        let Some(conn) = self.admit(peer) else {
             return Err(io::Error::other("too many SIP connections"));
         };
-        let streams = Arc::clone(self);
-        let id = admitted.id;
-        tokio::spawn(async move {
-            streams.run(io, peer, admitted).await;
-            streams.remove(peer, id);
-        });
+        tokio::spawn(conn.run(io));
         Ok(())
     }
+}
 
+impl Connection {
     /// One connection's life: read and frame, write what is queued, close on EOF, error,
     /// framing error, timeout, or when the table drops it.
-    async fn run(&self, mut io: Box<dyn Stream>, peer: Peer, admitted: Admitted) {
-        let Admitted {
-            mut outbox, users, ..
-        } = admitted;
+    async fn run(mut self, mut io: Box<dyn Stream>) {
+        let streams = Arc::clone(&self.streams);
+        let peer = self.peer;
         let mut framer = Framer::default();
         let mut buf = vec![0u8; READ_CHUNK];
         let mut last_read = Instant::now();
@@ -318,8 +323,8 @@ impl Streams {
         let mut started: Option<Instant> = None;
         let why = loop {
             let deadline = match started {
-                Some(t) => t + self.limits.message,
-                None => last_read + self.limits.idle,
+                Some(t) => t + streams.limits.message,
+                None => last_read + streams.limits.idle,
             };
             tokio::select! {
                 r = io.read(&mut buf) => {
@@ -330,7 +335,7 @@ impl Streams {
                     };
                     last_read = Instant::now();
                     framer.push(&buf[..n]);
-                    match self.deliver(&mut framer, peer, &mut io).await {
+                    match streams.deliver(&mut framer, peer, &mut io).await {
                         Ok(()) => {}
                         Err(why) => break why,
                     }
@@ -340,7 +345,7 @@ impl Streams {
                         (None, true) => Some(last_read),
                     };
                 }
-                m = outbox.recv() => match m {
+                m = self.outbox.recv() => match m {
                     Some(bytes) => {
                         if io.write_all(&bytes).await.is_err() || io.flush().await.is_err() {
                             break "write error";
@@ -350,11 +355,11 @@ impl Streams {
                 },
                 _ = tokio::time::sleep_until(deadline) => {
                     if started.is_some() {
-                        self.counters.closed_bad.fetch_add(1, Ordering::Relaxed);
+                        streams.counters.closed_bad.fetch_add(1, Ordering::Relaxed);
                         break "message not completed in time";
                     }
                     // This task's and the table's references, and the calls' holds.
-                    if Arc::strong_count(&users) > 2 {
+                    if Arc::strong_count(&self.users) > 2 {
                         last_read = Instant::now();
                         continue;
                     }
@@ -366,7 +371,9 @@ impl Streams {
         // A polite close, bounded: a peer that stopped reading must not hold the task.
         let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
     }
+}
 
+impl Streams {
     /// Hands every whole message in the framer to the SIP loop and answers pings. A framing
     /// error gets its 400 here and closes the connection.
     async fn deliver(
