@@ -144,13 +144,10 @@ impl Shared {
     /// that listener's: a port in `public_addr` is the UDP one.
     pub fn public_host_port(&self, local_ip: IpAddr, transport: Transport) -> String {
         let udp = transport == Transport::Udp;
-        let port = self.sip.port(transport).unwrap_or(self.sip_port);
+        let port = self.sip.stream_port(transport).unwrap_or(self.sip_port);
         match &self.public_addr {
             Some(a) if has_port(a) && udp => a.clone(),
-            Some(a) if has_port(a) => {
-                let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
-                format!("{host}:{port}")
-            }
+            Some(a) if has_port(a) => format!("{}:{port}", host_part(a)),
             Some(a) if a.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{a}]:{port}"),
             Some(a) => format!("{a}:{port}"),
             None => SocketAddr::new(local_ip, port).to_string(),
@@ -167,6 +164,14 @@ impl Shared {
                     .or_else(|| host.parse::<SocketAddr>().ok().map(|a| a.ip()))
             })
             .unwrap_or(local_ip)
+    }
+}
+
+/// `addr` without the port it may carry (an IPv6 address keeps its brackets).
+pub(crate) fn host_part(addr: &str) -> &str {
+    match has_port(addr) {
+        true => addr.rsplit_once(':').map_or(addr, |(host, _)| host),
+        false => addr,
     }
 }
 

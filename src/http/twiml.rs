@@ -21,7 +21,7 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use crate::call::{has_port, Shared};
+use crate::call::{has_port, host_part, Shared};
 use crate::config::{normalize_number, Config, MediaEncryption};
 use crate::sip::transport::Transport;
 
@@ -216,10 +216,7 @@ fn edge_for<'a>(configured: Option<&'a str>, user: &str) -> Option<&'a str> {
 /// listener's (a port in `public_addr` is the UDP one), left out when it is 5061.
 fn sip_host(public_addr: &str, sip_port: u16, transport: Transport) -> String {
     if transport == Transport::Tls {
-        let host = match has_port(public_addr) {
-            true => public_addr.rsplit_once(':').map_or(public_addr, |(h, _)| h),
-            false => public_addr,
-        };
+        let host = host_part(public_addr);
         let host = host.trim_start_matches('[').trim_end_matches(']');
         return with_port(host, sip_port, 5061);
     }

@@ -50,13 +50,10 @@ impl Transport {
     }
 }
 
+/// Lower case, as in a URI's `transport=` parameter.
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        })
+        f.write_str(self.uri_param().unwrap_or("udp"))
     }
 }
 
@@ -227,10 +224,10 @@ impl SipTransport {
         }
     }
 
-    /// The port our listener for `transport` is on.
-    pub fn port(&self, transport: Transport) -> Option<u16> {
+    /// The port our TCP or TLS listener is on (`None` for UDP, whose port the caller has).
+    pub fn stream_port(&self, transport: Transport) -> Option<u16> {
         match transport {
-            Transport::Udp => self.udp.local_addr().ok().map(|a| a.port()),
+            Transport::Udp => None,
             Transport::Tcp => self.tcp_port,
             Transport::Tls => self.tls_port,
         }

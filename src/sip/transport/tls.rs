@@ -5,7 +5,6 @@
 //! Policy: rustls with `ring`, TLS 1.2 and 1.3, its default suites only (ECDHE key exchange,
 //! AES-GCM and ChaCha20-Poly1305; no CBC, no RSA key exchange, no renegotiation).
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -154,9 +153,7 @@ pub fn client_config(files: &TlsFiles) -> Result<ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(ca) = &files.client_ca {
-        for cert in certs(TlsFile::ClientCa, ca)? {
-            roots.add(cert).map_err(|e| err(TlsFile::ClientCa, ca, e))?;
-        }
+        roots.roots.extend(self::roots(ca)?.roots);
     }
     Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -175,10 +172,7 @@ pub fn connector(config: Arc<ClientConfig>, host: &str) -> Result<Wrap, String> 
         let connector = connector.clone();
         let name = name.clone();
         Box::pin(async move {
-            let tls = connector
-                .connect(name, socket)
-                .await
-                .map_err(|e| io::Error::new(e.kind(), e))?;
+            let tls = connector.connect(name, socket).await?;
             Ok(Box::new(tls) as Box<dyn Stream>)
         })
     }))
