@@ -14,7 +14,7 @@ mod tests;
 
 use std::net::IpAddr;
 
-pub(crate) use negotiate::usable_crypto;
+pub(crate) use negotiate::{crypto_attribute, usable_crypto};
 pub use negotiate::{negotiate, negotiate_with, Encryption, LocalMedia, Negotiated, SrtpKeys};
 
 /// The G.711 codecs the gateway speaks.

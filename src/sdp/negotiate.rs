@@ -211,6 +211,15 @@ fn choose(m: &MediaSection, encryption: Encryption<'_>) -> Option<Choice> {
     })
 }
 
+/// The `a=crypto` line (RFC 4568) that gives `key` for `suite` under `tag`, CRLF ended.
+pub(crate) fn crypto_attribute(tag: u32, suite: Suite, key: &MasterKey) -> String {
+    format!(
+        "a=crypto:{tag} {} inline:{}\r\n",
+        suite.name(),
+        key.to_inline()
+    )
+}
+
 /// An `a=crypto` line we can take: a suite we have, one `inline:` key with at most a
 /// lifetime (an MKI would put an identifier in every packet, which no trunk we know of uses),
 /// and no session parameters (unencrypted or unauthenticated SRTP, other derivation rates).
@@ -274,13 +283,7 @@ fn write_answer(
             direction.attr()
         );
         if let Some(k) = &choice.srtp {
-            let _ = write!(
-                s,
-                "a=crypto:{} {} inline:{}\r\n",
-                k.tag,
-                k.suite.name(),
-                k.local.to_inline()
-            );
+            s.push_str(&crypto_attribute(k.tag, k.suite, &k.local));
         }
     }
     s

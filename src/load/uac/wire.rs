@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::codec::g711::Law;
 use crate::media::srtp::{MasterKey, Suite};
-use crate::sdp::{usable_crypto, Codec, SessionDescription, SrtpKeys};
+use crate::sdp::{crypto_attribute, usable_crypto, Codec, SessionDescription, SrtpKeys};
 use crate::sip::message::NameAddr;
 use crate::sip::uri::Uri;
 
@@ -37,11 +37,7 @@ pub fn sdp_offer(
         },
     );
     if let Some(key) = srtp {
-        s.push_str(&format!(
-            "a=crypto:1 {} inline:{}\r\n",
-            Suite::AesCm128HmacSha1_80.name(),
-            key.to_inline()
-        ));
+        s.push_str(&crypto_attribute(1, Suite::AesCm128HmacSha1_80, key));
     }
     for (pt, name) in fmts {
         s.push_str(&format!("a=rtpmap:{pt} {name}/8000\r\n"));
