@@ -58,6 +58,10 @@ pub struct Framer {
     buf: BytesMut,
     /// The current message's header length and body length, once its header section is in.
     pending: Option<(usize, usize)>,
+    /// How much of `buf` has been searched for the end of the header section without finding
+    /// it: the next search starts there (less the three bytes a split CRLFCRLF may have), so a
+    /// header trickled in byte by byte costs one pass, not one pass per byte.
+    searched: usize,
 }
 
 impl Framer {
@@ -66,9 +70,10 @@ impl Framer {
     }
 
     /// True when part of a message has arrived and the rest has not: the connection's
-    /// "message must complete in time" clock runs only then.
+    /// "message must complete in time" clock runs only then. Meant once [`Framer::next_frame`]
+    /// has returned `Ok(None)`: what is left then is a message's start, or the start of a ping.
     pub fn is_mid_message(&self) -> bool {
-        self.pending.is_some() || self.buf.iter().any(|&b| b != b'\r' && b != b'\n')
+        self.pending.is_some() || !b"\r\n\r\n".starts_with(&self.buf)
     }
 
     /// Bytes held, for the memory accounting of tests.
@@ -90,15 +95,19 @@ impl Framer {
                 // Nothing yet, or maybe the start of a ping: wait for the rest.
                 return Ok(None);
             }
-            // Stray line ends before a message.
+            // Stray line ends before a message (only ever before its first byte, so nothing
+            // searched yet is skipped).
             self.buf.advance(blank);
-            let Some(end) = memchr::memmem::find(&self.buf, b"\r\n\r\n") else {
+            let from = self.searched.saturating_sub(3);
+            let Some(end) = memchr::memmem::find(&self.buf[from..], b"\r\n\r\n") else {
                 if self.buf.len() > MAX_HEADER {
                     return Err(FrameError::HeaderTooLong);
                 }
+                self.searched = self.buf.len();
                 return Ok(None);
             };
-            let head_len = end + 4;
+            self.searched = 0;
+            let head_len = from + end + 4;
             if head_len > MAX_HEADER {
                 return Err(FrameError::HeaderTooLong);
             }
