@@ -316,18 +316,14 @@ impl SrtpSender {
             return Err(SrtpError::TooShort);
         }
 
-        let index = match self.stream {
-            Some((current, highest)) if current == ssrc => estimate_index(highest, seq),
-            _ => u64::from(seq),
-        };
+        let highest = self
+            .stream
+            .and_then(|(current, highest)| (current == ssrc).then_some(highest));
+        let index = highest.map_or(u64::from(seq), |h| estimate_index(h, seq));
         self.keys.crypt(ssrc, index, &mut buf[offset..len]);
         let tag = self.keys.tag(&buf[..len], (index >> 16) as u32);
         buf[len..end].copy_from_slice(&tag[..self.keys.tag_len]);
-
-        self.stream = match self.stream {
-            Some((current, highest)) if current == ssrc => Some((ssrc, highest.max(index))),
-            _ => Some((ssrc, index)),
-        };
+        self.stream = Some((ssrc, highest.map_or(index, |h| h.max(index))));
         Ok(end)
     }
 }

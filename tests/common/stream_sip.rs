@@ -40,14 +40,7 @@ impl StreamSip {
     pub async fn tcp_from(ip: [u8; 4], to: SocketAddr) -> StreamSip {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind(SocketAddr::from((ip, 0))).unwrap();
-        let socket = socket.connect(to).await.unwrap();
-        let local = socket.local_addr().unwrap();
-        StreamSip {
-            io: Box::new(socket),
-            buf: Vec::new(),
-            local,
-            server_cert: None,
-        }
+        StreamSip::from_tcp(socket.connect(to).await.unwrap())
     }
 
     /// A TLS connection checked against `config`'s roots for the name `127.0.0.1`.
