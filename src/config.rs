@@ -76,6 +76,8 @@ pub struct MediaSettings {
     /// Accept SDES-SRTP keys (RFC 4568) in SDP that came over signalling other than TLS,
     /// where anyone on the path can read them. Off: such an offer gets 488.
     pub sdes_without_tls: bool,
+    /// Media reactor threads (each runs the RTP of its share of the calls).
+    pub reactors: usize,
 }
 
 #[derive(Clone)]
@@ -464,6 +466,7 @@ pub fn embedded_default() -> Config {
             public_ip: None,
             media_timeout: Duration::from_secs(15),
             initial_media_timeout: Duration::from_secs(30),
+            reactors: crate::engine::default_reactors(),
             sdes_without_tls: false,
         },
         http: HttpSettings {
@@ -640,6 +643,7 @@ mod raw {
         pub initial_media_timeout_secs: Option<Spanned<u64>>,
         #[serde(default)]
         pub sdes_without_tls: bool,
+        pub reactors: Option<Spanned<u64>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -779,6 +783,16 @@ fn resolve(raw: raw::File, ctx: &mut Ctx<'_>, env: &dyn Fn(&str) -> Option<Strin
     let key = "media.initial_media_timeout_secs";
     if let Some(t) = ctx.positive_secs(&raw.media.initial_media_timeout_secs, key) {
         config.media.initial_media_timeout = t;
+    }
+    if let Some(v) = &raw.media.reactors {
+        match *v.get_ref() {
+            n @ 1..=256 => config.media.reactors = n as usize,
+            _ => ctx.problem(
+                v.span(),
+                "media.reactors",
+                "must be between 1 and 256 (leave it out for one per core but one)",
+            ),
+        }
     }
 
     // [http]

@@ -2,7 +2,7 @@
 //!
 //! The call's path through the tree (see docs/architecture.md):
 //! `sip::transport` -> `sip::message` -> `sip::transaction` -> `sip::dialog` -> `routing` ->
-//! `call` -> `media` / `codec` -> `agent`.
+//! `call` -> `engine` (the media reactors) -> `media` / `codec` -> `agent`.
 //!
 //! Protocol logic lives in sans-IO cores that take bytes, events and an `Instant` and return
 //! bytes, events and the next deadline; sockets and timers live only in the drivers.
@@ -11,6 +11,7 @@ pub mod agent;
 pub mod call;
 pub mod codec;
 pub mod config;
+pub mod engine;
 pub mod http;
 pub mod load;
 pub mod media;

@@ -17,6 +17,7 @@ use super::registry::Registry;
 use super::task::{self, CallInput, CallNotice};
 use super::{build_agents, AgentMap, BanRequest, Live, Shared};
 use crate::config::{Config, Route, Trunk};
+use crate::engine::{Engine, Sinks};
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
 use crate::routing::Router;
@@ -174,6 +175,13 @@ impl Gateway {
         let http_addr = http_listener.local_addr()?;
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
         let (bans_tx, bans_rx) = mpsc::unbounded_channel();
+        let registry = Arc::new(Registry::new());
+        let metrics = Arc::new(Metrics::new());
+        let sinks = Sinks {
+            registry: Arc::clone(&registry),
+            metrics: Arc::clone(&metrics),
+        };
+        let engine = Engine::start(config.media.reactors, sinks)?;
         let shared = Arc::new(Shared {
             sip: sip.clone(),
             sip_port: sip_addr.port(),
@@ -190,8 +198,9 @@ impl Gateway {
                 config: Arc::new(config.clone()),
                 agents: Arc::new(with_own(build_agents(config), &own_agents)),
             })),
-            registry: Registry::new(),
-            metrics: Metrics::new(),
+            registry,
+            metrics,
+            engine,
             draining: Default::default(),
             bans: bans_tx,
         });

@@ -22,6 +22,7 @@ use crate::agent::openai::OpenaiAgent;
 use crate::agent::stream::StreamAgent;
 use crate::agent::Agent;
 use crate::config::{AgentSpec, Config};
+use crate::engine::Engine;
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
 use crate::sip::guard::Ban;
@@ -57,8 +58,10 @@ pub struct Shared {
     /// Local address per caller address, found once: which interface reaches the caller.
     route_cache: Mutex<HashMap<IpAddr, IpAddr>>,
     live: RwLock<Arc<Live>>,
-    pub registry: Registry,
-    pub metrics: Metrics,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    /// The media reactors answered calls hand their RTP to.
+    pub engine: Engine,
     draining: AtomicBool,
     /// Questions about bans for the SIP loop, which owns them (the admin API's).
     bans: mpsc::UnboundedSender<BanRequest>,

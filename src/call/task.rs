@@ -1,9 +1,10 @@
-//! The task that runs one call: it owns the call's SIP core, its RTP socket and media session,
-//! and its agent session, and drives them from one `select!` loop. Nothing else touches them.
+//! The task that runs one call's SIP: it owns the call's SIP core from the INVITE to the last
+//! retransmission. It sets the media up (SDP, RTP port, agent session), hands it to a media
+//! reactor once answered, and takes it back at the end; meanwhile it handles SIP and the
+//! reactor's hang-up decisions.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
@@ -16,9 +17,10 @@ use crate::call::dispatch::NewCall;
 use crate::call::registry::{rfc3339, AgentRef, CallRecord, CallState, RtpStats, Timings};
 use crate::call::Shared;
 use crate::config::MediaEncryption;
+use crate::engine::{CallHandle, Hangup, MediaCall, Sinks};
+use crate::media::ports::PortLease;
 use crate::media::session::{MediaParams, MediaSession};
 use crate::media::srtp::MasterKey;
-use crate::metrics::RtpDelta;
 use crate::routing::Admitted;
 use crate::sdp::{self, Encryption, LocalMedia, Negotiated, SessionDescription};
 use crate::sip::message::{HeaderName, Message, Method};
@@ -26,12 +28,6 @@ use crate::sip::transport::stream::Hold;
 use crate::sip::transport::{Peer, Transport};
 use crate::sip::uri::{Scheme, Uri};
 use crate::timer::{now, sleep_until_opt};
-
-/// RTP datagrams read in one pass of a call's loop before it looks at SIP and timers again.
-const MAX_READS_PER_PASS: usize = 16;
-
-/// How often an answered call publishes its RTP figures (registry and metrics).
-const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// What the gateway hands a call task.
 #[derive(Debug)]
@@ -91,7 +87,7 @@ struct Call {
     /// Who called whom, through which trunk, for which agent (decided by routing).
     admitted: Admitted,
     local_ip: IpAddr,
-    media: Option<ActiveMedia>,
+    media: Option<MediaLeg>,
     ended_notified: bool,
     settled_notified: bool,
     /// Our BYE is out and has no final response yet.
@@ -110,8 +106,19 @@ struct Call {
     srtp_key: Option<MasterKey>,
 }
 
-mod media;
-use media::ActiveMedia;
+/// An answered call's media, as its task sees it: running in a reactor, plus what SDP needs.
+struct MediaLeg {
+    handle: CallHandle,
+    hangups: mpsc::UnboundedReceiver<Hangup>,
+    /// What the reactor's session was last given (a re-answer starts from it).
+    params: MediaParams,
+    _lease: PortLease,
+    port: u16,
+    /// The SDP answer's `o=` version, bumped on every re-answer (RFC 3264 8).
+    sdp_version: u64,
+    sdp_session: u64,
+    media_ip: IpAddr,
+}
 
 impl Call {
     fn start(shared: &Shared, new: NewCall, inbox: SipInbox, sid: &str) -> Call {
@@ -201,8 +208,8 @@ impl Call {
     }
 
     /// Negotiates SDP, binds the RTP port and connects the agent, handling SIP meanwhile (a
-    /// CANCEL can arrive while the agent connects). Returns the answered call's media.
-    async fn setup(&mut self, shared: &Shared, sid: String) -> Option<ActiveMedia> {
+    /// CANCEL can arrive while the agent connects). Returns the answered call's media, running.
+    async fn setup(&mut self, shared: &Shared, sid: String) -> Option<MediaLeg> {
         let offer = match parse_offer(&self.core.invite().body) {
             Some(Ok(offer)) => offer,
             Some(Err(e)) => {
@@ -363,93 +370,28 @@ impl Call {
         });
         let mut session = session;
         session.send_event(CallerEvent::Answered);
-        Some(ActiveMedia {
-            socket,
-            // The send clock starts with the answer.
-            session: MediaSession::new(now(), params),
+        let port = lease.port();
+        // The send clock starts with the answer.
+        let media = MediaSession::new(now(), params.clone());
+        let (call, hangups) = MediaCall::new(socket, media, session, self.call_id.clone(), kind);
+        Some(MediaLeg {
+            handle: shared.engine.add(call),
+            hangups,
+            params,
             _lease: lease,
-            agent: session,
+            port,
             sdp_version: 1,
             sdp_session,
             media_ip: local.ip,
-            kind,
-            bytes_sent: 0,
-            bytes_received: 0,
-            reported: RtpDelta::default(),
-            next_report: connected + REPORT_EVERY,
-            agent_ended: false,
         })
     }
 
+    /// The answered call: SIP here, media in the reactor, until the call ends.
     async fn media_loop(&mut self, shared: &Shared) {
-        let mut buf = [0u8; 2048];
         loop {
-            let t = now();
             let Some(m) = self.media.as_mut() else { return };
-            // Read what the socket holds here, not in the select below: one pass of this loop
-            // per packet instead of two, and the read that finds the socket empty is what
-            // re-arms its readiness. Bounded so a flood cannot starve SIP.
-            for _ in 0..MAX_READS_PER_PASS {
-                match m.socket.try_recv_from(&mut buf) {
-                    Ok((n, src)) => {
-                        m.bytes_received += n as u64;
-                        m.session.on_datagram(t, src, &mut buf[..n]);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let tick = Instant::from_std(t);
-            if tick >= m.next_report {
-                m.report(shared, &self.call_id, tick);
-            }
-            // Caller -> agent.
-            while let Some(frame) = m.session.poll_caller_audio(t) {
-                m.agent.send_audio(&frame);
-            }
-            if let Some(d) = m.session.poll_dtmf() {
-                tracing::info!(digit = %d, "DTMF from caller");
-                m.agent.send_event(CallerEvent::Dtmf(d));
-            }
-            // Agent -> caller: everything the agent has ready, audio only while a slot is open.
-            let mut hangup = None;
-            while hangup.is_none() {
-                let want = m.session.slot_open(t);
-                let out =
-                    std::future::poll_fn(|cx| Poll::Ready(m.agent.poll_output(cx, want))).await;
-                match out {
-                    Poll::Ready(out) => {
-                        hangup = m.on_agent_output(t, out, shared, &self.call_id);
-                    }
-                    Poll::Pending => break,
-                }
-            }
-            if let Some((to, pkt)) = m.session.handle_timeout(t) {
-                media::send_rtp(&m.socket, &mut m.bytes_sent, to, pkt);
-            }
-            if let Some(timeout) = m.session.timed_out(t) {
-                tracing::warn!(?timeout, "media timeout; hanging up");
-                self.hang_up(t, "media timeout", "media_timeout");
-            } else if let Some((reason, outcome)) = hangup {
-                tracing::info!(%reason, "agent hung up");
-                self.hang_up(t, &reason, outcome);
-            }
-            self.flush(shared).await;
-            if self.drain_events(shared).await {
-                return;
-            }
-            let Some(m) = self.media.as_mut() else { return };
-            let mut wake = Instant::from_std(m.session.poll_timeout(m.agent.audio_queued()));
-            if let Some(sip) = self.core.poll_timeout() {
-                wake = wake.min(Instant::from_std(sip));
-            }
-            let want = m.session.slot_open(t);
-            let ActiveMedia { socket, agent, .. } = m;
-            let mut agent_out = None;
-            // Biased, RTP first: on the 50-per-second media wake-up only the socket's readiness
-            // is looked at, not the SIP inbox and the agent (whose polls showed in profiles).
+            let deadline = self.core.poll_timeout().map(Instant::from_std);
             tokio::select! {
-                biased;
-                _ = socket.readable() => {}
                 msg = self.inbox.recv() => match msg {
                     Some(CallInput::Sip(msg, src)) => self.core.handle_message(now(), msg, src),
                     Some(CallInput::Hangup) => {
@@ -458,20 +400,19 @@ impl Call {
                     }
                     None => return,
                 },
-                out = std::future::poll_fn(|cx| agent.poll_output(cx, want)) => agent_out = Some(out),
-                _ = tokio::time::sleep_until(wake) => {}
+                h = m.hangups.recv() => match h {
+                    Some(Hangup { reason, outcome }) => self.hang_up(now(), &reason, outcome),
+                    None => {
+                        // The reactor dropped the call: only an engine shutting down does.
+                        tracing::error!("media reactor gone; hanging up");
+                        self.hang_up(now(), "media engine stopped", "other");
+                    }
+                },
+                _ = sleep_until_opt(deadline) => self.core.handle_timeout(now()),
             }
-            let hangup = match (agent_out, self.media.as_mut()) {
-                (Some(out), Some(m)) => m.on_agent_output(now(), out, shared, &self.call_id),
-                _ => None,
-            };
-            if let Some((reason, outcome)) = hangup {
-                tracing::info!(%reason, "agent hung up");
-                self.hang_up(now(), &reason, outcome);
-            }
-            let t = now();
-            if self.core.poll_timeout().is_some_and(|d| d <= t) {
-                self.core.handle_timeout(t);
+            self.flush(shared).await;
+            if self.drain_events(shared).await {
+                return;
             }
         }
     }
@@ -499,21 +440,25 @@ impl Call {
         let Some(reason) = ended else {
             return false;
         };
-        if let Some(mut m) = self.media.take() {
-            m.agent.send_event(CallerEvent::Hangup);
-            m.report(shared, &self.call_id, Instant::now());
-            let rtp = m.rtp_stats();
-            shared.metrics.call_jitter_ms(rtp.jitter_ms);
-            tracing::info!(
-                sent = rtp.packets_sent,
-                received = rtp.packets_received,
-                concealed = rtp.concealed,
-                late = rtp.late,
-                duplicates = rtp.duplicates,
-                lost = rtp.lost,
-                jitter_ms = rtp.jitter_ms,
-                "media stopped"
-            );
+        if let Some(m) = self.media.take() {
+            if let Some(call) = m.handle.take_back().await {
+                let sinks = Sinks {
+                    registry: Arc::clone(&shared.registry),
+                    metrics: Arc::clone(&shared.metrics),
+                };
+                let rtp = call.close(&sinks);
+                shared.metrics.call_jitter_ms(rtp.jitter_ms);
+                tracing::info!(
+                    sent = rtp.packets_sent,
+                    received = rtp.packets_received,
+                    concealed = rtp.concealed,
+                    late = rtp.late,
+                    duplicates = rtp.duplicates,
+                    lost = rtp.lost,
+                    jitter_ms = rtp.jitter_ms,
+                    "media stopped"
+                );
+            }
         }
         match reason {
             EndReason::Rejected(code) => shared.metrics.invite_response(code),
@@ -595,7 +540,7 @@ impl Call {
         m.sdp_version += 1;
         let local = LocalMedia {
             ip: m.media_ip,
-            port: m.socket.local_addr().map(|a| a.port()).unwrap_or(0),
+            port: m.port,
             session_id: m.sdp_session,
             session_version: m.sdp_version,
             ptime_ms: 20,
@@ -610,10 +555,11 @@ impl Call {
                 if let Some(m) = self.media.as_mut() {
                     // The stream carries on: same socket, SSRC and timers, new far end and
                     // codec (and SRTP keys, if the caller changed its own).
-                    let old = m.session.params();
+                    let old = &m.params;
                     let mut params = media_params(&n, old.media_timeout, old.initial_media_timeout);
                     params.latch = old.latch;
-                    m.session.update(params);
+                    m.params = params.clone();
+                    m.handle.update(params);
                 }
                 self.core.answer_reinvite(now(), Ok(n.answer));
             }

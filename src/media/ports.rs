@@ -56,16 +56,14 @@ impl PortPool {
 
     /// Binds a UDP socket on the next free port of the range; ports that another process holds
     /// are skipped (and go back to the pool for later).
-    pub fn bind(self: &Arc<Self>, ip: IpAddr) -> Option<(tokio::net::UdpSocket, PortLease)> {
+    /// The socket is non-blocking, for a media reactor's epoll set.
+    pub fn bind(self: &Arc<Self>, ip: IpAddr) -> Option<(std::net::UdpSocket, PortLease)> {
         for _ in 0..64 {
             let lease = self.take()?;
             let addr = SocketAddr::new(ip, lease.port());
             match std::net::UdpSocket::bind(addr) {
                 Ok(s) => {
-                    if s.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    if let Ok(s) = tokio::net::UdpSocket::from_std(s) {
+                    if s.set_nonblocking(true).is_ok() {
                         return Some((s, lease));
                     }
                 }

@@ -10,9 +10,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::agent::AudioFrame;
 use crate::codec::g711::{self, Law};
 use crate::media::dtmf::{self, DtmfDecoder};
+use crate::media::frame::AudioFrame;
 use crate::media::jitter::{JitterBuffer, JitterConfig, Playout};
 use crate::media::pacer::Pacer;
 use crate::media::rtp::{self, RecvStats, RtpHeader};

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use base64::Engine;
 
-use crate::agent::AudioFrame;
 use crate::codec::resample::Resampler;
 use crate::codec::wav;
+use crate::media::frame::AudioFrame;
 
 use super::protocol::AudioOutput;
 

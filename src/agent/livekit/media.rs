@@ -11,8 +11,8 @@
 
 use std::collections::VecDeque;
 
-use crate::agent::AudioFrame;
 use crate::codec::opus::{self, EncoderSettings, OpusDecoder, OpusEncoder, OpusError, MAX_PACKET};
+use crate::media::frame::AudioFrame;
 
 const PHONE_RATE: u32 = 8_000;
 const PHONE_FRAME: usize = opus::frame_len(PHONE_RATE);

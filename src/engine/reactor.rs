@@ -1,0 +1,387 @@
+//! One media reactor: a thread that owns the RTP sockets of its calls and runs their media
+//! sessions and agents from a level-triggered epoll wait and a timer wheel. No task, waker or
+//! channel per packet: a readable socket is read once, its call serviced, and the reply sent,
+//! all on this thread.
+//!
+//! Other threads reach a reactor only through its [`Inbox`]: commands (take a call, change
+//! its media, give it back, stop) and agent wake-ups, each followed by a write to an eventfd
+//! when the reactor is not already signalled.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::call::{add_delta, MediaCall, Sinks};
+use super::epoll::{Epoll, EventFd, Ready};
+use super::wheel::{Entry, Wheel};
+use crate::media::session::MediaParams;
+use crate::metrics::RtpDelta;
+
+/// How often every call's RTP figures are published (registry and metrics).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// Readiness events taken per wait.
+const BATCH: usize = 256;
+/// The eventfd's token; call tokens carry a slot index below 2^32.
+const WAKE_TOKEN: u64 = u64::MAX;
+/// Times one call is serviced again in a pass because its agent woke it while it was being
+/// serviced; an agent that keeps waking itself is left for the next pass.
+const MAX_REPOLLS: usize = 4;
+
+pub enum Command {
+    Add {
+        key: u64,
+        call: Box<MediaCall>,
+    },
+    /// A re-INVITE changed the far end, direction, codec or keys.
+    Update {
+        key: u64,
+        params: MediaParams,
+    },
+    /// Give the call back to its task (teardown).
+    Remove {
+        key: u64,
+        reply: oneshot::Sender<Box<MediaCall>>,
+    },
+    Stop,
+}
+
+#[derive(Default)]
+struct Queued {
+    commands: Vec<Command>,
+    /// Tokens of calls whose agent woke them.
+    woken: Vec<u64>,
+}
+
+/// The way into a reactor from other threads.
+pub struct Inbox {
+    queued: Mutex<Queued>,
+    /// The eventfd was written and the reactor has not yet looked: more writes are not needed.
+    signalled: AtomicBool,
+    eventfd: EventFd,
+    /// Calls this reactor runs, for placing new calls on the least loaded one.
+    pub calls: AtomicUsize,
+}
+
+impl Inbox {
+    pub fn new() -> std::io::Result<Inbox> {
+        Ok(Inbox {
+            queued: Mutex::new(Queued::default()),
+            signalled: AtomicBool::new(false),
+            eventfd: EventFd::new()?,
+            calls: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn command(&self, c: Command) {
+        self.push(|q| q.commands.push(c));
+    }
+
+    fn push(&self, f: impl FnOnce(&mut Queued)) {
+        match self.queued.lock() {
+            Ok(mut q) => f(&mut q),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+        if !self.signalled.swap(true, SeqCst) {
+            self.eventfd.signal();
+        }
+    }
+
+    fn take(&self, into: &mut Queued) {
+        // Cleared before the queue is read: a push after this point signals again.
+        self.signalled.store(false, SeqCst);
+        self.eventfd.drain();
+        let mut q = match self.queued.lock() {
+            Ok(q) => q,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        std::mem::swap(&mut *q, into);
+    }
+}
+
+/// A call's waker. While the reactor services the call, a wake only asks for one more poll in
+/// the same pass (the echo agent wakes as it takes every frame: that must not cost an eventfd
+/// write per packet); otherwise it queues the call on the inbox.
+struct CallWake {
+    token: u64,
+    inbox: Arc<Inbox>,
+    in_service: AtomicBool,
+    again: AtomicBool,
+    queued: AtomicBool,
+}
+
+impl Wake for CallWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.in_service.load(SeqCst) {
+            self.again.store(true, SeqCst);
+            // Looked at again: if the service ended meanwhile, it may have missed `again`.
+            if self.in_service.load(SeqCst) {
+                return;
+            }
+        }
+        if !self.queued.swap(true, SeqCst) {
+            self.inbox.push(|q| q.woken.push(self.token));
+        }
+    }
+}
+
+struct Slot {
+    generation: u32,
+    call: Option<Running>,
+}
+
+struct Running {
+    /// The call's span, entered while the call is serviced.
+    span: tracing::Span,
+    /// False when the epoll set refused the socket.
+    watched: bool,
+    call: Box<MediaCall>,
+    wake: Arc<CallWake>,
+    waker: Waker,
+    /// The deadline last put on the wheel; an expired entry that differs is stale.
+    scheduled: Option<Instant>,
+}
+
+pub struct Reactor {
+    epoll: Epoll,
+    inbox: Arc<Inbox>,
+    sinks: Sinks,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    keys: HashMap<u64, u32>,
+    wheel: Wheel,
+    next_report: Instant,
+    buf: Box<[u8; 2048]>,
+}
+
+fn token(index: u32, generation: u32) -> u64 {
+    (generation as u64) << 32 | index as u64
+}
+
+impl Reactor {
+    pub fn new(inbox: Arc<Inbox>, sinks: Sinks) -> std::io::Result<Reactor> {
+        let epoll = Epoll::new(BATCH)?;
+        epoll.add(inbox.eventfd.raw(), WAKE_TOKEN)?;
+        let now = Instant::now();
+        Ok(Reactor {
+            epoll,
+            inbox,
+            sinks,
+            slots: Vec::new(),
+            free: Vec::new(),
+            keys: HashMap::new(),
+            wheel: Wheel::new(now),
+            next_report: now + REPORT_EVERY,
+            buf: Box::new([0; 2048]),
+        })
+    }
+
+    /// Runs until told to stop (or the epoll set fails, which only a kernel out of memory does).
+    pub fn run(mut self) {
+        let mut ready = Vec::with_capacity(BATCH);
+        let mut expired = Vec::new();
+        let mut queued = Queued::default();
+        loop {
+            let now = Instant::now();
+            let wake_at = self
+                .wheel
+                .next_deadline()
+                .map_or(self.next_report, |d| d.min(self.next_report));
+            ready.clear();
+            if let Err(e) = self
+                .epoll
+                .wait(Some(wake_at.saturating_duration_since(now)), &mut ready)
+            {
+                tracing::error!(error = %e, "media reactor: epoll wait failed; stopping");
+                return;
+            }
+            let now = Instant::now();
+            for r in &ready {
+                if r.token == WAKE_TOKEN {
+                    self.inbox.take(&mut queued);
+                    if self.apply(now, &mut queued) {
+                        return;
+                    }
+                } else {
+                    self.readable(now, *r);
+                }
+            }
+            expired.clear();
+            self.wheel.expire(now, &mut expired);
+            for e in &expired {
+                self.timer(now, *e);
+            }
+            if now >= self.next_report {
+                self.report();
+                self.next_report = now + REPORT_EVERY;
+            }
+        }
+    }
+
+    /// Commands and agent wake-ups from other threads; true on Stop.
+    fn apply(&mut self, now: Instant, q: &mut Queued) -> bool {
+        let mut stop = false;
+        for c in q.commands.drain(..) {
+            match c {
+                Command::Add { key, call } => self.add(now, key, call),
+                Command::Update { key, params } => {
+                    if let Some(i) = self.keys.get(&key).copied() {
+                        if let Some(r) = self.slots[i as usize].call.as_mut() {
+                            r.call.session.update(params);
+                        }
+                        self.service(now, i);
+                    }
+                }
+                Command::Remove { key, reply } => {
+                    if let Some(call) = self.remove(key) {
+                        // The call task may have gone (aborted): the call is then dropped here.
+                        let _ = reply.send(call);
+                    }
+                }
+                Command::Stop => stop = true,
+            }
+        }
+        for t in std::mem::take(&mut q.woken) {
+            if let Some(i) = self.live(t) {
+                if let Some(r) = self.slots[i as usize].call.as_ref() {
+                    r.wake.queued.store(false, SeqCst);
+                }
+                self.service(now, i);
+            }
+        }
+        stop
+    }
+
+    fn add(&mut self, now: Instant, key: u64, call: Box<MediaCall>) {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    call: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let token = token(index, self.slots[index as usize].generation);
+        let mut running = self.running(token, call);
+        if let Err(e) = self.epoll.add(running.call.socket().as_raw_fd(), token) {
+            // Kept, unwatched, until its task takes it back after the BYE.
+            {
+                let _span = running.span.enter();
+                tracing::error!(error = %e, "media reactor cannot watch the RTP socket; hanging up");
+                running.call.fail("media engine could not take the call");
+            }
+            running.watched = false;
+        }
+        self.slots[index as usize].call = Some(running);
+        self.keys.insert(key, index);
+        self.service(now, index);
+    }
+
+    fn running(&self, token: u64, call: Box<MediaCall>) -> Running {
+        let wake = Arc::new(CallWake {
+            token,
+            inbox: Arc::clone(&self.inbox),
+            in_service: AtomicBool::new(false),
+            again: AtomicBool::new(false),
+            queued: AtomicBool::new(false),
+        });
+        Running {
+            span: call.span.clone(),
+            watched: true,
+            call,
+            waker: Waker::from(Arc::clone(&wake)),
+            wake,
+            scheduled: None,
+        }
+    }
+
+    fn remove(&mut self, key: u64) -> Option<Box<MediaCall>> {
+        let index = self.keys.remove(&key)?;
+        let slot = &mut self.slots[index as usize];
+        let running = slot.call.take()?;
+        if running.watched {
+            // Cannot fail for a descriptor in the set; closing it would remove it anyway.
+            let _ = self.epoll.delete(running.call.socket().as_raw_fd());
+        }
+        self.inbox.calls.fetch_sub(1, SeqCst);
+        self.free.push(index);
+        // Events and timers still queued for the old token are recognised as stale.
+        slot.generation = slot.generation.wrapping_add(1);
+        Some(running.call)
+    }
+
+    /// The slot of a token whose call is still the one it was issued for.
+    fn live(&self, token: u64) -> Option<u32> {
+        let index = (token & u32::MAX as u64) as u32;
+        let slot = self.slots.get(index as usize)?;
+        (slot.call.is_some() && slot.generation == (token >> 32) as u32).then_some(index)
+    }
+
+    fn readable(&mut self, now: Instant, ready: Ready) {
+        let Some(i) = self.live(ready.token) else {
+            return;
+        };
+        if let Some(r) = self.slots[i as usize].call.as_mut() {
+            let _span = r.span.enter();
+            r.call.handle_readable(now, &mut self.buf[..]);
+        }
+        self.service(now, i);
+    }
+
+    fn timer(&mut self, now: Instant, e: Entry) {
+        let Some(i) = self.live(e.key) else { return };
+        match self.slots[i as usize].call.as_mut() {
+            Some(r) if r.scheduled == Some(e.deadline) => r.scheduled = None,
+            _ => return, // moved since
+        }
+        self.service(now, i);
+    }
+
+    /// Runs one call's media and agent, then puts its next deadline on the wheel.
+    fn service(&mut self, now: Instant, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        let token = token(index, slot.generation);
+        let Some(r) = slot.call.as_mut() else { return };
+        let _span = r.span.enter();
+        let mut cx = Context::from_waker(&r.waker);
+        for _ in 0..MAX_REPOLLS {
+            r.wake.in_service.store(true, SeqCst);
+            r.call.service(
+                now,
+                &mut cx,
+                || r.wake.again.store(false, SeqCst),
+                &self.sinks,
+            );
+            r.wake.in_service.store(false, SeqCst);
+            if !r.wake.again.swap(false, SeqCst) {
+                break;
+            }
+        }
+        let next = r.call.poll_timeout();
+        if r.scheduled != Some(next) {
+            r.scheduled = Some(next);
+            self.wheel.insert(token, next);
+        }
+    }
+
+    /// Publishes every call's figures: the registry per call, the metrics once for all.
+    fn report(&mut self) {
+        let mut total = RtpDelta::default();
+        for slot in &mut self.slots {
+            if let Some(r) = slot.call.as_mut() {
+                add_delta(&mut total, r.call.report(&self.sinks.registry));
+            }
+        }
+        self.sinks.metrics.rtp(total);
+    }
+}
