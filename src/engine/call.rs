@@ -83,6 +83,11 @@ impl MediaCall {
         &self.socket
     }
 
+    /// Reads that returned an error instead of a datagram.
+    pub fn recv_errors(&self) -> u64 {
+        self.recv_errors
+    }
+
     pub fn call_id(&self) -> &str {
         &self.call_id
     }

@@ -116,3 +116,6 @@ impl CallHandle {
         rx.await.ok().map(|b| *b)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+//! The engine against real UDP sockets on loopback: calls handed in and taken back, a call
+//! whose remote changes, an agent woken from another thread, the hang-up paths, a socket
+//! reporting an error. Every wait is bounded; nothing asserts on timing.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::agent::echo::EchoSession;
+use crate::agent::{AgentEvent, AgentOutput, AgentSession, AudioFrame, CallerEvent};
+use crate::call::registry::Registry;
+use crate::codec::g711::Law;
+use crate::media::rtp::{self, RtpHeader};
+use crate::media::session::{MediaParams, MediaSession};
+use crate::metrics::Metrics;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn sinks() -> Sinks {
+    Sinks {
+        registry: Arc::new(Registry::new()),
+        metrics: Arc::new(Metrics::new()),
+    }
+}
+
+fn params(remote: SocketAddr) -> MediaParams {
+    MediaParams {
+        law: Law::Mu,
+        payload_type: 0,
+        telephone_event_pt: Some(101),
+        remote: Some(remote),
+        send: true,
+        media_timeout: Duration::from_secs(15),
+        initial_media_timeout: Duration::from_secs(30),
+        latch: false,
+        srtp: None,
+    }
+}
+
+/// A caller: its own socket, sending numbered packets and reading what comes back.
+struct Peer {
+    socket: UdpSocket,
+}
+
+impl Peer {
+    fn new() -> Peer {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(WAIT)).unwrap();
+        Peer { socket }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    fn send(&self, to: SocketAddr, seq: u16) {
+        let h = RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: seq,
+            timestamp: seq as u32 * 160,
+            ssrc: 0x5150,
+        };
+        let payload = [seq as u8; 160];
+        let mut out = [0u8; 200];
+        let n = rtp::write(&h, &payload, &mut out).unwrap();
+        self.socket.send_to(&out[..n], to).unwrap();
+    }
+
+    /// The next packet that is not comfort silence (within 250 packets, five seconds' worth):
+    /// its payload's first byte.
+    fn recv_audio(&self) -> u8 {
+        let mut buf = [0u8; 2048];
+        for _ in 0..250 {
+            let (n, _) = self
+                .socket
+                .recv_from(&mut buf)
+                .expect("RTP from the gateway");
+            let (h, payload) = rtp::parse(&buf[..n]).unwrap();
+            assert_eq!(h.payload_type, 0);
+            if payload[0] != Law::Mu.silence() {
+                return payload[0];
+            }
+        }
+        panic!("only comfort silence came back");
+    }
+}
+
+/// A call's media on a fresh socket, towards `remote`.
+fn media(
+    remote: SocketAddr,
+    agent: Box<dyn AgentSession>,
+) -> (MediaCall, mpsc::UnboundedReceiver<Hangup>, SocketAddr) {
+    media_with(params(remote), agent)
+}
+
+fn media_with(
+    p: MediaParams,
+    agent: Box<dyn AgentSession>,
+) -> (MediaCall, mpsc::UnboundedReceiver<Hangup>, SocketAddr) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let session = MediaSession::new(Instant::now(), p);
+    let (call, rx) = MediaCall::new(socket, session, agent, "call-1".into(), "echo");
+    (call, rx, addr)
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A payload byte that survives the μ-law decode and re-encode of the echo unchanged.
+fn echoed(byte: u8) -> u8 {
+    let mut pcm = [0i16; 1];
+    crate::codec::g711::decode(Law::Mu, &[byte], &mut pcm);
+    let mut out = [0u8; 1];
+    crate::codec::g711::encode(Law::Mu, &pcm, &mut out);
+    out[0]
+}
+
+#[test]
+fn a_call_handed_in_echoes_and_comes_back_with_its_counters() {
+    let engine = Engine::start(1, sinks()).unwrap();
+    let peer = Peer::new();
+    let (call, _hangups, addr) = media(peer.addr(), Box::new(EchoSession::new()));
+    let handle = engine.add(call);
+    assert_eq!(engine.load(), vec![1]);
+    for seq in 1..=20u16 {
+        peer.send(addr, seq);
+        assert_eq!(peer.recv_audio(), echoed(seq as u8), "frame {seq} echoed");
+    }
+    let call = block_on(handle.take_back()).expect("the reactor gives the call back");
+    assert_eq!(call.session.counters().packets_received, 20);
+    assert_eq!(engine.load(), vec![0]);
+    // No longer watched: a packet now stays in the socket, unread by the reactor.
+    peer.send(addr, 21);
+    let mut buf = [0u8; 256];
+    call.socket().set_nonblocking(false).unwrap();
+    call.socket().set_read_timeout(Some(WAIT)).unwrap();
+    let (n, _) = call.socket().recv_from(&mut buf).unwrap();
+    assert_eq!(rtp::parse(&buf[..n]).unwrap().0.sequence, 21);
+}
+
+#[test]
+fn calls_are_spread_over_the_reactors() {
+    let engine = Engine::start(2, sinks()).unwrap();
+    let peer = Peer::new();
+    let handles: Vec<_> = (0..4)
+        .map(|_| engine.add(media(peer.addr(), Box::new(EchoSession::new())).0))
+        .collect();
+    assert_eq!(engine.load(), vec![2, 2]);
+    for h in handles {
+        block_on(h.take_back()).unwrap();
+    }
+    assert_eq!(engine.load(), vec![0, 0]);
+}
+
+#[test]
+fn a_reinvite_moves_the_stream_to_the_new_remote() {
+    let engine = Engine::start(1, sinks()).unwrap();
+    let (old, new) = (Peer::new(), Peer::new());
+    let (call, _hangups, addr) = media(old.addr(), Box::new(EchoSession::new()));
+    let handle = engine.add(call);
+    old.send(addr, 1);
+    assert_eq!(old.recv_audio(), echoed(1));
+    handle.update(params(new.addr()));
+    // The caller now sends from its new address too. The update may be applied just after
+    // the first of these is echoed (to the old address): the stream moves within a few.
+    new.socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut moved = None;
+    'send: for seq in 2..20u16 {
+        new.send(addr, seq);
+        for _ in 0..20 {
+            let Ok((n, _)) = new.socket.recv_from(&mut buf) else {
+                break;
+            };
+            if rtp::parse(&buf[..n]).is_ok_and(|(_, p)| p[0] == echoed(seq as u8)) {
+                moved = Some(seq);
+                break 'send;
+            }
+        }
+    }
+    assert!(moved.is_some(), "the echo reached the new address");
+    let call = block_on(handle.take_back()).unwrap();
+    assert_eq!(call.session.params().remote, Some(new.addr()));
+}
+
+/// An agent whose far end is another thread: frames arrive on a channel and wake the call.
+struct RemoteAgent {
+    frames: mpsc::UnboundedReceiver<AgentOutput>,
+}
+
+impl AgentSession for RemoteAgent {
+    fn send_audio(&mut self, _frame: &AudioFrame) {}
+    fn send_event(&mut self, _event: CallerEvent) {}
+    fn poll_output(&mut self, cx: &mut Context<'_>, want_audio: bool) -> Poll<Option<AgentOutput>> {
+        if !want_audio {
+            return Poll::Pending;
+        }
+        self.frames.poll_recv(cx)
+    }
+    fn audio_queued(&self) -> bool {
+        !self.frames.is_empty()
+    }
+}
+
+#[test]
+fn an_agent_woken_from_another_thread_is_heard_and_its_hangup_reaches_the_call_task() {
+    let engine = Engine::start(1, sinks()).unwrap();
+    let peer = Peer::new();
+    let (tx, frames) = mpsc::unbounded_channel();
+    let (call, mut hangups, _addr) = media(peer.addr(), Box::new(RemoteAgent { frames }));
+    let handle = engine.add(call);
+    let feeder = std::thread::spawn(move || {
+        for level in [3000i16, 6000, 9000] {
+            let f = AudioFrame::from_samples(8000, &[level; 160]);
+            tx.send(AgentOutput::Audio(f)).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let reason = "goodbye".to_string();
+        tx.send(AgentOutput::Event(AgentEvent::Hangup { reason }))
+            .unwrap();
+    });
+    let mut heard = Vec::new();
+    while heard.len() < 3 {
+        heard.push(peer.recv_audio());
+    }
+    let mut want = [0u8; 3];
+    let pcm = [[3000i16], [6000], [9000]];
+    for (w, p) in want.iter_mut().zip(pcm) {
+        let mut b = [0u8];
+        crate::codec::g711::encode(Law::Mu, &p, &mut b);
+        *w = b[0];
+    }
+    assert_eq!(heard, want);
+    feeder.join().unwrap();
+    let h = block_on(async { tokio::time::timeout(WAIT, hangups.recv()).await })
+        .expect("hang-up within the wait")
+        .unwrap();
+    assert_eq!((h.reason.as_str(), h.outcome), ("goodbye", "agent_hangup"));
+    block_on(handle.take_back()).unwrap();
+}
+
+#[test]
+fn a_caller_that_never_sends_is_hung_up_once_at_the_media_timeout() {
+    let engine = Engine::start(1, sinks()).unwrap();
+    let peer = Peer::new();
+    let mut p = params(peer.addr());
+    p.initial_media_timeout = Duration::from_millis(60);
+    let (call, mut hangups, _addr) = media_with(p, Box::new(EchoSession::new()));
+    let handle = engine.add(call);
+    let h = block_on(async { tokio::time::timeout(WAIT, hangups.recv()).await })
+        .expect("hang-up within the wait")
+        .unwrap();
+    assert_eq!(h.outcome, "media_timeout");
+    // Comfort silence kept the stream alive meanwhile.
+    let mut buf = [0u8; 256];
+    let (n, _) = peer.socket.recv_from(&mut buf).unwrap();
+    assert!(rtp::parse(&buf[..n]).is_ok());
+    let call = block_on(handle.take_back()).unwrap();
+    assert!(call.session.counters().silence_sent > 0);
+    assert!(hangups.try_recv().is_err(), "told once");
+}
+
+#[test]
+fn a_socket_reporting_an_error_keeps_its_call_running() {
+    let engine = Engine::start(1, sinks()).unwrap();
+    // Give the call's socket a pending error: connected to a port nobody listens on, a send
+    // brings back an ICMP port-unreachable, which the kernel keeps on the socket (reported as
+    // EPOLLERR) until a read returns it.
+    let gone = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (call, _hangups, addr) = media(gone, Box::new(EchoSession::new()));
+    call.socket().connect(gone).unwrap();
+    call.socket().send(b"x").unwrap();
+    let mut pfd = libc::pollfd {
+        fd: call.socket().as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one live pollfd; waits at most WAIT for the error to arrive.
+    let n = unsafe { libc::poll(&mut pfd, 1, WAIT.as_millis() as libc::c_int) };
+    assert!(
+        n == 1 && pfd.revents & libc::POLLERR != 0,
+        "the error is pending"
+    );
+    // The caller comes (back) at that address: the connected socket takes its packets.
+    let peer = Peer {
+        socket: UdpSocket::bind(gone).unwrap(),
+    };
+    peer.socket.set_read_timeout(Some(WAIT)).unwrap();
+    let handle = engine.add(call);
+    peer.send(addr, 1);
+    assert_eq!(peer.recv_audio(), echoed(1));
+    let call = block_on(handle.take_back()).unwrap();
+    assert_eq!(call.recv_errors(), 1, "the error was read, once");
+    assert_eq!(call.session.counters().packets_received, 1);
+}
