@@ -373,9 +373,9 @@ impl Call {
         let port = lease.port();
         // The send clock starts with the answer.
         let media = MediaSession::new(now(), params.clone());
-        let (call, hangups) = MediaCall::new(socket, media, session, self.call_id.clone(), kind);
+        let (call, hangups) = MediaCall::new(media, session, self.call_id.clone(), kind);
         Some(MediaLeg {
-            handle: shared.engine.add(call),
+            handle: shared.engine.add(socket, call),
             hangups,
             params,
             _lease: lease,
@@ -441,7 +441,8 @@ impl Call {
             return false;
         };
         if let Some(m) = self.media.take() {
-            if let Some(call) = m.handle.take_back().await {
+            // The socket closes here, before the port goes back to the pool with the lease.
+            if let Some((_socket, call)) = m.handle.take_back().await {
                 let sinks = Sinks {
                     registry: Arc::clone(&shared.registry),
                     metrics: Arc::clone(&shared.metrics),

@@ -1,6 +1,8 @@
-//! One answered call's media as the reactor runs it: the RTP socket, the sans-IO media session
-//! and the agent session, with the byte counters and the once-a-second report. Built by the call
-//! task, handed to a reactor, and handed back at teardown.
+//! One answered call's media as the reactor runs it, sans-IO: the media session and the agent
+//! session, with the byte counters and the once-a-second report. Datagrams come in through
+//! [`MediaCall::handle_datagram`]; [`MediaCall::service`] hands what it sends to a `transmit`
+//! function, which the reactor points at the call's socket (and a bench at memory). Built by the
+//! call task, handed to a reactor with its socket, and handed back at teardown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +32,6 @@ pub struct Hangup {
 }
 
 pub struct MediaCall {
-    socket: std::net::UdpSocket,
     pub session: MediaSession,
     pub agent: Box<dyn AgentSession>,
     call_id: String,
@@ -51,10 +52,9 @@ pub struct MediaCall {
 }
 
 impl MediaCall {
-    /// `socket` must be non-blocking. The call task reads hang-up decisions from the returned
-    /// receiver; the media runs until it is taken back.
+    /// The call task reads hang-up decisions from the returned receiver; the media runs until
+    /// it is taken back.
     pub fn new(
-        socket: std::net::UdpSocket,
         session: MediaSession,
         agent: Box<dyn AgentSession>,
         call_id: String,
@@ -62,7 +62,6 @@ impl MediaCall {
     ) -> (MediaCall, mpsc::UnboundedReceiver<Hangup>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let call = MediaCall {
-            socket,
             session,
             agent,
             call_id,
@@ -79,10 +78,6 @@ impl MediaCall {
         (call, rx)
     }
 
-    pub fn socket(&self) -> &std::net::UdpSocket {
-        &self.socket
-    }
-
     /// Reads that returned an error instead of a datagram.
     pub fn recv_errors(&self) -> u64 {
         self.recv_errors
@@ -92,29 +87,32 @@ impl MediaCall {
         &self.call_id
     }
 
-    /// Reads one datagram (the reactor was told the socket is readable; level-triggered, so a
-    /// second one waiting is reported again) and hands it to the session.
-    pub fn handle_readable(&mut self, now: Instant, buf: &mut [u8]) {
-        match self.socket.recv_from(buf) {
-            Ok((n, src)) => {
-                self.bytes_received += n as u64;
-                self.session.on_datagram(now, src, &mut buf[..n]);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                // An ICMP error queued on the socket, reported once per read: logged once.
-                if self.recv_errors == 0 {
-                    tracing::warn!(error = %e, "RTP socket error (logged once per call)");
-                }
-                self.recv_errors += 1;
-            }
+    /// A datagram arrived on the call's RTP port (decrypted in place on an SRTP call).
+    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, data: &mut [u8]) {
+        self.bytes_received += data.len() as u64;
+        self.session.on_datagram(now, src, data);
+    }
+
+    /// A read of the call's socket returned an error (an ICMP error the kernel queued on it).
+    pub fn handle_socket_error(&mut self, e: &std::io::Error) {
+        if self.recv_errors == 0 {
+            tracing::warn!(error = %e, "RTP socket error (logged once per call)");
         }
+        self.recv_errors += 1;
     }
 
     /// Moves audio and events between the media session and the agent and sends what is due.
     /// `rearm` is called right before the agent is polled: wake-ups the agent raised earlier in
     /// this pass (as it took the caller's frame) are answered by that poll.
-    pub fn service(&mut self, now: Instant, cx: &mut Context<'_>, rearm: impl Fn(), sinks: &Sinks) {
+    /// `transmit` sends a packet and returns the bytes sent (0 when it was dropped).
+    pub fn service(
+        &mut self,
+        now: Instant,
+        cx: &mut Context<'_>,
+        rearm: impl Fn(),
+        sinks: &Sinks,
+        transmit: &mut impl FnMut(SocketAddr, &[u8]) -> usize,
+    ) {
         // Caller -> agent.
         while let Some(frame) = self.session.poll_caller_audio(now) {
             self.agent.send_audio(&frame);
@@ -129,12 +127,12 @@ impl MediaCall {
         while hangup.is_none() {
             let want = self.session.slot_open(now);
             match self.agent.poll_output(cx, want) {
-                Poll::Ready(out) => hangup = self.on_agent_output(now, out, sinks),
+                Poll::Ready(out) => hangup = self.on_agent_output(now, out, sinks, transmit),
                 Poll::Pending => break,
             }
         }
         if let Some((to, pkt)) = self.session.handle_timeout(now) {
-            send_rtp(&self.socket, &mut self.bytes_sent, to, pkt);
+            self.bytes_sent += transmit(to, pkt) as u64;
         }
         if let Some(timeout) = self.session.timed_out(now) {
             if !self.hangup_sent {
@@ -175,11 +173,12 @@ impl MediaCall {
         t: Instant,
         out: Option<AgentOutput>,
         sinks: &Sinks,
+        transmit: &mut impl FnMut(SocketAddr, &[u8]) -> usize,
     ) -> Option<(String, &'static str)> {
         match out {
             Some(AgentOutput::Audio(f)) => {
                 if let Some((to, pkt)) = self.session.send_frame(t, &f) {
-                    send_rtp(&self.socket, &mut self.bytes_sent, to, pkt);
+                    self.bytes_sent += transmit(to, pkt) as u64;
                 }
                 None
             }
@@ -290,14 +289,6 @@ impl MediaCall {
         let delta = self.report(&sinks.registry);
         sinks.metrics.rtp(delta);
         self.rtp_stats()
-    }
-}
-
-/// Sends one RTP packet to the caller and counts its bytes. RTP tolerates loss: a full socket
-/// buffer drops the packet and never blocks the call.
-fn send_rtp(socket: &std::net::UdpSocket, bytes_sent: &mut u64, to: SocketAddr, pkt: &[u8]) {
-    if let Ok(n) = socket.send_to(pkt, to) {
-        *bytes_sent += n as u64;
     }
 }
 

@@ -59,8 +59,9 @@ impl Engine {
         })
     }
 
-    /// Hands a call's media to the reactor running the fewest calls.
-    pub fn add(&self, call: MediaCall) -> CallHandle {
+    /// Hands a call's media and its RTP socket (non-blocking) to the reactor running the fewest
+    /// calls.
+    pub fn add(&self, socket: std::net::UdpSocket, call: MediaCall) -> CallHandle {
         let inbox = self
             .inboxes
             .iter()
@@ -71,6 +72,7 @@ impl Engine {
         let key = self.next_key.fetch_add(1, SeqCst);
         inbox.command(Command::Add {
             key,
+            socket,
             call: Box::new(call),
         });
         CallHandle { inbox, key }
@@ -106,14 +108,15 @@ impl CallHandle {
         });
     }
 
-    /// Takes the media back from the reactor (teardown). `None` only when the reactor is gone.
-    pub async fn take_back(self) -> Option<MediaCall> {
+    /// Takes the media and its socket back from the reactor (teardown). `None` only when the
+    /// reactor is gone.
+    pub async fn take_back(self) -> Option<(std::net::UdpSocket, MediaCall)> {
         let (reply, rx) = oneshot::channel();
         self.inbox.command(Command::Remove {
             key: self.key,
             reply,
         });
-        rx.await.ok().map(|b| *b)
+        rx.await.ok().map(|(socket, call)| (socket, *call))
     }
 }
 

@@ -8,6 +8,8 @@
 //! when the reactor is not already signalled.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -35,6 +37,7 @@ const MAX_REPOLLS: usize = 4;
 pub enum Command {
     Add {
         key: u64,
+        socket: UdpSocket,
         call: Box<MediaCall>,
     },
     /// A re-INVITE changed the far end, direction, codec or keys.
@@ -45,7 +48,7 @@ pub enum Command {
     /// Give the call back to its task (teardown).
     Remove {
         key: u64,
-        reply: oneshot::Sender<Box<MediaCall>>,
+        reply: oneshot::Sender<(UdpSocket, Box<MediaCall>)>,
     },
     Stop,
 }
@@ -139,6 +142,8 @@ struct Slot {
 }
 
 struct Running {
+    /// Non-blocking, in the epoll set while the call runs here.
+    socket: UdpSocket,
     /// The call's span, entered while the call is serviced.
     span: tracing::Span,
     /// False when the epoll set refused the socket.
@@ -159,7 +164,8 @@ pub struct Reactor {
     keys: HashMap<u64, u32>,
     wheel: Wheel,
     next_report: Instant,
-    buf: Box<[u8; 2048]>,
+    /// The receive buffer: larger than any RTP packet we take.
+    buf: Vec<u8>,
 }
 
 fn token(index: u32, generation: u32) -> u64 {
@@ -180,7 +186,7 @@ impl Reactor {
             keys: HashMap::new(),
             wheel: Wheel::new(now),
             next_report: now + REPORT_EVERY,
-            buf: Box::new([0; 2048]),
+            buf: vec![0; 2048],
         })
     }
 
@@ -231,7 +237,7 @@ impl Reactor {
         let mut stop = false;
         for c in q.commands.drain(..) {
             match c {
-                Command::Add { key, call } => self.add(now, key, call),
+                Command::Add { key, socket, call } => self.add(now, key, socket, call),
                 Command::Update { key, params } => {
                     if let Some(i) = self.keys.get(&key).copied() {
                         if let Some(r) = self.slots[i as usize].call.as_mut() {
@@ -260,7 +266,7 @@ impl Reactor {
         stop
     }
 
-    fn add(&mut self, now: Instant, key: u64, call: Box<MediaCall>) {
+    fn add(&mut self, now: Instant, key: u64, socket: UdpSocket, call: Box<MediaCall>) {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -272,8 +278,8 @@ impl Reactor {
             }
         };
         let token = token(index, self.slots[index as usize].generation);
-        let mut running = self.running(token, call);
-        if let Err(e) = self.epoll.add(running.call.socket().as_raw_fd(), token) {
+        let mut running = self.running(token, socket, call);
+        if let Err(e) = self.epoll.add(running.socket.as_raw_fd(), token) {
             // Kept, unwatched, until its task takes it back after the BYE.
             {
                 let _span = running.span.enter();
@@ -287,7 +293,7 @@ impl Reactor {
         self.service(now, index);
     }
 
-    fn running(&self, token: u64, call: Box<MediaCall>) -> Running {
+    fn running(&self, token: u64, socket: UdpSocket, call: Box<MediaCall>) -> Running {
         let wake = Arc::new(CallWake {
             token,
             inbox: Arc::clone(&self.inbox),
@@ -296,6 +302,7 @@ impl Reactor {
             queued: AtomicBool::new(false),
         });
         Running {
+            socket,
             span: call.span.clone(),
             watched: true,
             call,
@@ -305,19 +312,19 @@ impl Reactor {
         }
     }
 
-    fn remove(&mut self, key: u64) -> Option<Box<MediaCall>> {
+    fn remove(&mut self, key: u64) -> Option<(UdpSocket, Box<MediaCall>)> {
         let index = self.keys.remove(&key)?;
         let slot = &mut self.slots[index as usize];
         let running = slot.call.take()?;
         if running.watched {
             // Cannot fail for a descriptor in the set; closing it would remove it anyway.
-            let _ = self.epoll.delete(running.call.socket().as_raw_fd());
+            let _ = self.epoll.delete(running.socket.as_raw_fd());
         }
         self.inbox.calls.fetch_sub(1, SeqCst);
         self.free.push(index);
         // Events and timers still queued for the old token are recognised as stale.
         slot.generation = slot.generation.wrapping_add(1);
-        Some(running.call)
+        Some((running.socket, running.call))
     }
 
     /// The slot of a token whose call is still the one it was issued for.
@@ -327,15 +334,20 @@ impl Reactor {
         (slot.call.is_some() && slot.generation == (token >> 32) as u32).then_some(index)
     }
 
+    /// Reads one datagram (level-triggered: a second one waiting is reported by the next wait)
+    /// and services its call.
     fn readable(&mut self, now: Instant, ready: Ready) {
         let Some(i) = self.live(ready.token) else {
             return;
         };
-        if let Some(r) = self.slots[i as usize].call.as_mut() {
-            let _span = r.span.enter();
-            r.call.handle_readable(now, &mut self.buf[..]);
-        }
-        self.service(now, i);
+        // Lent out for the read (moving a Vec out and back allocates nothing).
+        let mut buf = std::mem::take(&mut self.buf);
+        self.service_with(now, i, |r| match r.socket.recv_from(&mut buf) {
+            Ok((n, src)) => r.call.handle_datagram(now, src, &mut buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => r.call.handle_socket_error(&e),
+        });
+        self.buf = buf;
     }
 
     fn timer(&mut self, now: Instant, e: Entry) {
@@ -347,29 +359,41 @@ impl Reactor {
         self.service(now, i);
     }
 
-    /// Runs one call's media and agent, then puts its next deadline on the wheel.
     fn service(&mut self, now: Instant, index: u32) {
+        self.service_with(now, index, |_| {});
+    }
+
+    /// Runs `first` (a read), then the call's media and agent, inside the call's span; then
+    /// puts the call's next deadline on the wheel.
+    fn service_with(&mut self, now: Instant, index: u32, first: impl FnOnce(&mut Running)) {
         let slot = &mut self.slots[index as usize];
         let token = token(index, slot.generation);
         let Some(r) = slot.call.as_mut() else { return };
-        let _span = r.span.enter();
-        let mut cx = Context::from_waker(&r.waker);
+        let span = r.span.clone();
+        let _span = span.enter();
+        first(r);
+        let Running {
+            socket,
+            call,
+            wake,
+            waker,
+            scheduled,
+            ..
+        } = r;
+        let mut cx = Context::from_waker(waker);
+        let mut transmit = |to: SocketAddr, pkt: &[u8]| send(socket, to, pkt);
         for _ in 0..MAX_REPOLLS {
-            r.wake.in_service.store(true, SeqCst);
-            r.call.service(
-                now,
-                &mut cx,
-                || r.wake.again.store(false, SeqCst),
-                &self.sinks,
-            );
-            r.wake.in_service.store(false, SeqCst);
-            if !r.wake.again.swap(false, SeqCst) {
+            wake.in_service.store(true, SeqCst);
+            let rearm = || wake.again.store(false, SeqCst);
+            call.service(now, &mut cx, rearm, &self.sinks, &mut transmit);
+            wake.in_service.store(false, SeqCst);
+            if !wake.again.swap(false, SeqCst) {
                 break;
             }
         }
-        let next = r.call.poll_timeout();
-        if r.scheduled != Some(next) {
-            r.scheduled = Some(next);
+        let next = call.poll_timeout();
+        if *scheduled != Some(next) {
+            *scheduled = Some(next);
             self.wheel.insert(token, next);
         }
     }
@@ -384,4 +408,10 @@ impl Reactor {
         }
         self.sinks.metrics.rtp(total);
     }
+}
+
+/// Sends one RTP packet; returns the bytes sent. RTP tolerates loss: a full socket buffer drops
+/// the packet (0) and never blocks the reactor.
+fn send(socket: &UdpSocket, to: SocketAddr, pkt: &[u8]) -> usize {
+    socket.send_to(pkt, to).unwrap_or(0)
 }

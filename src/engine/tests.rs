@@ -91,24 +91,30 @@ impl Peer {
     }
 }
 
-/// A call's media on a fresh socket, towards `remote`.
-fn media(
-    remote: SocketAddr,
-    agent: Box<dyn AgentSession>,
-) -> (MediaCall, mpsc::UnboundedReceiver<Hangup>, SocketAddr) {
+/// A call's media and its fresh socket, towards `remote`.
+struct Media {
+    socket: UdpSocket,
+    call: MediaCall,
+    hangups: mpsc::UnboundedReceiver<Hangup>,
+    addr: SocketAddr,
+}
+
+fn media(remote: SocketAddr, agent: Box<dyn AgentSession>) -> Media {
     media_with(params(remote), agent)
 }
 
-fn media_with(
-    p: MediaParams,
-    agent: Box<dyn AgentSession>,
-) -> (MediaCall, mpsc::UnboundedReceiver<Hangup>, SocketAddr) {
+fn media_with(p: MediaParams, agent: Box<dyn AgentSession>) -> Media {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_nonblocking(true).unwrap();
     let addr = socket.local_addr().unwrap();
     let session = MediaSession::new(Instant::now(), p);
-    let (call, rx) = MediaCall::new(socket, session, agent, "call-1".into(), "echo");
-    (call, rx, addr)
+    let (call, hangups) = MediaCall::new(session, agent, "call-1".into(), "echo");
+    Media {
+        socket,
+        call,
+        hangups,
+        addr,
+    }
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -132,22 +138,23 @@ fn echoed(byte: u8) -> u8 {
 fn a_call_handed_in_echoes_and_comes_back_with_its_counters() {
     let engine = Engine::start(1, sinks()).unwrap();
     let peer = Peer::new();
-    let (call, _hangups, addr) = media(peer.addr(), Box::new(EchoSession::new()));
-    let handle = engine.add(call);
+    let m = media(peer.addr(), Box::new(EchoSession::new()));
+    let addr = m.addr;
+    let handle = engine.add(m.socket, m.call);
     assert_eq!(engine.load(), vec![1]);
     for seq in 1..=20u16 {
         peer.send(addr, seq);
         assert_eq!(peer.recv_audio(), echoed(seq as u8), "frame {seq} echoed");
     }
-    let call = block_on(handle.take_back()).expect("the reactor gives the call back");
+    let (socket, call) = block_on(handle.take_back()).expect("the reactor gives the call back");
     assert_eq!(call.session.counters().packets_received, 20);
     assert_eq!(engine.load(), vec![0]);
     // No longer watched: a packet now stays in the socket, unread by the reactor.
     peer.send(addr, 21);
     let mut buf = [0u8; 256];
-    call.socket().set_nonblocking(false).unwrap();
-    call.socket().set_read_timeout(Some(WAIT)).unwrap();
-    let (n, _) = call.socket().recv_from(&mut buf).unwrap();
+    socket.set_nonblocking(false).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let (n, _) = socket.recv_from(&mut buf).unwrap();
     assert_eq!(rtp::parse(&buf[..n]).unwrap().0.sequence, 21);
 }
 
@@ -156,7 +163,10 @@ fn calls_are_spread_over_the_reactors() {
     let engine = Engine::start(2, sinks()).unwrap();
     let peer = Peer::new();
     let handles: Vec<_> = (0..4)
-        .map(|_| engine.add(media(peer.addr(), Box::new(EchoSession::new())).0))
+        .map(|_| {
+            let m = media(peer.addr(), Box::new(EchoSession::new()));
+            engine.add(m.socket, m.call)
+        })
         .collect();
     assert_eq!(engine.load(), vec![2, 2]);
     for h in handles {
@@ -169,8 +179,9 @@ fn calls_are_spread_over_the_reactors() {
 fn a_reinvite_moves_the_stream_to_the_new_remote() {
     let engine = Engine::start(1, sinks()).unwrap();
     let (old, new) = (Peer::new(), Peer::new());
-    let (call, _hangups, addr) = media(old.addr(), Box::new(EchoSession::new()));
-    let handle = engine.add(call);
+    let m = media(old.addr(), Box::new(EchoSession::new()));
+    let addr = m.addr;
+    let handle = engine.add(m.socket, m.call);
     old.send(addr, 1);
     assert_eq!(old.recv_audio(), echoed(1));
     handle.update(params(new.addr()));
@@ -194,7 +205,7 @@ fn a_reinvite_moves_the_stream_to_the_new_remote() {
         }
     }
     assert!(moved.is_some(), "the echo reached the new address");
-    let call = block_on(handle.take_back()).unwrap();
+    let (_, call) = block_on(handle.take_back()).unwrap();
     assert_eq!(call.session.params().remote, Some(new.addr()));
 }
 
@@ -222,8 +233,9 @@ fn an_agent_woken_from_another_thread_is_heard_and_its_hangup_reaches_the_call_t
     let engine = Engine::start(1, sinks()).unwrap();
     let peer = Peer::new();
     let (tx, frames) = mpsc::unbounded_channel();
-    let (call, mut hangups, _addr) = media(peer.addr(), Box::new(RemoteAgent { frames }));
-    let handle = engine.add(call);
+    let m = media(peer.addr(), Box::new(RemoteAgent { frames }));
+    let mut hangups = m.hangups;
+    let handle = engine.add(m.socket, m.call);
     let feeder = std::thread::spawn(move || {
         for level in [3000i16, 6000, 9000] {
             let f = AudioFrame::from_samples(8000, &[level; 160]);
@@ -260,8 +272,9 @@ fn a_caller_that_never_sends_is_hung_up_once_at_the_media_timeout() {
     let peer = Peer::new();
     let mut p = params(peer.addr());
     p.initial_media_timeout = Duration::from_millis(60);
-    let (call, mut hangups, _addr) = media_with(p, Box::new(EchoSession::new()));
-    let handle = engine.add(call);
+    let m = media_with(p, Box::new(EchoSession::new()));
+    let mut hangups = m.hangups;
+    let handle = engine.add(m.socket, m.call);
     let h = block_on(async { tokio::time::timeout(WAIT, hangups.recv()).await })
         .expect("hang-up within the wait")
         .unwrap();
@@ -270,7 +283,7 @@ fn a_caller_that_never_sends_is_hung_up_once_at_the_media_timeout() {
     let mut buf = [0u8; 256];
     let (n, _) = peer.socket.recv_from(&mut buf).unwrap();
     assert!(rtp::parse(&buf[..n]).is_ok());
-    let call = block_on(handle.take_back()).unwrap();
+    let (_, call) = block_on(handle.take_back()).unwrap();
     assert!(call.session.counters().silence_sent > 0);
     assert!(hangups.try_recv().is_err(), "told once");
 }
@@ -285,11 +298,12 @@ fn a_socket_reporting_an_error_keeps_its_call_running() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let (call, _hangups, addr) = media(gone, Box::new(EchoSession::new()));
-    call.socket().connect(gone).unwrap();
-    call.socket().send(b"x").unwrap();
+    let m = media(gone, Box::new(EchoSession::new()));
+    let addr = m.addr;
+    m.socket.connect(gone).unwrap();
+    m.socket.send(b"x").unwrap();
     let mut pfd = libc::pollfd {
-        fd: call.socket().as_raw_fd(),
+        fd: m.socket.as_raw_fd(),
         events: 0,
         revents: 0,
     };
@@ -304,10 +318,10 @@ fn a_socket_reporting_an_error_keeps_its_call_running() {
         socket: UdpSocket::bind(gone).unwrap(),
     };
     peer.socket.set_read_timeout(Some(WAIT)).unwrap();
-    let handle = engine.add(call);
+    let handle = engine.add(m.socket, m.call);
     peer.send(addr, 1);
     assert_eq!(peer.recv_audio(), echoed(1));
-    let call = block_on(handle.take_back()).unwrap();
+    let (_, call) = block_on(handle.take_back()).unwrap();
     assert_eq!(call.recv_errors(), 1, "the error was read, once");
     assert_eq!(call.session.counters().packets_received, 1);
 }
