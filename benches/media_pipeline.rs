@@ -34,8 +34,12 @@ fn pipeline(c: &mut Criterion) {
             srtp: None,
         },
     );
-    let (mut call, _hangups) =
-        MediaCall::new(session, Box::new(EchoSession::new()), "bench".into(), "echo");
+    let (mut call, _hangups) = MediaCall::new(
+        session,
+        Box::new(EchoSession::new()),
+        "bench".into(),
+        "echo",
+    );
     let sinks = Sinks {
         registry: Arc::new(Registry::new()),
         metrics: Arc::new(Metrics::new()),
@@ -67,7 +71,10 @@ fn pipeline(c: &mut Criterion) {
             std::hint::black_box(call.poll_timeout());
         })
     });
-    assert!(call.session.counters().packets_sent > 0, "the echo was sent");
+    assert!(
+        call.session.counters().packets_sent > 0,
+        "the echo was sent"
+    );
 }
 
 criterion_group!(benches, pipeline);
