@@ -17,7 +17,7 @@ use crate::call::dispatch::NewCall;
 use crate::call::registry::{rfc3339, AgentRef, CallRecord, CallState, RtpStats, Timings};
 use crate::call::Shared;
 use crate::config::MediaEncryption;
-use crate::engine::{CallHandle, Hangup, MediaCall, Sinks};
+use crate::engine::{Hangup, MediaCall, Sinks};
 use crate::media::ports::PortLease;
 use crate::media::session::{MediaParams, MediaSession};
 use crate::media::srtp::MasterKey;
@@ -106,9 +106,12 @@ struct Call {
     srtp_key: Option<MasterKey>,
 }
 
-/// An answered call's media, as its task sees it: running in a reactor, plus what SDP needs.
+mod media;
+use media::{Run, TaskMedia};
+
+/// An answered call's media, as its task sees it: where it runs, plus what SDP needs.
 struct MediaLeg {
-    handle: CallHandle,
+    run: Run,
     hangups: mpsc::UnboundedReceiver<Hangup>,
     /// What the reactor's session was last given (a re-answer starts from it).
     params: MediaParams,
@@ -374,8 +377,22 @@ impl Call {
         // The send clock starts with the answer.
         let media = MediaSession::new(now(), params.clone());
         let (call, hangups) = MediaCall::new(media, session, self.call_id.clone(), kind);
+        let run = if agent.media_on_reactor() {
+            Run::Reactor(shared.engine.add(socket, call))
+        } else {
+            match TaskMedia::new(socket, call) {
+                Ok(t) => Run::Task(Box::new(t)),
+                Err(e) => {
+                    // The runtime refused the socket (out of descriptors for its registration):
+                    // the call was answered, so it ends with BYE.
+                    tracing::error!(error = %e, "cannot register the RTP socket; hanging up");
+                    self.hang_up(now(), "RTP socket unusable", "other");
+                    return None;
+                }
+            }
+        };
         Some(MediaLeg {
-            handle: shared.engine.add(socket, call),
+            run,
             hangups,
             params,
             _lease: lease,
@@ -386,12 +403,31 @@ impl Call {
         })
     }
 
-    /// The answered call: SIP here, media in the reactor, until the call ends.
+    /// The answered call: SIP here, and the media in its reactor or (for an agent on tokio
+    /// sockets of its own) here too, until the call ends.
     async fn media_loop(&mut self, shared: &Shared) {
         loop {
             let Some(m) = self.media.as_mut() else { return };
-            let deadline = self.core.poll_timeout().map(Instant::from_std);
+            let sip = self.core.poll_timeout().map(Instant::from_std);
+            let task = match &mut m.run {
+                Run::Task(t) => {
+                    t.pass(shared).await;
+                    Some(t)
+                }
+                Run::Reactor(_) => None,
+            };
+            let media_due = task.as_ref().map(|t| t.deadline());
+            let wake = match (sip, media_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let on_task = task.is_some();
+            let socket = task.as_ref().map(|t| &t.socket);
             tokio::select! {
+                biased;
+                // On the 50-per-second media wake-up only the socket's readiness is looked at
+                // first, not the SIP inbox and the agent.
+                _ = readable(socket) => {}
                 msg = self.inbox.recv() => match msg {
                     Some(CallInput::Sip(msg, src)) => self.core.handle_message(now(), msg, src),
                     Some(CallInput::Hangup) => {
@@ -408,7 +444,12 @@ impl Call {
                         self.hang_up(now(), "media engine stopped", "other");
                     }
                 },
-                _ = sleep_until_opt(deadline) => self.core.handle_timeout(now()),
+                _ = media::woken(), if on_task => {}
+                _ = sleep_until_opt(wake) => {}
+            }
+            let t = now();
+            if self.core.poll_timeout().is_some_and(|d| d <= t) {
+                self.core.handle_timeout(t);
             }
             self.flush(shared).await;
             if self.drain_events(shared).await {
@@ -442,7 +483,7 @@ impl Call {
         };
         if let Some(m) = self.media.take() {
             // The socket closes here, before the port goes back to the pool with the lease.
-            if let Some((_socket, call)) = m.handle.take_back().await {
+            if let Some(call) = m.run.take_back().await {
                 let sinks = Sinks {
                     registry: Arc::clone(&shared.registry),
                     metrics: Arc::clone(&shared.metrics),
@@ -560,7 +601,7 @@ impl Call {
                     let mut params = media_params(&n, old.media_timeout, old.initial_media_timeout);
                     params.latch = old.latch;
                     m.params = params.clone();
-                    m.handle.update(params);
+                    m.run.update(params);
                 }
                 self.core.answer_reinvite(now(), Ok(n.answer));
             }
@@ -735,4 +776,14 @@ fn contact_uri(
         uri.params.push(("transport".into(), Some(t.into())));
     }
     Ok(uri)
+}
+
+/// The task's RTP socket becoming readable; never, for a call whose media is on a reactor.
+async fn readable(socket: Option<&tokio::net::UdpSocket>) {
+    match socket {
+        Some(s) => {
+            let _ = s.readable().await;
+        }
+        None => std::future::pending().await,
+    }
 }

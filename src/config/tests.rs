@@ -358,3 +358,22 @@ fn tcp_listens_beside_udp_unless_turned_off() {
     let keys: Vec<_> = p.iter().map(|p| (p.key.as_str(), p.line)).collect();
     assert_eq!(keys, [("sip.listen_tcp", 2), ("limits.tcp_connections", 4)]);
 }
+
+#[test]
+fn media_reactors_default_to_one_per_core_but_one_and_are_bounded() {
+    let c = parse_ok("");
+    assert_eq!(c.media.reactors, crate::engine::default_reactors());
+    assert!(c.media.reactors >= 1);
+    assert_eq!(parse_ok("[media]\nreactors = 3\n").media.reactors, 3);
+    for bad in ["0", "1000"] {
+        let p = problems(&format!(
+            "[media]\nrtp_ports = \"10000-20000\"\nreactors = {bad}\n"
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            (p[0].key.as_str(), p[0].line),
+            ("media.reactors", 3),
+            "{p:?}"
+        );
+    }
+}

@@ -46,6 +46,10 @@ impl Agent for HumeAgent {
         "hume"
     }
 
+    fn media_on_reactor(&self) -> bool {
+        false
+    }
+
     fn setup_policy(&self) -> SetupPolicy {
         SetupPolicy::websocket(self.spec.connect_timeout)
     }
