@@ -22,7 +22,7 @@ use crate::agent::openai::OpenaiAgent;
 use crate::agent::stream::StreamAgent;
 use crate::agent::Agent;
 use crate::config::{AgentSpec, Config};
-use crate::engine::Engine;
+use crate::engine::{Engine, Sinks};
 use crate::media::ports::PortPool;
 use crate::metrics::Metrics;
 use crate::sip::guard::Ban;
@@ -76,6 +76,14 @@ pub enum BanRequest {
 }
 
 impl Shared {
+    /// Where calls' media publish their figures.
+    pub fn sinks(&self) -> Sinks {
+        Sinks {
+            registry: Arc::clone(&self.registry),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+
     /// The reloadable configuration and agents in force now.
     pub fn live(&self) -> Arc<Live> {
         match self.live.read() {

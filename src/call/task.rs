@@ -17,7 +17,7 @@ use crate::call::dispatch::NewCall;
 use crate::call::registry::{rfc3339, AgentRef, CallRecord, CallState, RtpStats, Timings};
 use crate::call::Shared;
 use crate::config::MediaEncryption;
-use crate::engine::{Hangup, MediaCall, Sinks};
+use crate::engine::{Hangup, MediaCall};
 use crate::media::ports::PortLease;
 use crate::media::session::{MediaParams, MediaSession};
 use crate::media::srtp::MasterKey;
@@ -380,7 +380,7 @@ impl Call {
         let run = if agent.media_on_reactor() {
             Run::Reactor(shared.engine.add(socket, call))
         } else {
-            match TaskMedia::new(socket, call) {
+            match TaskMedia::new(socket, call, shared.sinks()) {
                 Ok(t) => Run::Task(Box::new(t)),
                 Err(e) => {
                     // The runtime refused the socket (out of descriptors for its registration):
@@ -411,7 +411,7 @@ impl Call {
             let sip = self.core.poll_timeout().map(Instant::from_std);
             let task = match &mut m.run {
                 Run::Task(t) => {
-                    t.pass(shared).await;
+                    t.pass().await;
                     Some(t)
                 }
                 Run::Reactor(_) => None,
@@ -484,11 +484,7 @@ impl Call {
         if let Some(m) = self.media.take() {
             // The socket closes here, before the port goes back to the pool with the lease.
             if let Some(call) = m.run.take_back().await {
-                let sinks = Sinks {
-                    registry: Arc::clone(&shared.registry),
-                    metrics: Arc::clone(&shared.metrics),
-                };
-                let rtp = call.close(&sinks);
+                let rtp = call.close(&shared.sinks());
                 shared.metrics.call_jitter_ms(rtp.jitter_ms);
                 tracing::info!(
                     sent = rtp.packets_sent,

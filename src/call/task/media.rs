@@ -8,7 +8,6 @@ use std::task::Poll;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use crate::call::Shared;
 use crate::engine::{CallHandle, MediaCall, Sinks};
 use crate::media::session::MediaParams;
 
@@ -46,21 +45,27 @@ impl Run {
 pub(super) struct TaskMedia {
     pub(super) socket: UdpSocket,
     pub(super) call: MediaCall,
+    sinks: Sinks,
     next_report: Instant,
 }
 
 impl TaskMedia {
-    pub(super) fn new(socket: std::net::UdpSocket, call: MediaCall) -> std::io::Result<TaskMedia> {
+    pub(super) fn new(
+        socket: std::net::UdpSocket,
+        call: MediaCall,
+        sinks: Sinks,
+    ) -> std::io::Result<TaskMedia> {
         Ok(TaskMedia {
             socket: UdpSocket::from_std(socket)?,
             call,
+            sinks,
             next_report: Instant::now() + REPORT_EVERY,
         })
     }
 
     /// Reads what the socket holds (bounded), services the call with the task's waker (the
     /// agent wakes the task), and publishes the figures once a second.
-    pub(super) async fn pass(&mut self, shared: &Shared) {
+    pub(super) async fn pass(&mut self) {
         let t = crate::timer::now();
         let mut buf = [0u8; 2048];
         for _ in 0..MAX_READS_PER_PASS {
@@ -70,22 +75,23 @@ impl TaskMedia {
                 Err(e) => self.call.handle_socket_error(&e),
             }
         }
-        let sinks = Sinks {
-            registry: shared.registry.clone(),
-            metrics: shared.metrics.clone(),
-        };
-        let TaskMedia { socket, call, .. } = self;
+        let TaskMedia {
+            socket,
+            call,
+            sinks,
+            ..
+        } = self;
         let mut transmit = |to: SocketAddr, pkt: &[u8]| socket.try_send_to(pkt, to).unwrap_or(0);
         std::future::poll_fn(|cx| {
-            call.service(t, cx, || {}, &sinks, &mut transmit);
+            call.service(t, cx, || {}, sinks, &mut transmit);
             Poll::Ready(())
         })
         .await;
         let now = Instant::from_std(t);
         if now >= self.next_report {
             self.next_report = now + REPORT_EVERY;
-            let delta = self.call.report(&shared.registry);
-            shared.metrics.rtp(delta);
+            let delta = self.call.report(&self.sinks.registry);
+            self.sinks.metrics.rtp(delta);
         }
     }
 
