@@ -49,6 +49,10 @@ impl Engine {
                 .name(format!("media-{n}"))
                 .spawn(move || {
                     let _rt = runtime.as_ref().map(|h| h.enter());
+                    // However the loop ends (stop, an epoll failure, a panic outside any one
+                    // call), the inbox closes: queued and later commands are dropped, so no call
+                    // task waits on a thread that is gone.
+                    let _close = CloseOnExit(reactor.inbox());
                     reactor.run();
                 })?;
             inboxes.push(inbox);
@@ -59,13 +63,13 @@ impl Engine {
         })
     }
 
-    /// Hands a call's media and its RTP socket (non-blocking) to the reactor running the fewest
-    /// calls.
+    /// Hands a call's media and its RTP socket (non-blocking) to the live reactor running the
+    /// fewest calls. With none left alive the call is dropped, and its task hangs up.
     pub fn add(&self, socket: std::net::UdpSocket, call: MediaCall) -> CallHandle {
         let inbox = self
             .inboxes
             .iter()
-            .min_by_key(|i| i.calls.load(SeqCst))
+            .min_by_key(|i| (i.is_closed(), i.calls.load(SeqCst)))
             .map(Arc::clone)
             .expect("an engine has at least one reactor");
         inbox.calls.fetch_add(1, SeqCst);
@@ -90,6 +94,14 @@ impl Drop for Engine {
         for inbox in &self.inboxes {
             inbox.command(Command::Stop);
         }
+    }
+}
+
+struct CloseOnExit(Arc<Inbox>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 

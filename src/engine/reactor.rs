@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
@@ -55,6 +56,9 @@ pub enum Command {
 
 #[derive(Default)]
 struct Queued {
+    /// The reactor stopped: commands are dropped at once (a `Remove`'s reply with them, so the
+    /// call task learns it), nothing waits on a thread that is gone.
+    closed: bool,
     commands: Vec<Command>,
     /// Tokens of calls whose agent woke them.
     woken: Vec<u64>,
@@ -84,25 +88,49 @@ impl Inbox {
         self.push(|q| q.commands.push(c));
     }
 
-    fn push(&self, f: impl FnOnce(&mut Queued)) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
         match self.queued.lock() {
-            Ok(mut q) => f(&mut q),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
+            Ok(q) => q,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn push(&self, f: impl FnOnce(&mut Queued)) {
+        {
+            let mut q = self.lock();
+            if q.closed {
+                return;
+            }
+            f(&mut q);
         }
         if !self.signalled.swap(true, SeqCst) {
             self.eventfd.signal();
         }
     }
 
+    /// Whether the reactor behind this inbox has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// The reactor is stopping (or unwinding): drop what is queued and whatever comes later.
+    pub fn close(&self) {
+        let dropped = {
+            let mut q = self.lock();
+            q.closed = true;
+            std::mem::take(&mut q.commands)
+        };
+        // Dropped outside the lock: a call's media dropped here may wake other tasks.
+        drop(dropped);
+    }
+
     fn take(&self, into: &mut Queued) {
         // Cleared before the queue is read: a push after this point signals again.
         self.signalled.store(false, SeqCst);
         self.eventfd.drain();
-        let mut q = match self.queued.lock() {
-            Ok(q) => q,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        std::mem::swap(&mut *q, into);
+        let mut q = self.lock();
+        std::mem::swap(&mut q.commands, &mut into.commands);
+        std::mem::swap(&mut q.woken, &mut into.woken);
     }
 }
 
@@ -146,8 +174,11 @@ struct Running {
     socket: UdpSocket,
     /// The call's span, entered while the call is serviced.
     span: tracing::Span,
-    /// False when the epoll set refused the socket.
+    /// False when the epoll set refused the socket, or the call was given up.
     watched: bool,
+    /// Servicing the call panicked: it is no longer serviced, only kept until its task asks
+    /// for it (and then dropped here; its state cannot be trusted).
+    poisoned: bool,
     call: Box<MediaCall>,
     wake: Arc<CallWake>,
     waker: Waker,
@@ -188,6 +219,10 @@ impl Reactor {
             next_report: now + REPORT_EVERY,
             buf: vec![0; 2048],
         })
+    }
+
+    pub fn inbox(&self) -> Arc<Inbox> {
+        Arc::clone(&self.inbox)
     }
 
     /// Runs until told to stop (or the epoll set fails, which only a kernel out of memory does).
@@ -246,14 +281,25 @@ impl Reactor {
                         self.service(now, i);
                     }
                 }
-                Command::Remove { key, reply } => {
-                    if let Some(call) = self.remove(key) {
-                        // The call task may have gone (aborted): the call is then dropped here.
+                Command::Remove { key, reply } => match self.remove(key) {
+                    // The call task may have gone (aborted): the call is then dropped here.
+                    Some((call, false)) => {
                         let _ = reply.send(call);
                     }
+                    // Dropping the reply tells the task there is nothing to take back.
+                    Some((poisoned, true)) => drop_quietly(poisoned),
+                    None => {}
+                },
+                // Whatever is queued behind it is dropped with the reactor's inbox.
+                Command::Stop => {
+                    stop = true;
+                    break;
                 }
-                Command::Stop => stop = true,
             }
+        }
+        if stop {
+            q.commands.clear();
+            return true;
         }
         for t in std::mem::take(&mut q.woken) {
             if let Some(i) = self.live(t) {
@@ -305,6 +351,7 @@ impl Reactor {
             socket,
             span: call.span.clone(),
             watched: true,
+            poisoned: false,
             call,
             waker: Waker::from(Arc::clone(&wake)),
             wake,
@@ -312,7 +359,9 @@ impl Reactor {
         }
     }
 
-    fn remove(&mut self, key: u64) -> Option<(UdpSocket, Box<MediaCall>)> {
+    /// The call's socket and media, and whether it was poisoned.
+    #[allow(clippy::type_complexity)]
+    fn remove(&mut self, key: u64) -> Option<((UdpSocket, Box<MediaCall>), bool)> {
         let index = self.keys.remove(&key)?;
         let slot = &mut self.slots[index as usize];
         let running = slot.call.take()?;
@@ -324,7 +373,7 @@ impl Reactor {
         self.free.push(index);
         // Events and timers still queued for the old token are recognised as stale.
         slot.generation = slot.generation.wrapping_add(1);
-        Some((running.socket, running.call))
+        Some(((running.socket, running.call), running.poisoned))
     }
 
     /// The slot of a token whose call is still the one it was issued for.
@@ -342,10 +391,10 @@ impl Reactor {
         };
         // Lent out for the read (moving a Vec out and back allocates nothing).
         let mut buf = std::mem::take(&mut self.buf);
-        self.service_with(now, i, |r| match r.socket.recv_from(&mut buf) {
-            Ok((n, src)) => r.call.handle_datagram(now, src, &mut buf[..n]),
+        self.service_with(now, i, |socket, call| match socket.recv_from(&mut buf) {
+            Ok((n, src)) => call.handle_datagram(now, src, &mut buf[..n]),
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(e) => r.call.handle_socket_error(&e),
+            Err(e) => call.handle_socket_error(&e),
         });
         self.buf = buf;
     }
@@ -360,41 +409,67 @@ impl Reactor {
     }
 
     fn service(&mut self, now: Instant, index: u32) {
-        self.service_with(now, index, |_| {});
+        self.service_with(now, index, |_, _| {});
     }
 
     /// Runs `first` (a read), then the call's media and agent, inside the call's span; then
-    /// puts the call's next deadline on the wheel.
-    fn service_with(&mut self, now: Instant, index: u32, first: impl FnOnce(&mut Running)) {
+    /// puts the call's next deadline on the wheel. A panic in there (an agent's bug) costs that
+    /// call only: it is hung up and no longer serviced; the reactor and its other calls go on.
+    fn service_with(
+        &mut self,
+        now: Instant,
+        index: u32,
+        first: impl FnOnce(&UdpSocket, &mut MediaCall),
+    ) {
         let slot = &mut self.slots[index as usize];
         let token = token(index, slot.generation);
         let Some(r) = slot.call.as_mut() else { return };
-        let span = r.span.clone();
-        let _span = span.enter();
-        first(r);
+        if r.poisoned {
+            return;
+        }
         let Running {
             socket,
             call,
             wake,
             waker,
             scheduled,
+            span,
             ..
         } = r;
-        let mut cx = Context::from_waker(waker);
-        let mut transmit = |to: SocketAddr, pkt: &[u8]| send(socket, to, pkt);
-        for _ in 0..MAX_REPOLLS {
-            wake.in_service.store(true, SeqCst);
-            let rearm = || wake.again.store(false, SeqCst);
-            call.service(now, &mut cx, rearm, &self.sinks, &mut transmit);
-            wake.in_service.store(false, SeqCst);
-            if !wake.again.swap(false, SeqCst) {
-                break;
+        let _span = span.enter();
+        let sinks = &self.sinks;
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            first(socket, call);
+            let mut cx = Context::from_waker(waker);
+            let mut transmit = |to: SocketAddr, pkt: &[u8]| send(socket, to, pkt);
+            for _ in 0..MAX_REPOLLS {
+                wake.in_service.store(true, SeqCst);
+                let rearm = || wake.again.store(false, SeqCst);
+                call.service(now, &mut cx, rearm, sinks, &mut transmit);
+                wake.in_service.store(false, SeqCst);
+                if !wake.again.swap(false, SeqCst) {
+                    break;
+                }
             }
-        }
-        let next = call.poll_timeout();
-        if *scheduled != Some(next) {
-            *scheduled = Some(next);
-            self.wheel.insert(token, next);
+            call.poll_timeout()
+        }));
+        match run {
+            Ok(next) => {
+                if *scheduled != Some(next) {
+                    *scheduled = Some(next);
+                    self.wheel.insert(token, next);
+                }
+            }
+            Err(_) => {
+                tracing::error!("the call's media panicked; hanging up (other calls go on)");
+                r.poisoned = true;
+                if r.watched {
+                    // Unread, a level-triggered socket would be reported on every wait.
+                    let _ = self.epoll.delete(r.socket.as_raw_fd());
+                    r.watched = false;
+                }
+                r.call.fail("media engine fault");
+            }
         }
     }
 
@@ -402,11 +477,18 @@ impl Reactor {
     fn report(&mut self) {
         let mut total = RtpDelta::default();
         for slot in &mut self.slots {
-            if let Some(r) = slot.call.as_mut() {
+            if let Some(r) = slot.call.as_mut().filter(|r| !r.poisoned) {
                 add_delta(&mut total, r.call.report(&self.sinks.registry));
             }
         }
         self.sinks.metrics.rtp(total);
+    }
+}
+
+/// Drops a call whose servicing panicked: its drop (the agent's) may panic too.
+fn drop_quietly(call: (UdpSocket, Box<MediaCall>)) {
+    if std::panic::catch_unwind(AssertUnwindSafe(|| drop(call))).is_err() {
+        tracing::error!("dropping a call's media panicked too");
     }
 }
 

@@ -325,3 +325,75 @@ fn a_socket_reporting_an_error_keeps_its_call_running() {
     assert_eq!(call.recv_errors(), 1, "the error was read, once");
     assert_eq!(call.session.counters().packets_received, 1);
 }
+
+/// An agent with a bug: it panics on the caller's third frame.
+struct PanickyAgent {
+    frames: usize,
+}
+
+impl AgentSession for PanickyAgent {
+    fn send_audio(&mut self, _frame: &AudioFrame) {
+        self.frames += 1;
+        assert!(self.frames < 3, "an agent bug");
+    }
+    fn send_event(&mut self, _event: CallerEvent) {}
+    fn poll_output(&mut self, _cx: &mut Context<'_>, _want: bool) -> Poll<Option<AgentOutput>> {
+        Poll::Pending
+    }
+    fn audio_queued(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_panicking_agent_costs_its_own_call_only() {
+    let engine = Engine::start(1, sinks()).unwrap();
+    let (peer, bad_peer) = (Peer::new(), Peer::new());
+    let good = media(peer.addr(), Box::new(EchoSession::new()));
+    let good_addr = good.addr;
+    let good = engine.add(good.socket, good.call);
+    let bad = media(bad_peer.addr(), Box::new(PanickyAgent { frames: 0 }));
+    let (bad_addr, mut bad_hangups) = (bad.addr, bad.hangups);
+    let bad = engine.add(bad.socket, bad.call);
+    for seq in 1..=3 {
+        bad_peer.send(bad_addr, seq);
+    }
+    let h = block_on(async { tokio::time::timeout(WAIT, bad_hangups.recv()).await })
+        .expect("hang-up within the wait")
+        .unwrap();
+    assert_eq!(
+        (h.reason.as_str(), h.outcome),
+        ("media engine fault", "other")
+    );
+    // The reactor and its other call go on.
+    for seq in 1..=5u16 {
+        peer.send(good_addr, seq);
+        assert_eq!(peer.recv_audio(), echoed(seq as u8));
+    }
+    assert!(
+        block_on(bad.take_back()).is_none(),
+        "a poisoned call is not handed back"
+    );
+    assert!(block_on(good.take_back()).is_some());
+    assert_eq!(engine.load(), vec![0]);
+}
+
+#[test]
+fn a_stopped_engine_drops_new_calls_and_hands_nothing_back() {
+    let engine = Engine::start(1, sinks()).unwrap();
+    let peer = Peer::new();
+    let m = media(peer.addr(), Box::new(EchoSession::new()));
+    let mut hangups = m.hangups;
+    let handle = engine.add(m.socket, m.call);
+    drop(engine);
+    // The call went down with its reactor: its task learns it from the closed channel...
+    let h = block_on(async { tokio::time::timeout(WAIT, hangups.recv()).await })
+        .expect("the channel closes within the wait");
+    assert!(h.is_none());
+    // ...and taking it back does not wait forever.
+    assert!(
+        block_on(async { tokio::time::timeout(WAIT, handle.take_back()).await })
+            .expect("answered within the wait")
+            .is_none()
+    );
+}
