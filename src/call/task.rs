@@ -535,7 +535,9 @@ impl Call {
     fn hang_up(&mut self, t: std::time::Instant, reason: &str, outcome: &'static str) {
         self.outcome.get_or_insert(outcome);
         let cause = match outcome {
-            "agent_error" => HangupCause::AgentFailure,
+            // "other" from this side is always a fault of ours (the media engine, a socket):
+            // 41, temporary failure, like the agent's, not 16 (the conversation ended).
+            "agent_error" | "other" => HangupCause::AgentFailure,
             "media_timeout" => HangupCause::Timeout,
             _ => HangupCause::Normal,
         };
