@@ -99,6 +99,8 @@ pub struct Metrics {
     /// SIP TCP/TLS connections: open now, and since start accepted, refused at accept, and
     /// closed for misbehaving (framing, timeouts, failed handshakes).
     sip_connections: [AtomicU64; 4],
+    /// Calls each media reactor runs, as of the last scrape.
+    media_reactor_calls: std::sync::Mutex<Vec<u64>>,
     rtp_packets: [AtomicU64; 2],
     rtp_bytes: [AtomicU64; 2],
     rtp_lost: AtomicU64,
@@ -131,6 +133,7 @@ impl Metrics {
             bans: Family::default(),
             active_bans: AtomicU64::new(0),
             sip_connections: Default::default(),
+            media_reactor_calls: Default::default(),
             rtp_packets: [AtomicU64::new(0), AtomicU64::new(0)],
             rtp_bytes: [AtomicU64::new(0), AtomicU64::new(0)],
             rtp_lost: AtomicU64::new(0),
@@ -219,6 +222,13 @@ impl Metrics {
     }
 
     /// The stream transports' figures at a scrape: open, accepted, refused, closed as bad.
+    /// The calls on each media reactor (`Engine::load`), read when `/metrics` is scraped.
+    pub fn set_media_reactor_calls(&self, calls: &[usize]) {
+        if let Ok(mut v) = self.media_reactor_calls.lock() {
+            *v = calls.iter().map(|&n| n as u64).collect();
+        }
+    }
+
     pub fn set_sip_connections(&self, figures: [u64; 4]) {
         for (a, v) in self.sip_connections.iter().zip(figures) {
             a.store(v, Ordering::Relaxed);
@@ -376,6 +386,17 @@ impl Metrics {
             "Sources banned now.",
         );
         let _ = writeln!(out, "sipbridge_active_bans {}", load(&self.active_bans));
+        header(
+            &mut out,
+            "sipbridge_media_reactor_calls",
+            "gauge",
+            "Calls whose media runs on each media reactor (media.reactors).",
+        );
+        if let Ok(v) = self.media_reactor_calls.lock() {
+            for (i, n) in v.iter().enumerate() {
+                let _ = writeln!(out, "sipbridge_media_reactor_calls{{reactor=\"{i}\"}} {n}");
+            }
+        }
         let [open, accepted, refused, bad] = &self.sip_connections;
         for (name, kind, help, value) in [
             (

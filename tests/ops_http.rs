@@ -83,6 +83,14 @@ async fn a_live_call_is_listed_and_the_metrics_move() {
         .starts_with("text/plain; version=0.0.4"));
     assert_exposition(&during.body);
     assert_eq!(metric(&during.body, "sipbridge_active_calls"), Some(1.0));
+    // The echo call's media runs on a reactor (one of them, however many this machine has).
+    let on_reactors: f64 = during
+        .body
+        .lines()
+        .filter(|l| l.starts_with("sipbridge_media_reactor_calls{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(on_reactors, 1.0, "{}", during.body);
     // Answered and confirmed: out of setup.
     assert_eq!(metric(&during.body, "sipbridge_calls_in_setup"), Some(0.0));
     assert_eq!(

@@ -78,6 +78,9 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let streams = &shared.sip.streams;
     let c = &streams.counters;
     let count = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    shared
+        .metrics
+        .set_media_reactor_calls(&shared.engine.load());
     shared.metrics.set_sip_connections([
         streams.len() as u64,
         count(&c.accepted),
