@@ -81,6 +81,18 @@ pub struct RtpDelta {
     pub late: u64,
 }
 
+/// A reactor adds up its calls' changes and reports them in one step.
+impl std::ops::AddAssign for RtpDelta {
+    fn add_assign(&mut self, d: RtpDelta) {
+        self.packets_sent += d.packets_sent;
+        self.packets_received += d.packets_received;
+        self.bytes_sent += d.bytes_sent;
+        self.bytes_received += d.bytes_received;
+        self.lost += d.lost;
+        self.late += d.late;
+    }
+}
+
 pub struct Metrics {
     active_calls: AtomicU64,
     calls_in_setup: AtomicU64,

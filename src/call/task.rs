@@ -113,10 +113,10 @@ use media::{Run, TaskMedia};
 struct MediaLeg {
     run: Run,
     hangups: mpsc::UnboundedReceiver<Hangup>,
-    /// What the reactor's session was last given (a re-answer starts from it).
+    /// What the media session was last given (a re-answer starts from it).
     params: MediaParams,
-    _lease: PortLease,
-    port: u16,
+    /// The RTP port, held until the call ends.
+    lease: PortLease,
     /// The SDP answer's `o=` version, bumped on every re-answer (RFC 3264 8).
     sdp_version: u64,
     sdp_session: u64,
@@ -373,7 +373,6 @@ impl Call {
         });
         let mut session = session;
         session.send_event(CallerEvent::Answered);
-        let port = lease.port();
         // The send clock starts with the answer.
         let media = MediaSession::new(now(), params.clone());
         let (call, hangups) = MediaCall::new(media, session, self.call_id.clone(), kind);
@@ -395,8 +394,7 @@ impl Call {
             run,
             hangups,
             params,
-            _lease: lease,
-            port,
+            lease,
             sdp_version: 1,
             sdp_session,
             media_ip: local.ip,
@@ -417,17 +415,14 @@ impl Call {
                 Run::Reactor(_) => None,
             };
             let media_due = task.as_ref().map(|t| t.deadline());
-            let wake = match (sip, media_due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake = sip.into_iter().chain(media_due).min();
             let on_task = task.is_some();
             let socket = task.as_ref().map(|t| &t.socket);
             tokio::select! {
                 biased;
                 // On the 50-per-second media wake-up only the socket's readiness is looked at
                 // first, not the SIP inbox and the agent.
-                _ = readable(socket) => {}
+                _ = media::readable(socket) => {}
                 msg = self.inbox.recv() => match msg {
                     Some(CallInput::Sip(msg, src)) => self.core.handle_message(now(), msg, src),
                     Some(CallInput::Hangup) => {
@@ -580,7 +575,7 @@ impl Call {
         m.sdp_version += 1;
         let local = LocalMedia {
             ip: m.media_ip,
-            port: m.port,
+            port: m.lease.port(),
             session_id: m.sdp_session,
             session_version: m.sdp_version,
             ptime_ms: 20,
@@ -774,14 +769,4 @@ fn contact_uri(
         uri.params.push(("transport".into(), Some(t.into())));
     }
     Ok(uri)
-}
-
-/// The task's RTP socket becoming readable; never, for a call whose media is on a reactor.
-async fn readable(socket: Option<&tokio::net::UdpSocket>) {
-    match socket {
-        Some(s) => {
-            let _ = s.readable().await;
-        }
-        None => std::future::pending().await,
-    }
 }

@@ -35,9 +35,6 @@ pub struct MediaCall {
     pub session: MediaSession,
     pub agent: Box<dyn AgentSession>,
     call_id: String,
-    /// The call's span: a reactor thread runs many calls, and each call's log lines must
-    /// still carry its call id.
-    pub(super) span: tracing::Span,
     /// The agent's kind, for metrics labels.
     kind: &'static str,
     hangups: mpsc::UnboundedSender<Hangup>,
@@ -65,7 +62,6 @@ impl MediaCall {
             session,
             agent,
             call_id,
-            span: tracing::Span::current(),
             kind,
             hangups: tx,
             hangup_sent: false,
@@ -81,10 +77,6 @@ impl MediaCall {
     /// Reads that returned an error instead of a datagram.
     pub fn recv_errors(&self) -> u64 {
         self.recv_errors
-    }
-
-    pub fn call_id(&self) -> &str {
-        &self.call_id
     }
 
     /// A datagram arrived on the call's RTP port (decrypted in place on an SRTP call).
@@ -290,14 +282,4 @@ impl MediaCall {
         sinks.metrics.rtp(delta);
         self.rtp_stats()
     }
-}
-
-/// Adds one call's change to a reactor's running total.
-pub fn add_delta(total: &mut RtpDelta, d: RtpDelta) {
-    total.packets_sent += d.packets_sent;
-    total.packets_received += d.packets_received;
-    total.bytes_sent += d.bytes_sent;
-    total.bytes_received += d.bytes_received;
-    total.lost += d.lost;
-    total.late += d.late;
 }

@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-/// Readiness for one registered descriptor: its token, and whether it is readable or in error.
+/// Readiness (input or an error) of one registered descriptor, by its token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ready {
     pub token: u64,

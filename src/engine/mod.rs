@@ -20,6 +20,9 @@ use reactor::{Command, Inbox, Reactor};
 
 use crate::media::session::MediaParams;
 
+/// How often a call's RTP figures are published (registry and metrics), wherever it runs.
+pub const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The reactors a gateway runs.
 pub struct Engine {
     inboxes: Vec<Arc<Inbox>>,
@@ -78,6 +81,7 @@ impl Engine {
             key,
             socket,
             call: Box::new(call),
+            span: tracing::Span::current(),
         });
         CallHandle { inbox, key }
     }

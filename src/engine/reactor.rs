@@ -15,18 +15,17 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::call::{add_delta, MediaCall, Sinks};
+use super::call::{MediaCall, Sinks};
 use super::epoll::{Epoll, EventFd, Ready};
 use super::wheel::{Entry, Wheel};
+use super::REPORT_EVERY;
 use crate::media::session::MediaParams;
 use crate::metrics::RtpDelta;
 
-/// How often every call's RTP figures are published (registry and metrics).
-const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// Readiness events taken per wait.
 const BATCH: usize = 256;
 /// The eventfd's token; call tokens carry a slot index below 2^32.
@@ -40,6 +39,9 @@ pub enum Command {
         key: u64,
         socket: UdpSocket,
         call: Box<MediaCall>,
+        /// The span of whoever added the call (its task's, carrying the call id): a reactor
+        /// runs many calls, and each call's log lines must still say which.
+        span: tracing::Span,
     },
     /// A re-INVITE changed the far end, direction, codec or keys.
     Update {
@@ -267,12 +269,17 @@ impl Reactor {
         }
     }
 
-    /// Commands and agent wake-ups from other threads; true on Stop.
+    /// Commands and agent wake-ups from other threads; true on Stop. The queues are drained,
+    /// not replaced, so they keep their capacity from one wake-up to the next.
     fn apply(&mut self, now: Instant, q: &mut Queued) -> bool {
-        let mut stop = false;
         for c in q.commands.drain(..) {
             match c {
-                Command::Add { key, socket, call } => self.add(now, key, socket, call),
+                Command::Add {
+                    key,
+                    socket,
+                    call,
+                    span,
+                } => self.add(now, key, socket, call, span),
                 Command::Update { key, params } => {
                     if let Some(i) = self.keys.get(&key).copied() {
                         if let Some(r) = self.slots[i as usize].call.as_mut() {
@@ -290,18 +297,11 @@ impl Reactor {
                     Some((poisoned, true)) => drop_quietly(poisoned),
                     None => {}
                 },
-                // Whatever is queued behind it is dropped with the reactor's inbox.
-                Command::Stop => {
-                    stop = true;
-                    break;
-                }
+                // What is queued behind it is dropped with the drain, the rest with the inbox.
+                Command::Stop => return true,
             }
         }
-        if stop {
-            q.commands.clear();
-            return true;
-        }
-        for t in std::mem::take(&mut q.woken) {
+        for t in q.woken.drain(..) {
             if let Some(i) = self.live(t) {
                 if let Some(r) = self.slots[i as usize].call.as_ref() {
                     r.wake.queued.store(false, SeqCst);
@@ -309,10 +309,17 @@ impl Reactor {
                 self.service(now, i);
             }
         }
-        stop
+        false
     }
 
-    fn add(&mut self, now: Instant, key: u64, socket: UdpSocket, call: Box<MediaCall>) {
+    fn add(
+        &mut self,
+        now: Instant,
+        key: u64,
+        socket: UdpSocket,
+        call: Box<MediaCall>,
+        span: tracing::Span,
+    ) {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -324,7 +331,7 @@ impl Reactor {
             }
         };
         let token = token(index, self.slots[index as usize].generation);
-        let mut running = self.running(token, socket, call);
+        let mut running = self.running(token, socket, call, span);
         if let Err(e) = self.epoll.add(running.socket.as_raw_fd(), token) {
             // Kept, unwatched, until its task takes it back after the BYE.
             {
@@ -339,7 +346,13 @@ impl Reactor {
         self.service(now, index);
     }
 
-    fn running(&self, token: u64, socket: UdpSocket, call: Box<MediaCall>) -> Running {
+    fn running(
+        &self,
+        token: u64,
+        socket: UdpSocket,
+        call: Box<MediaCall>,
+        span: tracing::Span,
+    ) -> Running {
         let wake = Arc::new(CallWake {
             token,
             inbox: Arc::clone(&self.inbox),
@@ -349,7 +362,7 @@ impl Reactor {
         });
         Running {
             socket,
-            span: call.span.clone(),
+            span,
             watched: true,
             poisoned: false,
             call,
@@ -478,7 +491,7 @@ impl Reactor {
         let mut total = RtpDelta::default();
         for slot in &mut self.slots {
             if let Some(r) = slot.call.as_mut().filter(|r| !r.poisoned) {
-                add_delta(&mut total, r.call.report(&self.sinks.registry));
+                total += r.call.report(&self.sinks.registry);
             }
         }
         self.sinks.metrics.rtp(total);

@@ -8,15 +8,12 @@ use std::task::Poll;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use crate::engine::{CallHandle, MediaCall, Sinks};
+use crate::engine::{CallHandle, MediaCall, Sinks, REPORT_EVERY};
 use crate::media::session::MediaParams;
 
 /// RTP datagrams read in one pass of the task's loop before it looks at SIP and timers again,
 /// so a flood cannot starve SIP.
 const MAX_READS_PER_PASS: usize = 16;
-
-/// How often a call on its task publishes its RTP figures (registry and metrics).
-const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(super) enum Run {
     Reactor(CallHandle),
@@ -112,4 +109,14 @@ pub(super) fn woken() -> impl std::future::Future<Output = ()> {
             Poll::Ready(())
         }
     })
+}
+
+/// The task's RTP socket becoming readable; never, for a call whose media is on a reactor.
+pub(super) async fn readable(socket: Option<&UdpSocket>) {
+    match socket {
+        Some(s) => {
+            let _ = s.readable().await;
+        }
+        None => std::future::pending().await,
+    }
 }
