@@ -18,7 +18,7 @@ pub mod ws;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use crate::media::frame::{AudioFrame, MAX_FRAME_SAMPLES};
 
@@ -91,6 +91,14 @@ pub trait AgentSession: Send {
 
     /// Whether a frame is ready now, so the call knows to wake when its next slot opens.
     fn audio_queued(&self) -> bool;
+
+    /// When the session must next be polled though nothing woke it: a session that keeps its
+    /// own protocol timers (WebRTC's) says when the next one fires, and the call polls it then.
+    /// Arming a tokio timer instead works on the call's task but not on a media reactor, where
+    /// tokio's timer thread would have to wake the reactor across threads for every firing.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// What an agent learns about the call when it starts.
@@ -210,11 +218,13 @@ pub trait Agent: Send + Sync {
         SetupPolicy::default()
     }
 
-    /// Whether the call's media may run on a media reactor. An agent that reaches its far end
-    /// through tokio sockets or tasks of its own says no: polled from a reactor, every message
-    /// from the far end would cross threads (tokio's I/O driver waking the reactor through its
+    /// Whether the call's media may run on a media reactor. An agent whose far end's every
+    /// message arrives through tokio sockets or tasks of its own says no: polled from a
+    /// reactor, each would cross threads (tokio's I/O driver waking the reactor through its
     /// eventfd), which cost a Media Streams call 45 % more CPU than the reactor saves. Such a
-    /// call's media stays on its own task until the agent's sockets join the reactor.
+    /// call's media stays on its own task until the agent's sockets join the reactor. Rare
+    /// messages (LiveKit's signalling) may cross; sockets read on the call's clock and timers
+    /// given by [`AgentSession::poll_timeout`] cost no crossing.
     fn media_on_reactor(&self) -> bool {
         true
     }

@@ -141,7 +141,11 @@ impl MediaCall {
 
     /// When the call next needs the reactor without a packet or an agent wake-up.
     pub fn poll_timeout(&self) -> Instant {
-        self.session.poll_timeout(self.agent.audio_queued())
+        let media = self.session.poll_timeout(self.agent.audio_queued());
+        match self.agent.poll_timeout() {
+            Some(agent) => media.min(agent),
+            None => media,
+        }
     }
 
     /// The engine cannot run this call: the call task hangs up.

@@ -397,3 +397,37 @@ fn a_stopped_engine_drops_new_calls_and_hands_nothing_back() {
             .is_none()
     );
 }
+
+/// An agent with a protocol timer of its own (as WebRTC's are), due at `at`.
+struct TimedAgent {
+    at: Option<Instant>,
+}
+
+impl AgentSession for TimedAgent {
+    fn send_audio(&mut self, _frame: &AudioFrame) {}
+    fn send_event(&mut self, _event: CallerEvent) {}
+    fn poll_output(&mut self, _cx: &mut Context<'_>, _want: bool) -> Poll<Option<AgentOutput>> {
+        Poll::Pending
+    }
+    fn audio_queued(&self) -> bool {
+        false
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.at
+    }
+}
+
+#[test]
+fn the_call_wakes_for_the_agents_own_timer_when_it_comes_first() {
+    let peer = Peer::new();
+    let media_only = media(peer.addr(), Box::new(TimedAgent { at: None }));
+    let slot = media_only.call.poll_timeout();
+    // Sooner than the send clock's next slot: the call wakes for the agent.
+    let soon = slot - Duration::from_millis(5);
+    let m = media(peer.addr(), Box::new(TimedAgent { at: Some(soon) }));
+    assert_eq!(m.call.poll_timeout(), soon);
+    // Later: the send clock still decides.
+    let late = slot + Duration::from_secs(1);
+    let m = media(peer.addr(), Box::new(TimedAgent { at: Some(late) }));
+    assert!(m.call.poll_timeout() < late);
+}

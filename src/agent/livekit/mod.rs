@@ -73,10 +73,6 @@ impl Agent for LivekitAgent {
         "livekit"
     }
 
-    fn media_on_reactor(&self) -> bool {
-        false
-    }
-
     /// Like LiveKit's SIP service: ring at once, re-send 180 every second (carriers drop calls
     /// that ring silently), answer when the agent's audio is there. A room that never gets its
     /// agent is "no answer" (480); a server that cannot be reached is 503 so Twilio fails over.

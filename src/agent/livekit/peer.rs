@@ -365,6 +365,8 @@ pub struct Peers {
     timer_at: Option<Instant>,
     /// The call is about to take a frame: the room's audio is read at the next poll.
     frame_due: bool,
+    /// Answered: the sockets are read on the call's clock, and the call polls at our timers.
+    quiet: bool,
     buf: Box<[u8; MAX_DATAGRAM]>,
 }
 
@@ -430,6 +432,7 @@ impl Peers {
             timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             timer_at: None,
             frame_due: false,
+            quiet: false,
             buf: Box::new([0; MAX_DATAGRAM]),
         })
     }
@@ -528,8 +531,9 @@ impl Peers {
     }
 
     /// The call is answered and polls every 20 ms: the sockets leave the runtime and are read
-    /// on the call's clock from now on.
+    /// on the call's clock from now on, and the timers are the caller's to honour.
     pub fn quiet(&mut self) {
+        self.quiet = true;
         for conn in [&mut self.publisher, &mut self.subscriber] {
             if let Err(e) = conn.socket.make_polled() {
                 tracing::warn!(target = ?conn.target, error = %e, "media socket lost");
@@ -552,10 +556,20 @@ impl Peers {
         }
     }
 
+    /// When the next WebRTC timer of either connection fires, as of the last poll.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.publisher
+            .deadline
+            .into_iter()
+            .chain(self.subscriber.deadline)
+            .min()
+    }
+
     /// Drives both connections: reads their sockets, runs their timers, sends what they
     /// produce. The room's Opus payloads go to `audio` with their track's key; the rest comes
     /// back as events. Pending when there is nothing more to do; the waker is then registered
-    /// with both sockets and the next timer.
+    /// with both sockets and, until the call is answered, the next timer ([`Peers::quiet`]:
+    /// from then on the caller polls by [`Peers::poll_timeout`]).
     pub fn poll(
         &mut self,
         cx: &mut Context<'_>,
@@ -602,15 +616,14 @@ impl Peers {
             if fired {
                 continue;
             }
-            let Some(at) = self
-                .publisher
-                .deadline
-                .into_iter()
-                .chain(self.subscriber.deadline)
-                .min()
-            else {
+            let Some(at) = self.poll_timeout() else {
                 break;
             };
+            // Once answered the call polls at `poll_timeout` itself (on a media reactor, where
+            // a tokio timer would wake it across threads).
+            if self.quiet {
+                break;
+            }
             if self.timer_at != Some(at) {
                 self.timer_at = Some(at);
                 self.timer

@@ -260,6 +260,10 @@ impl AgentSession for LivekitSession {
     fn audio_queued(&self) -> bool {
         self.downlink.ready()
     }
+
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.peers.as_ref().and_then(Peers::poll_timeout)
+    }
 }
 
 impl Drop for LivekitSession {
