@@ -16,6 +16,7 @@ pub mod stream;
 pub mod ws;
 
 use std::future::Future;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -99,6 +100,19 @@ pub trait AgentSession: Send {
     fn poll_timeout(&self) -> Option<Instant> {
         None
     }
+
+    /// Descriptors the session reads itself (its far end's sockets), for the media reactor
+    /// running the call to watch. Asked once, when the call joins the reactor; from then on the
+    /// session reads a descriptor only when [`AgentSession::on_readable`] says it is readable,
+    /// and must then read it (the watch is level-triggered). They stay open while the call
+    /// runs there. None by default: the session does its own I/O.
+    fn watch_fds(&mut self) -> Vec<RawFd> {
+        Vec::new()
+    }
+
+    /// The descriptor at `index` in what [`AgentSession::watch_fds`] returned is readable; the
+    /// call is polled right after.
+    fn on_readable(&mut self, _index: usize) {}
 }
 
 /// What an agent learns about the call when it starts.

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -28,8 +28,15 @@ use crate::metrics::RtpDelta;
 
 /// Readiness events taken per wait.
 const BATCH: usize = 256;
-/// The eventfd's token; call tokens carry a slot index below 2^32.
+/// The eventfd's token. A call's tokens carry its slot's generation (high 32 bits), which of
+/// its descriptors is meant ([`SOURCE_BITS`]: 0 the RTP socket, then its agent's) and its slot
+/// index (the low [`INDEX_BITS`]); no call token is all ones.
 const WAKE_TOKEN: u64 = u64::MAX;
+/// 2^28 slots: far more calls than a process has memory or descriptors for.
+const INDEX_BITS: u32 = 28;
+const SOURCE_BITS: u32 = 4;
+/// Descriptors an agent may have watched ([`crate::agent::AgentSession::watch_fds`]).
+const MAX_AGENT_FDS: usize = (1 << SOURCE_BITS) - 1;
 /// Times one call is serviced again in a pass because its agent woke it while it was being
 /// serviced; an agent that keeps waking itself is left for the next pass.
 const MAX_REPOLLS: usize = 4;
@@ -178,6 +185,8 @@ struct Running {
     span: tracing::Span,
     /// False when the epoll set refused the socket, or the call was given up.
     watched: bool,
+    /// The agent's own descriptors in the epoll set, in the order it gave them.
+    agent_fds: Vec<RawFd>,
     /// Servicing the call panicked: it is no longer serviced, only kept until its task asks
     /// for it (and then dropped here; its state cannot be trusted).
     poisoned: bool,
@@ -203,6 +212,16 @@ pub struct Reactor {
 
 fn token(index: u32, generation: u32) -> u64 {
     (generation as u64) << 32 | index as u64
+}
+
+/// The token of a call's agent descriptor `i` (0-based).
+fn agent_token(call: u64, i: usize) -> u64 {
+    call | ((i as u64 + 1) << INDEX_BITS)
+}
+
+/// Which of its call's descriptors a token names: 0 the RTP socket, `n` the agent's `n - 1`.
+fn source(token: u64) -> usize {
+    ((token >> INDEX_BITS) & ((1 << SOURCE_BITS) - 1)) as usize
 }
 
 impl Reactor {
@@ -332,14 +351,14 @@ impl Reactor {
         };
         let token = token(index, self.slots[index as usize].generation);
         let mut running = self.running(token, socket, call, span);
-        if let Err(e) = self.epoll.add(running.socket.as_raw_fd(), token) {
+        if let Err(e) = self.watch(token, &mut running) {
             // Kept, unwatched, until its task takes it back after the BYE.
             {
                 let _span = running.span.enter();
-                tracing::error!(error = %e, "media reactor cannot watch the RTP socket; hanging up");
+                tracing::error!(error = %e, "media reactor cannot watch the call's sockets; hanging up");
                 running.call.fail("media engine could not take the call");
             }
-            running.watched = false;
+            unwatch(&self.epoll, &mut running);
         }
         self.slots[index as usize].call = Some(running);
         self.keys.insert(key, index);
@@ -363,7 +382,8 @@ impl Reactor {
         Running {
             socket,
             span,
-            watched: true,
+            watched: false,
+            agent_fds: Vec::new(),
             poisoned: false,
             call,
             waker: Waker::from(Arc::clone(&wake)),
@@ -372,16 +392,31 @@ impl Reactor {
         }
     }
 
+    /// Puts the call's RTP socket and its agent's descriptors in the epoll set.
+    fn watch(&self, token: u64, r: &mut Running) -> std::io::Result<()> {
+        self.epoll.add(r.socket.as_raw_fd(), token)?;
+        r.watched = true;
+        let fds = r.call.agent.watch_fds();
+        if fds.len() > MAX_AGENT_FDS {
+            return Err(std::io::Error::other(format!(
+                "the agent asks {} descriptors watched, at most {MAX_AGENT_FDS}",
+                fds.len()
+            )));
+        }
+        for (i, fd) in fds.into_iter().enumerate() {
+            self.epoll.add(fd, agent_token(token, i))?;
+            r.agent_fds.push(fd);
+        }
+        Ok(())
+    }
+
     /// The call's socket and media, and whether it was poisoned.
     #[allow(clippy::type_complexity)]
     fn remove(&mut self, key: u64) -> Option<((UdpSocket, Box<MediaCall>), bool)> {
         let index = self.keys.remove(&key)?;
         let slot = &mut self.slots[index as usize];
-        let running = slot.call.take()?;
-        if running.watched {
-            // Cannot fail for a descriptor in the set; closing it would remove it anyway.
-            let _ = self.epoll.delete(running.socket.as_raw_fd());
-        }
+        let mut running = slot.call.take()?;
+        unwatch(&self.epoll, &mut running);
         self.inbox.calls.fetch_sub(1, SeqCst);
         self.free.push(index);
         // Events and timers still queued for the old token are recognised as stale.
@@ -391,17 +426,22 @@ impl Reactor {
 
     /// The slot of a token whose call is still the one it was issued for.
     fn live(&self, token: u64) -> Option<u32> {
-        let index = (token & u32::MAX as u64) as u32;
+        let index = (token & ((1 << INDEX_BITS) - 1)) as u32;
         let slot = self.slots.get(index as usize)?;
         (slot.call.is_some() && slot.generation == (token >> 32) as u32).then_some(index)
     }
 
     /// Reads one datagram (level-triggered: a second one waiting is reported by the next wait)
-    /// and services its call.
+    /// and services its call; for an agent's descriptor, tells the agent, which reads it.
     fn readable(&mut self, now: Instant, ready: Ready) {
         let Some(i) = self.live(ready.token) else {
             return;
         };
+        let agent_fd = source(ready.token);
+        if agent_fd > 0 {
+            self.service_with(now, i, |_, call| call.agent.on_readable(agent_fd - 1));
+            return;
+        }
         // Lent out for the read (moving a Vec out and back allocates nothing).
         let mut buf = std::mem::take(&mut self.buf);
         self.service_with(now, i, |socket, call| match socket.recv_from(&mut buf) {
@@ -475,12 +515,10 @@ impl Reactor {
             }
             Err(_) => {
                 tracing::error!("the call's media panicked; hanging up (other calls go on)");
+                drop(_span);
                 r.poisoned = true;
-                if r.watched {
-                    // Unread, a level-triggered socket would be reported on every wait.
-                    let _ = self.epoll.delete(r.socket.as_raw_fd());
-                    r.watched = false;
-                }
+                unwatch(&self.epoll, r);
+                let _span = r.span.enter();
                 r.call.fail("media engine fault");
             }
         }
@@ -495,6 +533,18 @@ impl Reactor {
             }
         }
         self.sinks.metrics.rtp(total);
+    }
+}
+
+/// Takes a call's descriptors out of the epoll set: unread, a level-triggered descriptor would
+/// be reported on every wait.
+fn unwatch(epoll: &Epoll, r: &mut Running) {
+    // Cannot fail for a descriptor in the set; closing it would remove it anyway.
+    if std::mem::take(&mut r.watched) {
+        let _ = epoll.delete(r.socket.as_raw_fd());
+    }
+    for fd in r.agent_fds.drain(..) {
+        let _ = epoll.delete(fd);
     }
 }
 

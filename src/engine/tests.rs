@@ -431,3 +431,95 @@ fn the_call_wakes_for_the_agents_own_timer_when_it_comes_first() {
     let m = media(peer.addr(), Box::new(TimedAgent { at: Some(late) }));
     assert!(m.call.poll_timeout() < late);
 }
+
+/// An agent with a socket of its own that the reactor watches: each datagram on it is a level
+/// for one frame of audio to the caller. It reads only when told the socket is readable.
+struct WatchingAgent {
+    far: UdpSocket,
+    readable: bool,
+}
+
+impl AgentSession for WatchingAgent {
+    fn send_audio(&mut self, _frame: &AudioFrame) {}
+    fn send_event(&mut self, _event: CallerEvent) {}
+    fn poll_output(&mut self, _cx: &mut Context<'_>, want: bool) -> Poll<Option<AgentOutput>> {
+        if !(want && std::mem::take(&mut self.readable)) {
+            return Poll::Pending;
+        }
+        let mut buf = [0u8; 2];
+        match self.far.recv(&mut buf) {
+            Ok(2) => {
+                let level = i16::from_be_bytes(buf);
+                Poll::Ready(Some(AgentOutput::Audio(AudioFrame::from_samples(
+                    8000,
+                    &[level; 160],
+                ))))
+            }
+            _ => Poll::Pending,
+        }
+    }
+    fn audio_queued(&self) -> bool {
+        false
+    }
+    fn watch_fds(&mut self) -> Vec<std::os::fd::RawFd> {
+        vec![self.far.as_raw_fd()]
+    }
+    fn on_readable(&mut self, index: usize) {
+        assert_eq!(index, 0);
+        self.readable = true;
+    }
+}
+
+#[test]
+fn an_agents_own_socket_is_watched_while_its_call_runs_there() {
+    let engine = Engine::start(1, sinks()).unwrap();
+    let peer = Peer::new();
+    let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+    far.set_nonblocking(true).unwrap();
+    let far_addr = far.local_addr().unwrap();
+    let far_fd = far.as_raw_fd();
+    let agent = WatchingAgent {
+        far,
+        readable: false,
+    };
+    let m = media(peer.addr(), Box::new(agent));
+    let handle = engine.add(m.socket, m.call);
+    // The caller sends nothing: only the watch brings the agent's datagrams to the caller.
+    let room = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for level in [4000i16, 8000] {
+        room.send_to(&level.to_be_bytes(), far_addr).unwrap();
+        let mut want = [0u8];
+        crate::codec::g711::encode(Law::Mu, &[level], &mut want);
+        assert_eq!(peer.recv_audio(), want[0], "level {level} heard");
+    }
+    assert!(
+        watched_anywhere(far_fd),
+        "the agent's socket is in an epoll set"
+    );
+    // Held open (the call and its agent's socket) so its number is not reused meanwhile.
+    let back = block_on(handle.take_back()).unwrap();
+    assert!(
+        !watched_anywhere(far_fd),
+        "back with its task, no epoll set watches it"
+    );
+    drop(back);
+}
+
+/// Whether any epoll set of this process watches descriptor `fd` (the kernel lists each set's
+/// descriptors as `tfd:` lines in its fdinfo).
+fn watched_anywhere(fd: std::os::fd::RawFd) -> bool {
+    let needle = format!("tfd: {fd:>8} ");
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            let is_epoll = std::fs::read_link(e.path())
+                .is_ok_and(|l| l.to_string_lossy().contains("eventpoll"));
+            is_epoll
+                && std::fs::read_to_string(format!(
+                    "/proc/self/fdinfo/{}",
+                    e.file_name().to_string_lossy()
+                ))
+                .is_ok_and(|info| info.contains(&needle))
+        })
+}

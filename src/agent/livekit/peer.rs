@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -45,14 +46,9 @@ use crate::codec::opus::FRAME;
 
 /// The Opus payload type browsers and LiveKit use.
 pub const OPUS_PT: u8 = 111;
-/// Datagrams read per connection per poll: a burst cannot starve the caller's side.
+/// Datagrams read per connection per poll while the call sets up: a burst cannot starve the
+/// caller's side.
 const MAX_READS: usize = 16;
-/// Once the call is answered (see [`MediaSocket`]), the subscriber's socket, which carries the
-/// room's audio, is read when the call takes a frame and at least this often...
-const SUBSCRIBER_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
-/// ...and the publisher's, which brings back only RTCP, STUN and SCTP acknowledgements, on the
-/// call's 20 ms clock.
-const PUBLISHER_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 /// The largest datagram we accept; WebRTC keeps packets under the path MTU.
 const MAX_DATAGRAM: usize = 2048;
 
@@ -138,12 +134,14 @@ struct Conn {
     untrickled: Option<RTCIceCandidateInit>,
     connected: bool,
     failed: bool,
-    /// When a polled socket was last read.
-    last_read: Instant,
     /// Something reached the connection since it was last drained.
     dirty: bool,
     /// Its next timer, as of the last drain.
     deadline: Option<Instant>,
+    /// A media reactor watches the socket (the call is answered): it is read when reported
+    /// readable, one datagram a time (the watch is level-triggered), never to find it empty.
+    watched: bool,
+    readable: bool,
 }
 
 impl Conn {
@@ -161,9 +159,10 @@ impl Conn {
             untrickled: None,
             connected: false,
             failed: false,
-            last_read: Instant::now(),
             dirty: true,
             deadline: None,
+            watched: false,
+            readable: false,
         })
     }
 
@@ -223,21 +222,13 @@ impl Conn {
         self.dirty = true;
     }
 
-    /// Whether to read the socket now. A registered socket always: finding it empty costs no
-    /// syscall. A polled one on the call's clock ([`SUBSCRIBER_READ_EVERY`]).
-    fn read_due(&mut self, now: Instant, frame_due: bool) -> bool {
-        if !self.socket.is_polled() {
-            return true;
+    /// Whether to read the socket now: a watched one when reported readable; one registered
+    /// with the runtime always (finding it empty costs no syscall, and registers the waker).
+    fn read_due(&mut self) -> bool {
+        if self.watched {
+            return std::mem::take(&mut self.readable);
         }
-        let (every, frame_due) = match self.target {
-            Target::Subscriber => (SUBSCRIBER_READ_EVERY, frame_due),
-            Target::Publisher => (PUBLISHER_READ_EVERY, false),
-        };
-        let due = frame_due || now.saturating_duration_since(self.last_read) >= every;
-        if due {
-            self.last_read = now;
-        }
-        due
+        true
     }
 
     /// Sends what the connection has to send. A full socket buffer drops the datagram, as the
@@ -256,7 +247,8 @@ impl Conn {
     fn read_socket(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> bool {
         let target = self.target;
         let mut read = false;
-        for _ in 0..MAX_READS {
+        let max = if self.watched { 1 } else { MAX_READS };
+        for _ in 0..max {
             match self.socket.poll_recv(cx, buf) {
                 Poll::Ready(Ok((n, peer_addr))) => {
                     read = true;
@@ -363,10 +355,10 @@ pub struct Peers {
     room: Room,
     timer: Pin<Box<tokio::time::Sleep>>,
     timer_at: Option<Instant>,
-    /// The call is about to take a frame: the room's audio is read at the next poll.
-    frame_due: bool,
-    /// Answered: the sockets are read on the call's clock, and the call polls at our timers.
+    /// Answered: the sockets have left the runtime, and the call polls at our timers.
     quiet: bool,
+    /// The connections whose sockets a media reactor watches, in the order it was given them.
+    watch_order: Vec<Target>,
     buf: Box<[u8; MAX_DATAGRAM]>,
 }
 
@@ -431,8 +423,8 @@ impl Peers {
             },
             timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             timer_at: None,
-            frame_due: false,
             quiet: false,
+            watch_order: Vec::new(),
             buf: Box::new([0; MAX_DATAGRAM]),
         })
     }
@@ -530,8 +522,9 @@ impl Peers {
         Ok(())
     }
 
-    /// The call is answered and polls every 20 ms: the sockets leave the runtime and are read
-    /// on the call's clock from now on, and the timers are the caller's to honour.
+    /// The call is answered and its media goes to a reactor: the sockets leave the runtime
+    /// (the reactor watches them, [`Peers::watch_fds`]), and the timers are the caller's to
+    /// honour ([`Peers::poll_timeout`]).
     pub fn quiet(&mut self) {
         self.quiet = true;
         for conn in [&mut self.publisher, &mut self.subscriber] {
@@ -541,9 +534,26 @@ impl Peers {
         }
     }
 
-    /// The call is about to take a frame: read the room's audio at the next poll.
-    pub fn read_now(&mut self) {
-        self.frame_due = true;
+    /// The sockets, for a media reactor to watch: from now on each is read when
+    /// [`Peers::on_readable`] says so (a socket lost in [`Peers::quiet`] is left out).
+    pub fn watch_fds(&mut self) -> Vec<RawFd> {
+        self.watch_order.clear();
+        let mut fds = Vec::new();
+        for conn in [&mut self.publisher, &mut self.subscriber] {
+            if let Some(fd) = conn.socket.polled_fd() {
+                conn.watched = true;
+                fds.push(fd);
+                self.watch_order.push(conn.target);
+            }
+        }
+        fds
+    }
+
+    /// The socket at `index` of [`Peers::watch_fds`] is readable.
+    pub fn on_readable(&mut self, index: usize) {
+        if let Some(&target) = self.watch_order.get(index) {
+            self.conn(target).readable = true;
+        }
     }
 
     /// Closes both connections (DTLS close alerts go out now).
@@ -582,7 +592,6 @@ impl Peers {
                 return Poll::Ready(ev);
             }
             let now = Instant::now();
-            let frame_due = std::mem::take(&mut self.frame_due);
             let Peers {
                 publisher,
                 subscriber,
@@ -591,7 +600,7 @@ impl Peers {
                 ..
             } = self;
             for conn in [publisher, subscriber] {
-                if conn.read_due(now, frame_due) && conn.read_socket(cx, &mut buf[..]) {
+                if conn.read_due() && conn.read_socket(cx, &mut buf[..]) {
                     conn.dirty = true;
                 }
                 // Walking a connection's handler chain is most of its cost: only when

@@ -226,7 +226,7 @@ impl AgentSession for LivekitSession {
                 }
             }
             CallerEvent::Answered => {
-                // From now on the call wakes every 20 ms and reads the room on that clock.
+                // From now on the call's reactor watches the sockets and keeps the timers.
                 if let Some(p) = self.peers.as_mut() {
                     p.quiet();
                 }
@@ -237,11 +237,6 @@ impl AgentSession for LivekitSession {
     }
 
     fn poll_output(&mut self, cx: &mut Context<'_>, want_audio: bool) -> Poll<Option<AgentOutput>> {
-        if want_audio {
-            if let Some(p) = self.peers.as_mut() {
-                p.read_now();
-            }
-        }
         self.poll_io(cx);
         if let Some(ev) = self.events.pop_front() {
             return Poll::Ready(Some(AgentOutput::Event(ev)));
@@ -263,6 +258,19 @@ impl AgentSession for LivekitSession {
 
     fn poll_timeout(&self) -> Option<std::time::Instant> {
         self.peers.as_ref().and_then(Peers::poll_timeout)
+    }
+
+    fn watch_fds(&mut self) -> Vec<std::os::fd::RawFd> {
+        self.peers
+            .as_mut()
+            .map(Peers::watch_fds)
+            .unwrap_or_default()
+    }
+
+    fn on_readable(&mut self, index: usize) {
+        if let Some(p) = self.peers.as_mut() {
+            p.on_readable(index);
+        }
     }
 }
 

@@ -1,11 +1,13 @@
 //! A peer connection's UDP socket, in one of two modes. While the call sets up, every datagram
 //! must be handled at once (ICE, DTLS and SCTP handshakes), so the socket is registered with
-//! the runtime and wakes the call. Once the call is answered the call's task wakes every 20 ms
-//! for its own send clock anyway; the socket then leaves the runtime and is read on that clock,
-//! which saves a thread wake-up per room packet (docs/performance.md, "LiveKit leg").
+//! the runtime and wakes the call's task. Once the call is answered its media runs on a media
+//! reactor: the socket leaves the runtime, the reactor watches it in its own epoll set and says
+//! when it is readable, so a room packet is read with one syscall on the reactor's thread and
+//! wakes no tokio thread (docs/performance.md, "LiveKit on the reactor").
 
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::task::{Context, Poll};
 
 use tokio::io::ReadBuf;
@@ -13,7 +15,7 @@ use tokio::io::ReadBuf;
 pub enum MediaSocket {
     /// Registered with the runtime: readable datagrams wake the task that polled.
     Woken(tokio::net::UdpSocket),
-    /// Non-blocking and unregistered: read when the owner chooses.
+    /// Non-blocking and unregistered: read when the owner chooses (its reactor says readable).
     Polled(std::net::UdpSocket),
     /// Lost while leaving the runtime (deregistration failed): sends fail, reads find nothing,
     /// and ICE reports the connection failed.
@@ -66,11 +68,15 @@ impl MediaSocket {
         }
     }
 
-    pub fn is_polled(&self) -> bool {
-        matches!(self, MediaSocket::Polled(_))
+    /// The descriptor of a polled socket, for a media reactor to watch.
+    pub fn polled_fd(&self) -> Option<RawFd> {
+        match self {
+            MediaSocket::Polled(s) => Some(s.as_raw_fd()),
+            _ => None,
+        }
     }
 
-    /// Leaves the runtime: from now on the owner reads on its own clock.
+    /// Leaves the runtime: from now on the owner decides when to read.
     pub fn make_polled(&mut self) -> io::Result<()> {
         match std::mem::replace(self, MediaSocket::Closed) {
             MediaSocket::Woken(s) => *self = MediaSocket::Polled(s.into_std()?),
@@ -106,7 +112,7 @@ mod tests {
         assert_eq!(got.1, peer.local_addr().unwrap());
 
         socket.make_polled().unwrap();
-        assert!(socket.is_polled());
+        assert!(socket.polled_fd().is_some());
         assert_eq!(socket.local_addr().unwrap(), addr);
         assert!(socket.poll_recv(&mut cx, &mut buf).is_pending());
         peer.send_to(b"polled", addr).unwrap();
