@@ -102,17 +102,36 @@ pub trait AgentSession: Send {
     }
 
     /// Descriptors the session reads itself (its far end's sockets), for the media reactor
-    /// running the call to watch. Asked once, when the call joins the reactor; from then on the
-    /// session reads a descriptor only when [`AgentSession::on_readable`] says it is readable,
-    /// and must then read it (the watch is level-triggered). They stay open while the call
-    /// runs there. None by default: the session does its own I/O.
-    fn watch_fds(&mut self) -> Vec<RawFd> {
+    /// running the call to watch ([`Watch`] says when it asks). While watched, the session
+    /// reads a descriptor only when [`AgentSession::on_readable`] says it is readable, and must
+    /// then read it (the watch is level-triggered). A descriptor given must stay open until
+    /// the next ask: closed earlier, its number could be reused by another socket that the
+    /// reactor would then stop watching. None by default: the session does its own I/O.
+    fn watch(&mut self, _why: Watch) -> Vec<RawFd> {
         Vec::new()
     }
 
-    /// The descriptor at `index` in what [`AgentSession::watch_fds`] returned is readable; the
-    /// call is polled right after.
+    /// The session wants its descriptors watched differently (it is done with a socket): the
+    /// reactor, after the call's service, stops watching the ones it has and asks again.
+    fn watch_changed(&self) -> bool {
+        false
+    }
+
+    /// The descriptor at `index` in what [`AgentSession::watch`] last returned is readable;
+    /// the call is polled right after.
     fn on_readable(&mut self, _index: usize) {}
+}
+
+/// Why a media reactor asks an agent session which descriptors to watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// The call has joined the reactor.
+    Join,
+    /// After [`AgentSession::watch_changed`]: the reactor no longer watches what it was given.
+    Again,
+    /// The call has left the reactor, which no longer watches anything of the session; what
+    /// is returned is ignored.
+    Leave,
 }
 
 /// What an agent learns about the call when it starts.
@@ -233,12 +252,13 @@ pub trait Agent: Send + Sync {
     }
 
     /// Whether the call's media may run on a media reactor. An agent whose far end's every
-    /// message arrives through tokio sockets or tasks of its own says no: polled from a
-    /// reactor, each would cross threads (tokio's I/O driver waking the reactor through its
-    /// eventfd), which cost a Media Streams call 45 % more CPU than the reactor saves. Such a
-    /// call's media stays on its own task until the agent's sockets join the reactor. Rare
-    /// messages (LiveKit's signalling) may cross; sockets read on the call's clock and timers
-    /// given by [`AgentSession::poll_timeout`] cost no crossing.
+    /// message arrives through tokio sockets or tasks of its own (Hume's driver task) says no:
+    /// polled from a reactor, each would cross threads (tokio's I/O driver waking the reactor
+    /// through its eventfd), which cost a Media Streams call 45 % more CPU than the reactor
+    /// saves. Such a call's media stays on its own task. An agent whose sockets the reactor
+    /// watches ([`AgentSession::watch`]) and whose timers it keeps
+    /// ([`AgentSession::poll_timeout`]) crosses no thread; rare messages (LiveKit's
+    /// signalling) may.
     fn media_on_reactor(&self) -> bool {
         true
     }

@@ -23,6 +23,7 @@ use super::call::{MediaCall, Sinks};
 use super::epoll::{Epoll, EventFd, Ready};
 use super::wheel::{Entry, Wheel};
 use super::REPORT_EVERY;
+use crate::agent::Watch;
 use crate::media::session::MediaParams;
 use crate::metrics::RtpDelta;
 
@@ -35,7 +36,7 @@ const WAKE_TOKEN: u64 = u64::MAX;
 /// 2^28 slots: far more calls than a process has memory or descriptors for.
 const INDEX_BITS: u32 = 28;
 const SOURCE_BITS: u32 = 4;
-/// Descriptors an agent may have watched ([`crate::agent::AgentSession::watch_fds`]).
+/// Descriptors an agent may have watched ([`crate::agent::AgentSession::watch`]).
 const MAX_AGENT_FDS: usize = (1 << SOURCE_BITS) - 1;
 /// Times one call is serviced again in a pass because its agent woke it while it was being
 /// serviced; an agent that keeps waking itself is left for the next pass.
@@ -396,18 +397,13 @@ impl Reactor {
     fn watch(&self, token: u64, r: &mut Running) -> std::io::Result<()> {
         self.epoll.add(r.socket.as_raw_fd(), token)?;
         r.watched = true;
-        let fds = r.call.agent.watch_fds();
-        if fds.len() > MAX_AGENT_FDS {
-            return Err(std::io::Error::other(format!(
-                "the agent asks {} descriptors watched, at most {MAX_AGENT_FDS}",
-                fds.len()
-            )));
-        }
-        for (i, fd) in fds.into_iter().enumerate() {
-            self.epoll.add(fd, agent_token(token, i))?;
-            r.agent_fds.push(fd);
-        }
-        Ok(())
+        watch_agent(
+            &self.epoll,
+            token,
+            &mut r.agent_fds,
+            &mut r.call,
+            Watch::Join,
+        )
     }
 
     /// The call's socket and media, and whether it was poisoned.
@@ -417,6 +413,9 @@ impl Reactor {
         let slot = &mut self.slots[index as usize];
         let mut running = slot.call.take()?;
         unwatch(&self.epoll, &mut running);
+        if !running.poisoned {
+            running.call.agent.watch(Watch::Leave);
+        }
         self.inbox.calls.fetch_sub(1, SeqCst);
         self.free.push(index);
         // Events and timers still queued for the old token are recognised as stale.
@@ -487,8 +486,10 @@ impl Reactor {
             waker,
             scheduled,
             span,
+            agent_fds,
             ..
         } = r;
+        let epoll = &self.epoll;
         let _span = span.enter();
         let sinks = &self.sinks;
         let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -504,10 +505,22 @@ impl Reactor {
                     break;
                 }
             }
-            call.poll_timeout()
+            let rewatch = if call.agent.watch_changed() {
+                for fd in agent_fds.drain(..) {
+                    let _ = epoll.delete(fd);
+                }
+                watch_agent(epoll, token, agent_fds, call, Watch::Again)
+            } else {
+                Ok(())
+            };
+            (call.poll_timeout(), rewatch)
         }));
         match run {
-            Ok(next) => {
+            Ok((next, rewatch)) => {
+                if let Err(e) = rewatch {
+                    tracing::error!(error = %e, "media reactor cannot watch the agent's sockets; hanging up");
+                    call.fail("media engine could not watch the agent");
+                }
                 if *scheduled != Some(next) {
                     *scheduled = Some(next);
                     self.wheel.insert(token, next);
@@ -534,6 +547,28 @@ impl Reactor {
         }
         self.sinks.metrics.rtp(total);
     }
+}
+
+/// Asks the agent which descriptors to watch and adds them (the previous ones are out).
+fn watch_agent(
+    epoll: &Epoll,
+    token: u64,
+    agent_fds: &mut Vec<RawFd>,
+    call: &mut MediaCall,
+    why: Watch,
+) -> std::io::Result<()> {
+    let fds = call.agent.watch(why);
+    if fds.len() > MAX_AGENT_FDS {
+        return Err(std::io::Error::other(format!(
+            "the agent asks {} descriptors watched, at most {MAX_AGENT_FDS}",
+            fds.len()
+        )));
+    }
+    for (i, fd) in fds.into_iter().enumerate() {
+        epoll.add(fd, agent_token(token, i))?;
+        agent_fds.push(fd);
+    }
+    Ok(())
 }
 
 /// Takes a call's descriptors out of the epoll set: unread, a level-triggered descriptor would

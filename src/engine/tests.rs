@@ -461,8 +461,11 @@ impl AgentSession for WatchingAgent {
     fn audio_queued(&self) -> bool {
         false
     }
-    fn watch_fds(&mut self) -> Vec<std::os::fd::RawFd> {
-        vec![self.far.as_raw_fd()]
+    fn watch(&mut self, why: crate::agent::Watch) -> Vec<std::os::fd::RawFd> {
+        match why {
+            crate::agent::Watch::Leave => Vec::new(),
+            _ => vec![self.far.as_raw_fd()],
+        }
     }
     fn on_readable(&mut self, index: usize) {
         assert_eq!(index, 0);
@@ -505,6 +508,18 @@ fn an_agents_own_socket_is_watched_while_its_call_runs_there() {
     drop(back);
 }
 
+/// Whether `cond` holds within [`WAIT`] (looked at every 10 ms).
+fn eventually(cond: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
 /// Whether any epoll set of this process watches descriptor `fd` (the kernel lists each set's
 /// descriptors as `tfd:` lines in its fdinfo).
 fn watched_anywhere(fd: std::os::fd::RawFd) -> bool {
@@ -522,4 +537,69 @@ fn watched_anywhere(fd: std::os::fd::RawFd) -> bool {
                 ))
                 .is_ok_and(|info| info.contains(&needle))
         })
+}
+
+/// An agent that is done with its socket at the first datagram, and keeps it open (as a
+/// closing WebSocket stays open) while asking the reactor to stop watching it.
+struct RetiringAgent {
+    far: Option<UdpSocket>,
+    done: Vec<UdpSocket>,
+    readable: bool,
+}
+
+impl AgentSession for RetiringAgent {
+    fn send_audio(&mut self, _frame: &AudioFrame) {}
+    fn send_event(&mut self, _event: CallerEvent) {}
+    fn poll_output(&mut self, _cx: &mut Context<'_>, _want: bool) -> Poll<Option<AgentOutput>> {
+        if std::mem::take(&mut self.readable) {
+            if let Some(far) = self.far.take() {
+                let mut buf = [0u8; 8];
+                assert!(far.recv(&mut buf).is_ok(), "told readable, it is");
+                self.done.push(far);
+            }
+        }
+        Poll::Pending
+    }
+    fn audio_queued(&self) -> bool {
+        false
+    }
+    fn watch(&mut self, _why: crate::agent::Watch) -> Vec<std::os::fd::RawFd> {
+        self.far.iter().map(|s| s.as_raw_fd()).collect()
+    }
+    fn watch_changed(&self) -> bool {
+        self.far.is_none()
+    }
+    fn on_readable(&mut self, _index: usize) {
+        self.readable = true;
+    }
+}
+
+#[test]
+fn a_socket_the_agent_is_done_with_leaves_the_epoll_set_while_the_call_goes_on() {
+    let engine = Engine::start(1, sinks()).unwrap();
+    let peer = Peer::new();
+    let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+    far.set_nonblocking(true).unwrap();
+    let (far_fd, far_addr) = (far.as_raw_fd(), far.local_addr().unwrap());
+    let agent = RetiringAgent {
+        far: Some(far),
+        done: Vec::new(),
+        readable: false,
+    };
+    let m = media(peer.addr(), Box::new(agent));
+    let handle = engine.add(m.socket, m.call);
+    // The reactor takes the call in its own time.
+    assert!(eventually(|| watched_anywhere(far_fd)), "watched");
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(b"bye", far_addr)
+        .unwrap();
+    assert!(
+        eventually(|| !watched_anywhere(far_fd)),
+        "no longer watched, though still open"
+    );
+    // The call itself still runs on the reactor: its comfort silence keeps coming.
+    let mut buf = [0u8; 256];
+    assert!(peer.socket.recv_from(&mut buf).is_ok());
+    block_on(handle.take_back()).expect("the call comes back");
 }

@@ -549,6 +549,15 @@ impl Peers {
         fds
     }
 
+    /// No reactor watches the sockets any more (the call is over): they are tried on every
+    /// poll, as before the answer.
+    pub fn unwatched(&mut self) {
+        self.watch_order.clear();
+        for conn in [&mut self.publisher, &mut self.subscriber] {
+            conn.watched = false;
+        }
+    }
+
     /// The socket at `index` of [`Peers::watch_fds`] is readable.
     pub fn on_readable(&mut self, index: usize) {
         if let Some(&target) = self.watch_order.get(index) {

@@ -16,7 +16,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use super::media::{Downlink, Uplink};
 use super::peer::{PeerError, PeerEvent, Peers};
 use super::signal::{PeerAction, Target};
-use crate::agent::{AgentError, AgentEvent, AgentOutput, AgentSession, AudioFrame, CallerEvent};
+use crate::agent::{
+    AgentError, AgentEvent, AgentOutput, AgentSession, AudioFrame, CallerEvent, Watch,
+};
 use crate::codec::opus::EncoderSettings;
 use crate::media::dtmf;
 
@@ -260,11 +262,17 @@ impl AgentSession for LivekitSession {
         self.peers.as_ref().and_then(Peers::poll_timeout)
     }
 
-    fn watch_fds(&mut self) -> Vec<std::os::fd::RawFd> {
-        self.peers
-            .as_mut()
-            .map(Peers::watch_fds)
-            .unwrap_or_default()
+    fn watch(&mut self, why: Watch) -> Vec<std::os::fd::RawFd> {
+        let Some(p) = self.peers.as_mut() else {
+            return Vec::new();
+        };
+        match why {
+            Watch::Join | Watch::Again => p.watch_fds(),
+            Watch::Leave => {
+                p.unwatched();
+                Vec::new()
+            }
+        }
     }
 
     fn on_readable(&mut self, index: usize) {

@@ -45,10 +45,6 @@ impl Agent for OpenaiAgent {
         "openai"
     }
 
-    fn media_on_reactor(&self) -> bool {
-        false
-    }
-
     fn setup_policy(&self) -> SetupPolicy {
         SetupPolicy::websocket(self.spec.connect_timeout)
     }

@@ -63,10 +63,6 @@ impl Agent for StreamAgent {
         "stream"
     }
 
-    fn media_on_reactor(&self) -> bool {
-        false
-    }
-
     fn setup_policy(&self) -> SetupPolicy {
         SetupPolicy::websocket(self.spec.connect_timeout)
     }

@@ -1,5 +1,6 @@
-//! What the WebSocket agents (Hume EVI, Media Streams bots) share: opening a client socket
-//! with buffers sized for voice, reading its end, closing it politely, and the keep-alive that
+//! What the WebSocket agents (Hume EVI, Media Streams bots, OpenAI) share: opening a client
+//! socket with buffers sized for voice over a TCP stream that can leave tokio for a media
+//! reactor ([`tcp::WsTcp`]), reading its end, closing it politely, and the keep-alive that
 //! notices a far end which hangs with its connection open.
 
 use std::time::Duration;
@@ -14,8 +15,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
 pub mod session;
+pub mod tcp;
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<tcp::WsTcp>>;
 
 /// An open socket is pinged this often: a voice far end is silent between replies, so one
 /// that hangs with its connection open shows only as pongs that stop.
@@ -76,7 +78,32 @@ pub async fn connect(request: Request, far_end: &str, read: usize) -> Result<Box
         .write_buffer_size(4 * 1024)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(16 << 20));
-    match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("wss") {
+            443
+        } else {
+            80
+        });
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", redact_query(&url)))?;
+    // Nagle off: audio goes up every 20 ms and must not wait for an ACK.
+    let _ = tcp.set_nodelay(true);
+    match tokio_tungstenite::client_async_tls_with_config(
+        request,
+        tcp::WsTcp::Tokio(tcp),
+        Some(config),
+        None,
+    )
+    .await
+    {
         Ok((ws, _response)) => Ok(Box::new(ws)),
         Err(tungstenite::Error::Http(response)) => {
             let status = response.status();
@@ -113,6 +140,15 @@ pub fn request(url: &str, headers: &[(String, String)]) -> Result<Request, Strin
     Ok(request)
 }
 
+/// The TCP stream under a socket (plain or TLS, the two kinds [`connect`] makes).
+pub fn tcp_of(ws: &mut Ws) -> Option<&mut tcp::WsTcp> {
+    match ws.get_mut() {
+        MaybeTlsStream::Rustls(s) => Some(s.get_mut().0),
+        MaybeTlsStream::Plain(s) => Some(s),
+        _ => None,
+    }
+}
+
 /// The URL without its query, which may carry a token (logs must not).
 fn redact_query(url: &str) -> &str {
     url.split_once('?').map_or(url, |(base, _)| base)
@@ -130,6 +166,11 @@ pub fn close_in_background(
     pending: Vec<Message>,
     reply: Option<&'static str>,
 ) {
+    // Its reactor (if one watched it) has let go: back to the runtime, which drives the rest.
+    if let Some(Err(e)) = tcp_of(&mut ws).map(tcp::WsTcp::unwatch) {
+        tracing::debug!(far_end, error = %e, "socket lost returning to the runtime");
+        return;
+    }
     let task = async move {
         for message in pending {
             if bounded(ws.feed(message)).await.is_err() {

@@ -1,9 +1,14 @@
 //! A far end whose protocol is a sans-IO core over one WebSocket (Media Streams, OpenAI), run
-//! inside the call's own task: the session owns the socket and the core, and the call's polls
-//! drive both. Caller audio goes from the call to the core and onto the socket without a
+//! wherever the call's media runs: the session owns the socket and the core, and the call's
+//! polls drive both. Caller audio goes from the call to the core and onto the socket without a
 //! channel or a second task to wake, which was most of these legs' cost (a driver task woken
-//! 50 times a second per call). The playout queue is the same as the remote agents'
-//! ([`Playout`]), so clears, marks and the end behave alike.
+//! 50 times a second per call). While the call sets up, its task polls the session and the
+//! socket is tokio's; once answered the call joins a media reactor, which watches the socket
+//! ([`AgentSession::watch`], [`super::tcp::WsTcp`]) and keeps the core's timer
+//! ([`AgentSession::poll_timeout`]), so a far end's message wakes no tokio thread. A socket
+//! done with while watched is kept open until the reactor lets go of it ([`Retired`]). The
+//! playout queue is the same as the remote agents' ([`Playout`]), so clears, marks and the end
+//! behave alike.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -16,7 +21,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{SocketClose, Ws, SEND_TIMEOUT};
 use crate::agent::remote::{Down, Playout, Up};
-use crate::agent::{AgentError, AgentOutput, AgentSession, AudioFrame, CallerEvent, ConnectFuture};
+use crate::agent::{
+    AgentError, AgentOutput, AgentSession, AudioFrame, CallerEvent, ConnectFuture, Watch,
+};
 use crate::timer::now;
 
 /// What a core asks of its session.
@@ -108,6 +115,8 @@ pub fn connect<C: SocketCore>(core: C, open: Opening<C::Opened>) -> ConnectFutur
         write_waits_since: None,
         timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
         armed: None,
+        watched: false,
+        retired: Vec::new(),
         setup: Setup::Waiting,
         over: false,
     });
@@ -155,6 +164,10 @@ pub struct SocketSession<C: SocketCore> {
     write_waits_since: Option<Instant>,
     timer: Pin<Box<tokio::time::Sleep>>,
     armed: Option<Instant>,
+    /// A media reactor watches the socket (and keeps the timer, through `poll_timeout`).
+    watched: bool,
+    /// Sockets done with while watched: closed once the reactor lets go of them.
+    retired: Vec<Retired>,
     setup: Setup,
     /// The core has ended (its counters logged).
     over: bool,
@@ -217,10 +230,9 @@ impl<C: SocketCore> SocketSession<C> {
                     };
                     tracing::info!(far_end = C::FAR_END, how = ?close, "socket closed");
                     if let Some(ws) = self.socket.take() {
-                        if matches!(close, SocketClose::Clean { .. }) {
-                            // Finish the closing handshake (tungstenite queued our reply).
-                            super::close_in_background(C::FAR_END, *ws, Vec::new(), None);
-                        }
+                        // Finish the closing handshake (tungstenite queued our reply).
+                        let polite = matches!(close, SocketClose::Clean { .. });
+                        self.release(ws, polite.then(Vec::new), None);
                     }
                     self.writes.clear();
                     self.core.on_closed(now, close);
@@ -325,7 +337,9 @@ impl<C: SocketCore> SocketSession<C> {
     }
 
     fn dropped(&mut self, now: Instant, error: String) {
-        self.socket = None;
+        if let Some(ws) = self.socket.take() {
+            self.release(ws, None, None);
+        }
         self.writes.clear();
         self.write_waits_since = None;
         self.core.on_closed(now, SocketClose::Dropped { error });
@@ -340,22 +354,44 @@ impl<C: SocketCore> SocketSession<C> {
         let pending: Vec<Message> = self.writes.drain(..).collect();
         self.flush = false;
         if let Some(ws) = self.socket.take() {
-            super::close_in_background(C::FAR_END, *ws, pending, reply);
+            self.release(ws, Some(pending), reply);
         }
     }
 
-    /// Arms the timer for the core's next deadline (or a stalled write's); true when it is
-    /// already due.
-    fn arm(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut next = self.core.poll_timeout();
-        if let Some(since) = self.write_waits_since {
-            let stall = since + SEND_TIMEOUT;
-            next = Some(next.map_or(stall, |t| t.min(stall)));
+    /// Done with a socket: closed politely (`pending` written first, `reply` awaited) or
+    /// just dropped. One a reactor watches waits until it no longer does.
+    fn release(&mut self, ws: Box<Ws>, pending: Option<Vec<Message>>, reply: Option<&'static str>) {
+        let r = Retired { ws, pending, reply };
+        if self.watched {
+            self.retired.push(r);
+        } else {
+            r.finish(C::FAR_END);
         }
-        let Some(at) = next else {
+    }
+
+    /// The core's next deadline, or a stalled write's.
+    fn next_deadline(&self) -> Option<Instant> {
+        let next = self.core.poll_timeout();
+        match self.write_waits_since {
+            Some(since) => {
+                let stall = since + SEND_TIMEOUT;
+                Some(next.map_or(stall, |t| t.min(stall)))
+            }
+            None => next,
+        }
+    }
+
+    /// Arms the timer for [`Self::next_deadline`]; true when it is already due. On a reactor
+    /// the call polls at that deadline itself ([`AgentSession::poll_timeout`]), so no tokio
+    /// timer has to wake it from another thread.
+    fn arm(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(at) = self.next_deadline() else {
             self.armed = None;
             return false;
         };
+        if self.watched {
+            return at <= now();
+        }
         if self.armed != Some(at) {
             self.timer
                 .as_mut()
@@ -409,11 +445,70 @@ impl<C: SocketCore> AgentSession for SocketSession<C> {
     fn audio_queued(&self) -> bool {
         self.playout.audio_queued()
     }
+
+    fn watch(&mut self, why: Watch) -> Vec<std::os::fd::RawFd> {
+        // What was given before is no longer watched: sockets done with can go now.
+        for r in std::mem::take(&mut self.retired) {
+            r.finish(C::FAR_END);
+        }
+        self.watched = false;
+        let Some(ws) = self.socket.as_mut().filter(|_| why != Watch::Leave) else {
+            return Vec::new();
+        };
+        let Some(tcp) = super::tcp_of(ws) else {
+            return Vec::new();
+        };
+        match tcp.watch() {
+            Ok(fd) => {
+                self.watched = true;
+                vec![fd]
+            }
+            Err(e) => {
+                // Its reads now fail, and the core learns the socket dropped.
+                tracing::warn!(far_end = C::FAR_END, error = %e, "socket cannot leave the runtime");
+                Vec::new()
+            }
+        }
+    }
+
+    fn watch_changed(&self) -> bool {
+        !self.retired.is_empty()
+    }
+
+    fn on_readable(&mut self, _index: usize) {
+        if let Some(tcp) = self.socket.as_mut().and_then(|ws| super::tcp_of(ws)) {
+            tcp.readable();
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next_deadline()
+    }
 }
 
 impl<C: SocketCore> Drop for SocketSession<C> {
     // A call that ends (or a setup that is abandoned) without a hang-up still closes politely.
     fn drop(&mut self) {
         self.hang_up();
+        // Dropped with the session, a reactor cannot be watching these any more.
+        for r in std::mem::take(&mut self.retired) {
+            r.finish(C::FAR_END);
+        }
+    }
+}
+
+/// A socket the session is done with, kept open while a reactor may still watch it.
+struct Retired {
+    ws: Box<Ws>,
+    /// To write before a polite close; `None` drops the socket.
+    pending: Option<Vec<Message>>,
+    reply: Option<&'static str>,
+}
+
+impl Retired {
+    fn finish(self, far_end: &'static str) {
+        if let Some(pending) = self.pending {
+            super::close_in_background(far_end, *self.ws, pending, self.reply);
+        }
     }
 }
