@@ -520,22 +520,35 @@ fn eventually(cond: impl Fn() -> bool) -> bool {
     cond()
 }
 
-/// Whether any epoll set of this process watches descriptor `fd` (the kernel lists each set's
-/// descriptors as `tfd:` lines in its fdinfo).
+/// Whether any epoll set of this process watches descriptor `fd`: the kernel lists each set's
+/// descriptors in its fdinfo as `tfd:` lines with the file's inode (matched too, so a stale
+/// entry for an earlier file under the same number does not count).
 fn watched_anywhere(fd: std::os::fd::RawFd) -> bool {
-    let needle = format!("tfd: {fd:>8} ");
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+    let link = link.to_string_lossy();
+    let inode: u64 = link
+        .trim_start_matches("socket:[")
+        .trim_end_matches(']')
+        .parse()
+        .unwrap();
+    let (tfd, ino) = (format!("tfd: {fd:>8} "), format!(" ino:{inode:x} "));
     std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .flatten()
         .any(|e| {
             let is_epoll = std::fs::read_link(e.path())
                 .is_ok_and(|l| l.to_string_lossy().contains("eventpoll"));
-            is_epoll
-                && std::fs::read_to_string(format!(
+            let info = || {
+                std::fs::read_to_string(format!(
                     "/proc/self/fdinfo/{}",
                     e.file_name().to_string_lossy()
                 ))
-                .is_ok_and(|info| info.contains(&needle))
+                .unwrap_or_default()
+            };
+            is_epoll
+                && info()
+                    .lines()
+                    .any(|l| l.starts_with(&tfd) && l.contains(&ino))
         })
 }
 
