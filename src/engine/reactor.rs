@@ -352,7 +352,14 @@ impl Reactor {
         };
         let token = token(index, self.slots[index as usize].generation);
         let mut running = self.running(token, socket, call, span);
-        if let Err(e) = self.watch(token, &mut running) {
+        // The agent is asked what to watch: its bug costs its call only, as in a service.
+        let watched =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.watch(token, &mut running)))
+                .unwrap_or_else(|_| {
+                    running.poisoned = true;
+                    Err(std::io::Error::other("the agent panicked"))
+                });
+        if let Err(e) = watched {
             // Kept, unwatched, until its task takes it back after the BYE.
             {
                 let _span = running.span.enter();
@@ -414,7 +421,13 @@ impl Reactor {
         let mut running = slot.call.take()?;
         unwatch(&self.epoll, &mut running);
         if !running.poisoned {
-            running.call.agent.watch(Watch::Leave);
+            let agent = &mut running.call.agent;
+            let left = std::panic::catch_unwind(AssertUnwindSafe(|| agent.watch(Watch::Leave)));
+            if left.is_err() {
+                let _span = running.span.enter();
+                tracing::error!("the agent panicked leaving the media reactor");
+                running.poisoned = true;
+            }
         }
         self.inbox.calls.fetch_sub(1, SeqCst);
         self.free.push(index);

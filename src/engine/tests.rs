@@ -616,3 +616,41 @@ fn a_socket_the_agent_is_done_with_leaves_the_epoll_set_while_the_call_goes_on()
     assert!(peer.socket.recv_from(&mut buf).is_ok());
     block_on(handle.take_back()).expect("the call comes back");
 }
+
+/// An agent whose bug shows when the reactor asks what to watch.
+struct PanicsWhenAsked;
+
+impl AgentSession for PanicsWhenAsked {
+    fn send_audio(&mut self, _frame: &AudioFrame) {}
+    fn send_event(&mut self, _event: CallerEvent) {}
+    fn poll_output(&mut self, _cx: &mut Context<'_>, _want: bool) -> Poll<Option<AgentOutput>> {
+        Poll::Pending
+    }
+    fn audio_queued(&self) -> bool {
+        false
+    }
+    fn watch(&mut self, _why: crate::agent::Watch) -> Vec<std::os::fd::RawFd> {
+        panic!("an agent bug");
+    }
+}
+
+#[test]
+fn an_agent_panicking_at_handover_costs_its_own_call_only() {
+    let engine = Engine::start(1, sinks()).unwrap();
+    let peer = Peer::new();
+    let bad = media(peer.addr(), Box::new(PanicsWhenAsked));
+    let mut bad_hangups = bad.hangups;
+    let bad = engine.add(bad.socket, bad.call);
+    let h = block_on(async { tokio::time::timeout(WAIT, bad_hangups.recv()).await })
+        .expect("hang-up within the wait")
+        .unwrap();
+    assert_eq!(h.outcome, "other");
+    // The reactor goes on with other calls.
+    let good = media(peer.addr(), Box::new(EchoSession::new()));
+    let good_addr = good.addr;
+    let good = engine.add(good.socket, good.call);
+    peer.send(good_addr, 7);
+    assert_eq!(peer.recv_audio(), echoed(7));
+    assert!(block_on(bad.take_back()).is_none(), "a poisoned call");
+    assert!(block_on(good.take_back()).is_some());
+}
