@@ -233,7 +233,6 @@ impl Metrics {
         self.bans.add(vec![reason.as_str().to_string()], 1);
     }
 
-    /// The stream transports' figures at a scrape: open, accepted, refused, closed as bad.
     /// The calls on each media reactor (`Engine::load`), read when `/metrics` is scraped.
     pub fn set_media_reactor_calls(&self, calls: &[usize]) {
         if let Ok(mut v) = self.media_reactor_calls.lock() {
@@ -241,6 +240,7 @@ impl Metrics {
         }
     }
 
+    /// The stream transports' figures at a scrape: open, accepted, refused, closed as bad.
     pub fn set_sip_connections(&self, figures: [u64; 4]) {
         for (a, v) in self.sip_connections.iter().zip(figures) {
             a.store(v, Ordering::Relaxed);

@@ -519,9 +519,7 @@ impl Reactor {
                 }
             }
             let rewatch = if call.agent.watch_changed() {
-                for fd in agent_fds.drain(..) {
-                    let _ = epoll.delete(fd);
-                }
+                unwatch_agent(epoll, agent_fds);
                 watch_agent(epoll, token, agent_fds, call, Watch::Again)
             } else {
                 Ok(())
@@ -591,7 +589,12 @@ fn unwatch(epoll: &Epoll, r: &mut Running) {
     if std::mem::take(&mut r.watched) {
         let _ = epoll.delete(r.socket.as_raw_fd());
     }
-    for fd in r.agent_fds.drain(..) {
+    unwatch_agent(epoll, &mut r.agent_fds);
+}
+
+/// Takes the agent's descriptors out of the epoll set.
+fn unwatch_agent(epoll: &Epoll, fds: &mut Vec<RawFd>) {
+    for fd in fds.drain(..) {
         let _ = epoll.delete(fd);
     }
 }
