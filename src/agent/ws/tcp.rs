@@ -25,16 +25,17 @@ pub enum WsTcp {
 }
 
 impl WsTcp {
-    /// Leaves the runtime; the descriptor for the reactor to watch.
+    /// Leaves the runtime; the descriptor for the reactor to watch. A stream lost on the way
+    /// (deregistration failed) is `Gone`: its reads and writes fail.
     pub fn watch(&mut self) -> io::Result<RawFd> {
-        if let WsTcp::Tokio(_) = self {
-            let WsTcp::Tokio(s) = std::mem::replace(self, WsTcp::Gone) else {
-                unreachable!()
-            };
-            *self = WsTcp::Watched {
-                stream: s.into_std()?,
-                ready: true,
-            };
+        match std::mem::replace(self, WsTcp::Gone) {
+            WsTcp::Tokio(s) => {
+                *self = WsTcp::Watched {
+                    stream: s.into_std()?,
+                    ready: true,
+                }
+            }
+            other => *self = other,
         }
         match self {
             WsTcp::Watched { stream, .. } => Ok(stream.as_raw_fd()),
@@ -44,11 +45,11 @@ impl WsTcp {
 
     /// Back to the runtime (the reactor no longer watches it).
     pub fn unwatch(&mut self) -> io::Result<()> {
-        if let WsTcp::Watched { .. } = self {
-            let WsTcp::Watched { stream, .. } = std::mem::replace(self, WsTcp::Gone) else {
-                unreachable!()
-            };
-            *self = WsTcp::Tokio(tokio::net::TcpStream::from_std(stream)?);
+        match std::mem::replace(self, WsTcp::Gone) {
+            WsTcp::Watched { stream, .. } => {
+                *self = WsTcp::Tokio(tokio::net::TcpStream::from_std(stream)?)
+            }
+            other => *self = other,
         }
         Ok(())
     }
