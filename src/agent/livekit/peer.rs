@@ -355,9 +355,8 @@ pub struct Peers {
     room: Room,
     timer: Pin<Box<tokio::time::Sleep>>,
     timer_at: Option<Instant>,
-    /// Answered: the sockets have left the runtime, and the call polls at our timers.
-    quiet: bool,
     /// The connections whose sockets a media reactor watches, in the order it was given them.
+    /// While there are any, the reactor also polls at our timers ([`Peers::poll_timeout`]).
     watch_order: Vec<Target>,
     buf: Box<[u8; MAX_DATAGRAM]>,
 }
@@ -423,7 +422,6 @@ impl Peers {
             },
             timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             timer_at: None,
-            quiet: false,
             watch_order: Vec::new(),
             buf: Box::new([0; MAX_DATAGRAM]),
         })
@@ -522,11 +520,9 @@ impl Peers {
         Ok(())
     }
 
-    /// The call is answered and its media goes to a reactor: the sockets leave the runtime
-    /// (the reactor watches them, [`Peers::watch_fds`]), and the timers are the caller's to
-    /// honour ([`Peers::poll_timeout`]).
+    /// The call is answered and its media goes to a reactor: the sockets leave the runtime,
+    /// for the reactor to watch ([`Peers::watch_fds`]).
     pub fn quiet(&mut self) {
-        self.quiet = true;
         for conn in [&mut self.publisher, &mut self.subscriber] {
             if let Err(e) = conn.socket.make_polled() {
                 tracing::warn!(target = ?conn.target, error = %e, "media socket lost");
@@ -587,8 +583,8 @@ impl Peers {
     /// Drives both connections: reads their sockets, runs their timers, sends what they
     /// produce. The room's Opus payloads go to `audio` with their track's key; the rest comes
     /// back as events. Pending when there is nothing more to do; the waker is then registered
-    /// with both sockets and, until the call is answered, the next timer ([`Peers::quiet`]:
-    /// from then on the caller polls by [`Peers::poll_timeout`]).
+    /// with both sockets and, unless a reactor watches them (and so polls by
+    /// [`Peers::poll_timeout`]), the next timer.
     pub fn poll(
         &mut self,
         cx: &mut Context<'_>,
@@ -637,9 +633,9 @@ impl Peers {
             let Some(at) = self.poll_timeout() else {
                 break;
             };
-            // Once answered the call polls at `poll_timeout` itself (on a media reactor, where
-            // a tokio timer would wake it across threads).
-            if self.quiet {
+            // On a media reactor the call polls at `poll_timeout` itself: a tokio timer would
+            // wake it across threads.
+            if !self.watch_order.is_empty() {
                 break;
             }
             if self.timer_at != Some(at) {
