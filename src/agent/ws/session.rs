@@ -369,6 +369,13 @@ impl<C: SocketCore> SocketSession<C> {
         }
     }
 
+    /// Closes (or drops) the sockets kept while a reactor watched them; it no longer does.
+    fn finish_retired(&mut self) {
+        for r in std::mem::take(&mut self.retired) {
+            r.finish(C::FAR_END);
+        }
+    }
+
     /// The core's next deadline, or a stalled write's.
     fn next_deadline(&self) -> Option<Instant> {
         let next = self.core.poll_timeout();
@@ -448,9 +455,7 @@ impl<C: SocketCore> AgentSession for SocketSession<C> {
 
     fn watch(&mut self, why: Watch) -> Vec<std::os::fd::RawFd> {
         // What was given before is no longer watched: sockets done with can go now.
-        for r in std::mem::take(&mut self.retired) {
-            r.finish(C::FAR_END);
-        }
+        self.finish_retired();
         self.watched = false;
         let Some(ws) = self.socket.as_mut().filter(|_| why != Watch::Leave) else {
             return Vec::new();
@@ -491,9 +496,7 @@ impl<C: SocketCore> Drop for SocketSession<C> {
     fn drop(&mut self) {
         self.hang_up();
         // Dropped with the session, a reactor cannot be watching these any more.
-        for r in std::mem::take(&mut self.retired) {
-            r.finish(C::FAR_END);
-        }
+        self.finish_retired();
     }
 }
 
