@@ -60,14 +60,6 @@ impl WsTcp {
             *ready = true;
         }
     }
-
-    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
-        match self {
-            WsTcp::Tokio(s) => s.local_addr(),
-            WsTcp::Watched { stream, .. } => stream.local_addr(),
-            WsTcp::Gone => Err(ErrorKind::NotConnected.into()),
-        }
-    }
 }
 
 fn gone<T>() -> Poll<io::Result<T>> {
