@@ -473,14 +473,19 @@ impl AgentSession for WatchingAgent {
     }
 }
 
+/// A socket of the agent's own (non-blocking, as a reactor needs), its descriptor and address.
+fn agent_socket() -> (UdpSocket, std::os::fd::RawFd, SocketAddr) {
+    let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+    far.set_nonblocking(true).unwrap();
+    let (fd, addr) = (far.as_raw_fd(), far.local_addr().unwrap());
+    (far, fd, addr)
+}
+
 #[test]
 fn an_agents_own_socket_is_watched_while_its_call_runs_there() {
     let engine = Engine::start(1, sinks()).unwrap();
     let peer = Peer::new();
-    let far = UdpSocket::bind("127.0.0.1:0").unwrap();
-    far.set_nonblocking(true).unwrap();
-    let far_addr = far.local_addr().unwrap();
-    let far_fd = far.as_raw_fd();
+    let (far, far_fd, far_addr) = agent_socket();
     let agent = WatchingAgent {
         far,
         readable: false,
@@ -591,9 +596,7 @@ impl AgentSession for RetiringAgent {
 fn a_socket_the_agent_is_done_with_leaves_the_epoll_set_while_the_call_goes_on() {
     let engine = Engine::start(1, sinks()).unwrap();
     let peer = Peer::new();
-    let far = UdpSocket::bind("127.0.0.1:0").unwrap();
-    far.set_nonblocking(true).unwrap();
-    let (far_fd, far_addr) = (far.as_raw_fd(), far.local_addr().unwrap());
+    let (far, far_fd, far_addr) = agent_socket();
     let agent = RetiringAgent {
         far: Some(far),
         done: Vec::new(),
