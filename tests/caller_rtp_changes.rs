@@ -166,3 +166,50 @@ async fn a_sequence_wrap_and_a_new_ssrc_lose_no_frame() {
     assert!(answer.is_some_and(|b| b.starts_with("SIP/2.0 200")));
     gw.stop().await;
 }
+
+/// Once the caller's media is symmetric the gateway connects its RTP socket to the caller, and
+/// a connected socket hears nobody else. A stream that moves to another source without a
+/// pause (Twilio's edge moving, a NAT rebinding mid-stream) must still be heard: the gateway
+/// unconnects once the old source has been quiet for `PEER_IDLE`, and the rest of the new
+/// source's frames come back (to the SDP address, a Twilio trunk's policy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_moves_while_the_socket_is_connected_is_heard_again() {
+    let gw = gateway("").await;
+    let sip = RawSip::bind([127, 0, 0, 1]).await;
+    let sdp_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let moved = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = gw.sip_addr;
+    let call_id = "moved-while-connected";
+    let port = sdp_sock.local_addr().unwrap().port();
+    let ok = authenticated_invite(&sip, to, call_id, port, USER, PASSWORD)
+        .await
+        .expect("answered");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    ack(&sip, to, call_id, &ok).await;
+    let gw_rtp = answer_rtp(&ok);
+    // One stream (SSRC, sequence, timestamp), its first 10 frames from the SDP address (the
+    // socket is connected after 3), the next 30 from elsewhere, with no gap.
+    let frame = |i: u16, code: u8| (0x5151_0001, 100 + i, u32::from(100 + i) * 160, code);
+    let before: Vec<_> = (0..10).map(|i| frame(i, 0x11)).collect();
+    let after: Vec<_> = (10..40).map(|i| frame(i, 0x22)).collect();
+    let send = async {
+        send_stream(&sdp_sock, gw_rtp, &before).await;
+        send_stream(&moved, gw_rtp, &after).await;
+    };
+    let (_, codes) = tokio::join!(
+        send,
+        echoed_codes(&sdp_sock, Duration::from_millis(40 * 20 + 500)),
+    );
+    let heard_before = codes.iter().filter(|&&c| c == 0x11).count();
+    let heard_after = codes.iter().filter(|&&c| c == 0x22).count();
+    assert!(heard_before >= 8, "{heard_before} of 10 before the move");
+    // 30 frames over 600 ms, of which those in the first PEER_IDLE (200 ms) after the move
+    // are lost to the connected socket.
+    assert!(
+        (10..30).contains(&heard_after),
+        "{heard_after} of 30 from the new source: lost while connected, then heard"
+    );
+    let answer = bye(&sip, to, call_id, &ok).await;
+    assert!(answer.is_some_and(|b| b.starts_with("SIP/2.0 200")));
+    gw.stop().await;
+}

@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod epoll;
+pub mod peer;
 pub mod reactor;
 pub mod wheel;
 

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use super::call::{MediaCall, Sinks};
 use super::epoll::{Epoll, EventFd, Ready};
+use super::peer::Peer;
 use super::wheel::{Entry, Wheel};
 use super::REPORT_EVERY;
 use crate::agent::Watch;
@@ -182,6 +183,8 @@ struct Slot {
 struct Running {
     /// Non-blocking, in the epoll set while the call runs here.
     socket: UdpSocket,
+    /// Whom the socket is connected to.
+    peer: Peer,
     /// The call's span, entered while the call is serviced.
     span: tracing::Span,
     /// False when the epoll set refused the socket, or the call was given up.
@@ -389,6 +392,7 @@ impl Reactor {
         });
         Running {
             socket,
+            peer: Peer::default(),
             span,
             watched: false,
             agent_fds: Vec::new(),
@@ -494,6 +498,7 @@ impl Reactor {
         }
         let Running {
             socket,
+            peer,
             call,
             wake,
             waker,
@@ -508,7 +513,7 @@ impl Reactor {
         let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
             first(socket, call);
             let mut cx = Context::from_waker(waker);
-            let mut transmit = |to: SocketAddr, pkt: &[u8]| send(socket, to, pkt);
+            let mut transmit = |to: SocketAddr, pkt: &[u8]| peer.send(socket, to, pkt);
             for _ in 0..MAX_REPOLLS {
                 wake.in_service.store(true, SeqCst);
                 let rearm = || wake.again.store(false, SeqCst);
@@ -518,6 +523,7 @@ impl Reactor {
                     break;
                 }
             }
+            peer.sync(socket, call.session.peer(now));
             let rewatch = if call.agent.watch_changed() {
                 unwatch_agent(epoll, agent_fds);
                 watch_agent(epoll, token, agent_fds, call, Watch::Again)
@@ -604,10 +610,4 @@ fn drop_quietly(call: (UdpSocket, Box<MediaCall>)) {
     if std::panic::catch_unwind(AssertUnwindSafe(|| drop(call))).is_err() {
         tracing::error!("dropping a call's media panicked too");
     }
-}
-
-/// Sends one RTP packet; returns the bytes sent. RTP tolerates loss: a full socket buffer drops
-/// the packet (0) and never blocks the reactor.
-fn send(socket: &UdpSocket, to: SocketAddr, pkt: &[u8]) -> usize {
-    socket.send_to(pkt, to).unwrap_or(0)
 }

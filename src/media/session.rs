@@ -73,6 +73,13 @@ impl Srtp {
 /// forged packet does not steal the stream, a NAT rebinding moves it within 60 ms.
 pub const LATCH_AFTER: u8 = 3;
 
+/// A caller heard on a connected socket (see [`MediaSession::peer`]) that falls quiet this long
+/// gets the socket back unconnected, hearing any source: a connected socket silently drops
+/// every other, and a source that moved (Twilio's edge, a NAT rebinding) must be heard again.
+/// Long enough that a late packet under load does not flap the socket, short next to the
+/// media timeout.
+pub const PEER_IDLE: Duration = Duration::from_millis(200);
+
 /// Why the media ended the call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MediaTimeout {
@@ -124,6 +131,8 @@ pub struct MediaSession {
     source_noted: bool,
     /// A new source address and how many packets in a row came from it (latching calls).
     latch_candidate: Option<(SocketAddr, u8)>,
+    /// The address of the caller's last RTP packets and how many in a row came from it.
+    source_run: Option<(SocketAddr, u8)>,
     counters: MediaCounters,
     srtp: Option<Srtp>,
     out: [u8; MAX_PACKET],
@@ -148,6 +157,7 @@ impl MediaSession {
             dtmf_out: None,
             source_noted: false,
             latch_candidate: None,
+            source_run: None,
             counters: MediaCounters::default(),
             srtp: params.srtp.as_ref().map(Srtp::new),
             out: [0; MAX_PACKET],
@@ -231,6 +241,10 @@ impl MediaSession {
             self.source_noted = true;
             tracing::info!(sdp = ?self.params.remote, seen = %src, "RTP arrives from another address than the SDP's");
         }
+        self.source_run = match self.source_run {
+            Some((addr, n)) if addr == src => Some((addr, n.saturating_add(1))),
+            _ => Some((src, 1)),
+        };
         self.last_rx = Some(now);
         self.counters.packets_received += 1;
         if Some(header.payload_type) == self.params.telephone_event_pt {
@@ -415,6 +429,18 @@ impl MediaSession {
         self.counters.packets_sent += 1;
         self.counters.dtmf_sent += 1;
         Some(len)
+    }
+
+    /// The address the call's socket may be `connect()`ed to, so the kernel caches the route
+    /// of every send and finds the socket of every receive without a lookup: the caller's
+    /// media both comes from and goes to it ([`LATCH_AFTER`] packets in a row came from where
+    /// we send), and came within [`PEER_IDLE`]. `None` means unconnected, hearing any source:
+    /// a caller whose RTP comes from elsewhere than its SDP's (Twilio may) is never connected.
+    pub fn peer(&self, now: Instant) -> Option<SocketAddr> {
+        let remote = self.params.remote?;
+        let (src, run) = self.source_run?;
+        let recent = self.last_rx.is_some_and(|t| now < t + PEER_IDLE);
+        (src == remote && run >= LATCH_AFTER && recent).then_some(remote)
     }
 
     /// The call ends when the caller's RTP never starts or stops for too long (a caller that

@@ -418,3 +418,92 @@ fn an_ssrc_change_mid_call_costs_at_most_one_frame() {
     assert!(last - first <= 20, "more than one frame's gap: {heard:?}");
     assert!(counters.concealed <= 1);
 }
+
+/// The socket may be connected to the caller once three packets in a row came from where we
+/// send, and must be unconnected again when the caller falls quiet (a connected socket would
+/// not hear it move), when its packets come from elsewhere (Twilio may send from another
+/// address than its SDP's), and on hold.
+#[test]
+fn the_peer_is_the_caller_only_while_its_media_is_symmetric() {
+    let t0 = Instant::now();
+    let elsewhere: SocketAddr = "168.86.138.122:20000".parse().unwrap();
+    let mut m = MediaSession::new(t0, params());
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    assert_eq!(m.peer(t0), None, "nothing heard yet");
+    m.on_datagram(ms(0), remote(), &mut packet(1, 0, &tone_payload(100)));
+    m.on_datagram(ms(20), remote(), &mut packet(2, 0, &tone_payload(100)));
+    assert_eq!(m.peer(ms(20)), None, "two packets are not enough");
+    m.on_datagram(ms(40), remote(), &mut packet(3, 0, &tone_payload(100)));
+    assert_eq!(m.peer(ms(40)), Some(remote()));
+    assert_eq!(
+        m.peer(ms(40) + PEER_IDLE - Duration::from_millis(1)),
+        Some(remote())
+    );
+    assert_eq!(m.peer(ms(40) + PEER_IDLE), None, "quiet: hear any source");
+
+    // Not RTP: it does not count, and breaks nothing.
+    m.on_datagram(ms(300), remote(), &mut [0u8; 4]);
+    assert_eq!(m.peer(ms(300)), None);
+    for (i, t) in [300, 320, 340].into_iter().enumerate() {
+        m.on_datagram(
+            ms(t),
+            remote(),
+            &mut packet(4 + i as u16, 0, &tone_payload(100)),
+        );
+    }
+    assert_eq!(
+        m.peer(ms(340)),
+        Some(remote()),
+        "heard again: connected again"
+    );
+
+    // Twilio-style asymmetric media: never connected.
+    m.on_datagram(ms(360), elsewhere, &mut packet(7, 0, &tone_payload(100)));
+    assert_eq!(m.peer(ms(360)), None);
+    for (i, t) in [380, 400, 420, 440].into_iter().enumerate() {
+        m.on_datagram(
+            ms(t),
+            elsewhere,
+            &mut packet(8 + i as u16, 0, &tone_payload(100)),
+        );
+    }
+    assert_eq!(
+        m.peer(ms(440)),
+        None,
+        "we send to the SDP address, not there"
+    );
+
+    // A re-INVITE to where the caller sends from connects; hold unconnects.
+    m.update(MediaParams {
+        remote: Some(elsewhere),
+        ..params()
+    });
+    assert_eq!(m.peer(ms(440)), Some(elsewhere));
+    m.update(MediaParams {
+        remote: None,
+        send: false,
+        ..params()
+    });
+    assert_eq!(m.peer(ms(440)), None, "on hold");
+}
+
+/// A latching call is connected to the source it latched to, once latched.
+#[test]
+fn a_latched_call_is_connected_to_its_new_source() {
+    let t0 = Instant::now();
+    let rebound: SocketAddr = "198.51.100.9:40000".parse().unwrap();
+    let mut m = MediaSession::new(
+        t0,
+        MediaParams {
+            latch: true,
+            ..params()
+        },
+    );
+    for seq in 0..2 {
+        m.on_datagram(t0, rebound, &mut packet(seq, 0, &tone_payload(100)));
+        assert_eq!(m.peer(t0), None);
+    }
+    m.on_datagram(t0, rebound, &mut packet(2, 0, &tone_payload(100)));
+    assert_eq!(m.params().remote, Some(rebound));
+    assert_eq!(m.peer(t0), Some(rebound));
+}
