@@ -42,6 +42,10 @@ const MAX_AGENT_FDS: usize = (1 << SOURCE_BITS) - 1;
 /// Times one call is serviced again in a pass because its agent woke it while it was being
 /// serviced; an agent that keeps waking itself is left for the next pass.
 const MAX_REPOLLS: usize = 4;
+/// Datagrams read at once from the socket of a call that fell behind its send clock
+/// ([`MediaSession::behind`](crate::media::session::MediaSession::behind)): more than the
+/// slots a stall can leave overdue before the pacer skips them (100 ms, five slots).
+const MAX_CATCH_UP: usize = 8;
 
 pub enum Command {
     Add {
@@ -460,10 +464,10 @@ impl Reactor {
         }
         // Lent out for the read (moving a Vec out and back allocates nothing).
         let mut buf = std::mem::take(&mut self.buf);
-        self.service_with(now, i, |socket, call| match socket.recv_from(&mut buf) {
-            Ok((n, src)) => call.handle_datagram(now, src, &mut buf[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(e) => call.handle_socket_error(&e),
+        self.service_with(now, i, |socket, call| {
+            if read_one(now, socket, call, &mut buf) {
+                catch_up(now, socket, call, &mut buf);
+            }
         });
         self.buf = buf;
     }
@@ -474,7 +478,9 @@ impl Reactor {
             Some(r) if r.scheduled == Some(e.deadline) => r.scheduled = None,
             _ => return, // moved since
         }
-        self.service(now, i);
+        let mut buf = std::mem::take(&mut self.buf);
+        self.service_with(now, i, |socket, call| catch_up(now, socket, call, &mut buf));
+        self.buf = buf;
     }
 
     fn service(&mut self, now: Instant, index: u32) {
@@ -563,6 +569,30 @@ impl Reactor {
             }
         }
         self.sinks.metrics.rtp(total);
+    }
+}
+
+/// Reads one datagram into the call; false when the socket had none.
+fn read_one(now: Instant, socket: &UdpSocket, call: &mut MediaCall, buf: &mut [u8]) -> bool {
+    match socket.recv_from(buf) {
+        Ok((n, src)) => call.handle_datagram(now, src, &mut buf[..n]),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+        Err(e) => call.handle_socket_error(&e),
+    }
+    true
+}
+
+/// For a call the reactor left behind its send clock, reads what waits on its socket before
+/// it is serviced, so its overdue slots get the caller's frames, not silence. A reactor on time
+/// never does this: it costs the one read that finds the socket empty, only when late.
+fn catch_up(now: Instant, socket: &UdpSocket, call: &mut MediaCall, buf: &mut [u8]) {
+    if !call.session.behind(now) {
+        return;
+    }
+    for _ in 0..MAX_CATCH_UP {
+        if !read_one(now, socket, call, buf) {
+            return;
+        }
     }
 }
 

@@ -59,6 +59,11 @@ impl Peer {
     }
 
     fn send(&self, to: SocketAddr, seq: u16) {
+        self.send_code(to, seq, seq as u8);
+    }
+
+    /// A packet whose payload is all `code`.
+    fn send_code(&self, to: SocketAddr, seq: u16, code: u8) {
         let h = RtpHeader {
             marker: false,
             payload_type: 0,
@@ -66,7 +71,7 @@ impl Peer {
             timestamp: seq as u32 * 160,
             ssrc: 0x5150,
         };
-        let payload = [seq as u8; 160];
+        let payload = [code; 160];
         let mut out = [0u8; 200];
         let n = rtp::write(&h, &payload, &mut out).unwrap();
         self.socket.send_to(&out[..n], to).unwrap();
@@ -656,4 +661,95 @@ fn an_agent_panicking_at_handover_costs_its_own_call_only() {
     assert_eq!(peer.recv_audio(), echoed(7));
     assert!(block_on(bad.take_back()).is_none(), "a poisoned call");
     assert!(block_on(good.take_back()).is_some());
+}
+
+/// An agent that blocks the reactor's thread once, for [`STALL`], when told to: what a
+/// descheduled vCPU or a burst of page faults does to a reactor.
+struct StallingAgent {
+    go: Arc<std::sync::atomic::AtomicBool>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+const STALL: Duration = Duration::from_millis(80);
+
+impl AgentSession for StallingAgent {
+    fn send_audio(&mut self, _frame: &AudioFrame) {}
+    fn send_event(&mut self, _event: CallerEvent) {}
+    fn poll_output(&mut self, _cx: &mut Context<'_>, _want: bool) -> Poll<Option<AgentOutput>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.go.swap(false, SeqCst) {
+            self.stalled.store(true, SeqCst);
+            std::thread::sleep(STALL);
+        }
+        Poll::Pending
+    }
+    fn audio_queued(&self) -> bool {
+        false
+    }
+}
+
+/// The caller's frames that arrive while the reactor is stalled wait on the socket while their
+/// slots fall due. They are read before the call is serviced, so each goes out in its own slot
+/// and none is replaced by comfort silence (which would push every later frame one slot back,
+/// for the rest of the call).
+#[test]
+fn frames_that_waited_through_a_stall_are_not_replaced_by_silence() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let engine = Engine::start(1, sinks()).unwrap();
+    let peer = Peer::new();
+    let echo = media(peer.addr(), Box::new(EchoSession::new()));
+    let to = echo.addr;
+    let echo = engine.add(echo.socket, echo.call);
+    let (go, stalled) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let staller = Box::new(StallingAgent {
+        go: Arc::clone(&go),
+        stalled: Arc::clone(&stalled),
+    });
+    let quiet = Peer::new();
+    let staller = media(quiet.addr(), staller);
+    let staller = engine.add(staller.socket, staller.call);
+    peer.send(to, 1);
+    assert_eq!(peer.recv_audio(), echoed(1), "the echo runs");
+
+    go.store(true, SeqCst);
+    let start = Instant::now();
+    while !stalled.load(SeqCst) {
+        assert!(start.elapsed() < WAIT, "the staller never ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Four frames while the reactor is stuck: four slots fall due before they are read.
+    let codes = [0x21u8, 0x32, 0x43, 0x54];
+    for (i, &c) in codes.iter().enumerate() {
+        peer.send_code(to, 2 + i as u16, c);
+    }
+    // What comes back from the first of them: the four, in their slots, with no silence
+    // between them.
+    let mut buf = [0u8; 2048];
+    let mut heard = Vec::new();
+    for _ in 0..250 {
+        let (n, _) = peer
+            .socket
+            .recv_from(&mut buf)
+            .expect("RTP from the gateway");
+        let (_, payload) = rtp::parse(&buf[..n]).unwrap();
+        if heard.is_empty() && payload[0] == Law::Mu.silence() {
+            continue;
+        }
+        heard.push(payload[0]);
+        if heard.len() == codes.len() {
+            break;
+        }
+    }
+    let want: Vec<u8> = codes.iter().map(|&c| echoed(c)).collect();
+    assert_eq!(
+        heard,
+        want,
+        "silence (0x{:02x}) among them",
+        Law::Mu.silence()
+    );
+    block_on(echo.take_back()).unwrap();
+    block_on(staller.take_back()).unwrap();
 }

@@ -83,6 +83,12 @@ impl Pacer {
         now >= self.deadline + GRACE
     }
 
+    /// True when the next slot's deadline and grace passed more than `by` ago: whoever drives
+    /// the clock is late, not the agent (the silence would have gone out on time).
+    pub fn late_by(&self, now: Instant, by: Duration) -> bool {
+        now >= self.deadline + GRACE + by
+    }
+
     /// When the clock next needs attention: the window opening for a waiting frame, or a
     /// deadline that needs silence.
     pub fn next_wakeup(&self, frame_waiting: bool) -> Instant {
@@ -208,5 +214,18 @@ mod tests {
         // Timestamps stay tied to the wall clock: the slot index jumped with the time.
         assert!(p.slot() >= 49, "slot {}", p.slot());
         assert!(!p.needs_silence(late));
+    }
+
+    /// Late means the driver missed the silence deadline by more than it may: a driver that
+    /// wakes for the silence on time is never late, one that comes back from a stall is.
+    #[test]
+    fn late_only_past_the_grace_and_the_allowance() {
+        let t0 = Instant::now();
+        let p = Pacer::new(t0);
+        let silence_due = p.next_wakeup(false);
+        assert!(p.needs_silence(silence_due));
+        assert!(!p.late_by(silence_due, ms(5)), "on time");
+        assert!(!p.late_by(silence_due + ms(4), ms(5)));
+        assert!(p.late_by(silence_due + ms(5), ms(5)), "a stall");
     }
 }

@@ -80,6 +80,10 @@ pub const LATCH_AFTER: u8 = 3;
 /// media timeout.
 pub const PEER_IDLE: Duration = Duration::from_millis(200);
 
+/// How far past a slot's silence deadline a call's driver must be for [`MediaSession::behind`]:
+/// well past the reactor's timer resolution (250 µs), so a driver on time never reads ahead.
+pub const BEHIND: Duration = Duration::from_millis(5);
+
 /// Why the media ended the call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MediaTimeout {
@@ -429,6 +433,16 @@ impl MediaSession {
         self.counters.packets_sent += 1;
         self.counters.dtmf_sent += 1;
         Some(len)
+    }
+
+    /// True when the send clock's next slot is overdue by more than [`BEHIND`] past its grace:
+    /// the driver was late (a stall, a backlog of sockets to read), not the caller or the agent,
+    /// and the caller's frames for the overdue slots may be waiting unread on the socket. The
+    /// driver reads them before it services the call; otherwise those slots get comfort silence
+    /// while their frames wait, and each frame after goes out one slot late for the rest of the
+    /// call (the echo's round trip grows 20 ms per slot so lost).
+    pub fn behind(&self, now: Instant) -> bool {
+        self.pacer.late_by(now, BEHIND)
     }
 
     /// The address the call's socket may be `connect()`ed to, so the kernel caches the route
