@@ -133,9 +133,8 @@ pub struct MediaSession {
     dtmf_queue: VecDeque<char>,
     dtmf_out: Option<DtmfOut>,
     source_noted: bool,
-    /// A new source address and how many packets in a row came from it (latching calls).
-    latch_candidate: Option<(SocketAddr, u8)>,
-    /// The address of the caller's last RTP packets and how many in a row came from it.
+    /// The address of the caller's last RTP packets and how many in a row came from it, counted
+    /// while not on hold: what latching follows and what the socket may be connected to.
     source_run: Option<(SocketAddr, u8)>,
     counters: MediaCounters,
     srtp: Option<Srtp>,
@@ -160,7 +159,6 @@ impl MediaSession {
             dtmf_queue: VecDeque::new(),
             dtmf_out: None,
             source_noted: false,
-            latch_candidate: None,
             source_run: None,
             counters: MediaCounters::default(),
             srtp: params.srtp.as_ref().map(Srtp::new),
@@ -239,16 +237,19 @@ impl MediaSession {
         // than their SDP's, and refusing it would be one-way audio. Unless the trunk latches,
         // we still send to the SDP address (Twilio advises against symmetric RTP); a mismatch
         // is logged once.
+        // On hold nothing is sent, so there is nothing to follow or connect to.
+        if self.params.remote.is_some() {
+            self.source_run = match self.source_run {
+                Some((addr, n)) if addr == src => Some((addr, n.saturating_add(1))),
+                _ => Some((src, 1)),
+            };
+        }
         if self.params.latch {
-            self.latch(src);
+            self.latch();
         } else if !self.source_noted && self.params.remote.is_some_and(|r| r != src) {
             self.source_noted = true;
             tracing::info!(sdp = ?self.params.remote, seen = %src, "RTP arrives from another address than the SDP's");
         }
-        self.source_run = match self.source_run {
-            Some((addr, n)) if addr == src => Some((addr, n.saturating_add(1))),
-            _ => Some((src, 1)),
-        };
         self.last_rx = Some(now);
         self.counters.packets_received += 1;
         if Some(header.payload_type) == self.params.telephone_event_pt {
@@ -340,25 +341,15 @@ impl MediaSession {
     }
 
     /// Symmetric RTP: follows the caller's source once it has held for [`LATCH_AFTER`] packets.
-    fn latch(&mut self, src: SocketAddr) {
-        let Some(remote) = self.params.remote else {
-            return; // on hold: nothing is sent anyway
-        };
-        if src == remote {
-            self.latch_candidate = None;
+    fn latch(&mut self) {
+        let (Some(remote), Some((src, run))) = (self.params.remote, self.source_run) else {
             return;
-        }
-        let run = match self.latch_candidate {
-            Some((addr, n)) if addr == src => n + 1,
-            _ => 1,
         };
-        if run < LATCH_AFTER {
-            self.latch_candidate = Some((src, run));
+        if src == remote || run < LATCH_AFTER {
             return;
         }
         tracing::info!(from = %remote, to = %src, "RTP latched to the caller's source address");
         self.params.remote = Some(src);
-        self.latch_candidate = None;
     }
 
     fn emit(&mut self, now: Instant, payload: &[u8], silence: bool) -> Option<(SocketAddr, &[u8])> {
