@@ -459,17 +459,12 @@ impl Reactor {
         };
         let agent_fd = source(ready.token);
         if agent_fd > 0 {
-            self.service_with(now, i, |_, call| call.agent.on_readable(agent_fd - 1));
+            self.service_with(now, i, |_, call, _| call.agent.on_readable(agent_fd - 1));
             return;
         }
-        // Lent out for the read (moving a Vec out and back allocates nothing).
-        let mut buf = std::mem::take(&mut self.buf);
-        self.service_with(now, i, |socket, call| {
-            if read_one(now, socket, call, &mut buf) {
-                catch_up(now, socket, call, &mut buf);
-            }
+        self.service_with(now, i, |socket, call, buf| {
+            read_one(now, socket, call, buf);
         });
-        self.buf = buf;
     }
 
     fn timer(&mut self, now: Instant, e: Entry) {
@@ -478,23 +473,23 @@ impl Reactor {
             Some(r) if r.scheduled == Some(e.deadline) => r.scheduled = None,
             _ => return, // moved since
         }
-        let mut buf = std::mem::take(&mut self.buf);
-        self.service_with(now, i, |socket, call| catch_up(now, socket, call, &mut buf));
-        self.buf = buf;
+        self.service(now, i);
     }
 
     fn service(&mut self, now: Instant, index: u32) {
-        self.service_with(now, index, |_, _| {});
+        self.service_with(now, index, |_, _, _| {});
     }
 
-    /// Runs `first` (a read), then the call's media and agent, inside the call's span; then
-    /// puts the call's next deadline on the wheel. A panic in there (an agent's bug) costs that
-    /// call only: it is hung up and no longer serviced; the reactor and its other calls go on.
+    /// Runs `first` (a read into the reactor's receive buffer), catches up on the socket if the
+    /// call fell behind its send clock, then runs the call's media and agent, inside the call's
+    /// span; then puts the call's next deadline on the wheel. A panic in there (an agent's bug)
+    /// costs that call only: it is hung up and no longer serviced; the reactor and its other
+    /// calls go on.
     fn service_with(
         &mut self,
         now: Instant,
         index: u32,
-        first: impl FnOnce(&UdpSocket, &mut MediaCall),
+        first: impl FnOnce(&UdpSocket, &mut MediaCall, &mut [u8]),
     ) {
         let slot = &mut self.slots[index as usize];
         let token = token(index, slot.generation);
@@ -514,10 +509,12 @@ impl Reactor {
             ..
         } = r;
         let epoll = &self.epoll;
+        let buf = &mut self.buf;
         let _span = span.enter();
         let sinks = &self.sinks;
         let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            first(socket, call);
+            first(socket, call, buf);
+            catch_up(now, socket, call, buf);
             let mut cx = Context::from_waker(waker);
             let mut transmit = |to: SocketAddr, pkt: &[u8]| peer.send(socket, to, pkt);
             for _ in 0..MAX_REPOLLS {
@@ -583,8 +580,9 @@ fn read_one(now: Instant, socket: &UdpSocket, call: &mut MediaCall, buf: &mut [u
 }
 
 /// For a call the reactor left behind its send clock, reads what waits on its socket before
-/// it is serviced, so its overdue slots get the caller's frames, not silence. A reactor on time
-/// never does this: it costs the one read that finds the socket empty, only when late.
+/// it is serviced, however the service came about (a read, its timer, its agent), so its
+/// overdue slots get the caller's frames, not silence. A reactor on time never does this: it
+/// costs the one read that finds the socket empty, only when late.
 fn catch_up(now: Instant, socket: &UdpSocket, call: &mut MediaCall, buf: &mut [u8]) {
     if !call.session.behind(now) {
         return;
