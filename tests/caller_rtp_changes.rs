@@ -53,6 +53,17 @@ async fn send_stream(from: &UdpSocket, to: SocketAddr, packets: &[(u32, u16, u32
     }
 }
 
+/// Calls the gateway at `to` from `sip`, with `rtp`'s port in the offer; returns its 200, ACKed.
+async fn answered(sip: &RawSip, to: SocketAddr, call_id: &str, rtp: &UdpSocket) -> String {
+    let port = rtp.local_addr().unwrap().port();
+    let ok = authenticated_invite(sip, to, call_id, port, USER, PASSWORD)
+        .await
+        .expect("answered");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    ack(sip, to, call_id, &ok).await;
+    ok
+}
+
 /// Datagrams that reach `sock` within `window`.
 async fn count_arrivals(sock: &UdpSocket, window: Duration) -> usize {
     let mut buf = [0u8; 2048];
@@ -77,14 +88,9 @@ async fn a_latching_trunk_follows_a_rebinding_and_a_twilio_trunk_keeps_the_sdp_a
         let sip = RawSip::bind([127, 0, 0, 1]).await;
         let sdp_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let rebound = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let rtp_port = sdp_sock.local_addr().unwrap().port();
         let call_id = format!("nat-{latch}");
         let to = gw.sip_addr;
-        let ok = authenticated_invite(&sip, to, &call_id, rtp_port, USER, PASSWORD)
-            .await
-            .expect("answered");
-        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-        ack(&sip, to, &call_id, &ok).await;
+        let ok = answered(&sip, to, &call_id, &sdp_sock).await;
         let gw_rtp = answer_rtp(&ok);
 
         // From the SDP address first: the gateway's frames come back there.
@@ -136,12 +142,7 @@ async fn a_sequence_wrap_and_a_new_ssrc_lose_no_frame() {
     let rtp_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let to = gw.sip_addr;
     let call_id = "wrap-and-failover";
-    let port = rtp_sock.local_addr().unwrap().port();
-    let ok = authenticated_invite(&sip, to, call_id, port, USER, PASSWORD)
-        .await
-        .expect("answered");
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    ack(&sip, to, call_id, &ok).await;
+    let ok = answered(&sip, to, call_id, &rtp_sock).await;
     // Distinct mu-law codes that decode and encode back unchanged (not 0x7F, not silence).
     let code = |i: usize| 0x10 + i as u8;
     // Twenty packets across the sequence (and timestamp) wrap, then an SBC failover: twenty
@@ -180,12 +181,7 @@ async fn a_source_that_moves_while_the_socket_is_connected_is_heard_again() {
     let moved = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let to = gw.sip_addr;
     let call_id = "moved-while-connected";
-    let port = sdp_sock.local_addr().unwrap().port();
-    let ok = authenticated_invite(&sip, to, call_id, port, USER, PASSWORD)
-        .await
-        .expect("answered");
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    ack(&sip, to, call_id, &ok).await;
+    let ok = answered(&sip, to, call_id, &sdp_sock).await;
     let gw_rtp = answer_rtp(&ok);
     // One stream (SSRC, sequence, timestamp), its first 10 frames from the SDP address (the
     // socket is connected after 3), the next 30 from elsewhere, with no gap.

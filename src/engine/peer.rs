@@ -51,7 +51,8 @@ impl Peer {
         sent.unwrap_or(0)
     }
 
-    pub fn connected(&self) -> Option<SocketAddr> {
+    #[cfg(test)]
+    fn connected(&self) -> Option<SocketAddr> {
         self.connected
     }
 }
