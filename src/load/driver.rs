@@ -1,9 +1,8 @@
 //! The harness's only task: one SIP socket, one RTP socket per call, one ticking loop that
 //! sends every call's media.
 //!
-//! Each RTP socket is polled with a waker of its own that records the socket's slot in a
-//! ready list and wakes the task, so a datagram costs work for its own call only (the same
-//! idea as `FuturesUnordered`), and arrival times are taken as packets are read, not rounded
+//! The RTP sockets sit in one level-triggered epoll set ([`rtp::RtpSockets`]): a datagram costs
+//! one read for its own call only, and arrival times are taken as packets are read, not rounded
 //! to the tick. Sending is the opposite: there is no timer per call. The loop ticks every
 //! 2 ms and each tick serves one tenth of the calls (those whose slot number falls in that
 //! phase), so every call sends one frame per 20 ms cycle, the traffic is spread over the
@@ -14,12 +13,10 @@ use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
@@ -33,6 +30,7 @@ use crate::codec::g711::Law;
 use crate::sip::message::{HeaderName, Message, Method, Response};
 use crate::sip::transaction::Timers;
 use link::Link;
+use rtp::RtpSockets;
 
 /// Ticks per 20 ms media cycle; a call is served on the tick of its phase (its slot modulo
 /// this), so it sends one frame per cycle.
@@ -44,67 +42,11 @@ const MAX_BEHIND: Duration = Duration::from_millis(100);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Twilio's `<Dial>` gives up after 30 s by default.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Datagrams read from one socket per wake, so one busy socket cannot starve the rest.
-const READ_BUDGET: usize = 64;
-
-/// Slots whose socket became readable, and the task to wake.
-#[derive(Default)]
-struct ReadyList {
-    inner: Mutex<(Vec<usize>, Option<Waker>)>,
-}
-
-impl ReadyList {
-    fn push(&self, slot: usize) {
-        if let Ok(mut g) = self.inner.lock() {
-            g.0.push(slot);
-            if let Some(w) = g.1.take() {
-                w.wake();
-            }
-        }
-    }
-
-    /// True when slots are waiting; otherwise remembers `waker` for the next push.
-    fn poll(&self, waker: &Waker) -> bool {
-        let Ok(mut g) = self.inner.lock() else {
-            return false;
-        };
-        if !g.0.is_empty() {
-            return true;
-        }
-        if !g.1.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            g.1 = Some(waker.clone());
-        }
-        false
-    }
-
-    fn take_into(&self, out: &mut Vec<usize>) {
-        if let Ok(mut g) = self.inner.lock() {
-            std::mem::swap(&mut g.0, out);
-        }
-    }
-}
-
-struct SlotWaker {
-    slot: usize,
-    list: Arc<ReadyList>,
-}
-
-impl Wake for SlotWaker {
-    fn wake(self: Arc<Self>) {
-        self.list.push(self.slot);
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.list.push(self.slot);
-    }
-}
-
 struct Call {
     index: u32,
     uac: Uac,
     media: CallMedia,
-    socket: Option<UdpSocket>,
-    waker: Waker,
+    socket: Option<std::net::UdpSocket>,
     codec: Option<Law>,
     recorded: bool,
     /// The UAC's next timer, cached after every interaction (the tick checks it per visit).
@@ -122,8 +64,7 @@ pub(super) struct Driver {
     calls: Vec<Option<Call>>,
     free: Vec<usize>,
     by_call_id: HashMap<String, usize>,
-    ready: Arc<ReadyList>,
-    ready_scratch: Vec<usize>,
+    rtp: RtpSockets,
     records: Vec<CallRecord>,
     rtt: Histogram,
     harness: HarnessStats,
@@ -186,6 +127,10 @@ impl Driver {
             Progress::new(false)
         };
         let now = Instant::now();
+        let rtp = RtpSockets::new().map_err(|error| LoadError::Io {
+            what: "creating the RTP sockets' epoll set".into(),
+            error,
+        })?;
         let sip_link = a
             .impair_sip
             .as_ref()
@@ -201,8 +146,7 @@ impl Driver {
             calls: Vec::new(),
             free: Vec::new(),
             by_call_id: HashMap::new(),
-            ready: Arc::new(ReadyList::default()),
-            ready_scratch: Vec::new(),
+            rtp,
             records: Vec::new(),
             rtt: Histogram::default(),
             harness: HarnessStats::default(),
@@ -227,7 +171,9 @@ impl Driver {
                     w.stop = true;
                 }
                 w.sip = self.sip.poll_recv_ready(cx).is_ready();
-                w.rtp = self.ready.poll(cx.waker());
+                w.rtp = self.rtp.poll_ready(cx, |slot| {
+                    read_rtp(&mut self.calls, &mut self.rtp_buf, &mut self.rtt, slot)
+                });
                 w.tick = sleep.as_mut().poll(cx).is_ready();
                 if w.stop || w.sip || w.rtp || w.tick {
                     Poll::Ready(w)
@@ -239,9 +185,6 @@ impl Driver {
             if w.stop {
                 stopped = true;
                 self.begin_stop();
-            }
-            if w.rtp {
-                self.drain_rtp();
             }
             if w.sip {
                 self.drain_sip();
@@ -312,7 +255,7 @@ impl Driver {
                         if !link.out.push(sent_at, (to, pkt.clone())) {
                             c.media.lost_on_way_out(&pkt);
                         }
-                    } else if socket.try_send_to(pkt, to).is_err() {
+                    } else if socket.send_to(pkt, to).is_err() {
                         let refused = pkt.to_vec();
                         c.media.send_failed(&refused);
                         self.harness.rtp_send_errors += 1;
@@ -351,9 +294,16 @@ impl Driver {
         self.launched += 1;
         let now = std::time::Instant::now();
         self.progress.call_started(now);
-        let socket = match bind_rtp(self.plan.local_ip) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.calls.push(None);
+            self.calls.len() - 1
+        });
+        let rtp = &self.rtp;
+        let socket = match bind_rtp(self.plan.local_ip).and_then(|s| rtp.add(&s, slot).map(|()| s))
+        {
             Ok(s) => s,
             Err(e) => {
+                self.free.push(slot);
                 self.records.push(CallRecord {
                     index,
                     started_at_ms: ms(now.saturating_duration_since(self.t0.into_std())),
@@ -367,14 +317,6 @@ impl Driver {
         };
         let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
         let seed = SplitMix::new(self.plan.seed ^ u64::from(index)).next_u64();
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.calls.push(None);
-            self.calls.len() - 1
-        });
-        let waker = Waker::from(Arc::new(SlotWaker {
-            slot,
-            list: Arc::clone(&self.ready),
-        }));
         let uac = Uac::new(now, &self.cfg, port);
         self.by_call_id.insert(uac.call_id().to_string(), slot);
         self.calls[slot] = Some(Call {
@@ -382,7 +324,6 @@ impl Driver {
             uac,
             media: CallMedia::new(self.plan.program.voice(seed), seed),
             socket: Some(socket),
-            waker,
             codec: None,
             recorded: false,
             deadline: None,
@@ -393,51 +334,7 @@ impl Driver {
                 .as_ref()
                 .map(|spec| Link::new(spec, seed)),
         });
-        // The first poll registers the socket's waker; from then on readiness is pushed.
-        self.ready.push(slot);
         self.flush(slot);
-    }
-
-    fn drain_rtp(&mut self) {
-        let mut slots = std::mem::take(&mut self.ready_scratch);
-        self.ready.take_into(&mut slots);
-        for &slot in &slots {
-            let Some(c) = self.calls.get_mut(slot).and_then(Option::as_mut) else {
-                continue;
-            };
-            let Some(socket) = c.socket.as_ref() else {
-                continue;
-            };
-            let mut cx = Context::from_waker(&c.waker);
-            let mut budget = READ_BUDGET;
-            loop {
-                if budget == 0 {
-                    // More to read: come back after the others had their turn.
-                    self.ready.push(slot);
-                    break;
-                }
-                budget -= 1;
-                let mut buf = ReadBuf::new(&mut self.rtp_buf);
-                match socket.poll_recv_from(&mut cx, &mut buf) {
-                    Poll::Ready(Ok(src)) => {
-                        let now = std::time::Instant::now();
-                        if let Some(link) = c.rtp_link.as_mut() {
-                            let pkt = Bytes::copy_from_slice(buf.filled());
-                            if !link.inn.push(now, (src, pkt.clone())) {
-                                c.media.lost_on_way_back(&pkt);
-                            }
-                        } else if let Received::Echo(rtt) = c.media.on_datagram(now, buf.filled()) {
-                            self.rtt.add(rtt);
-                        }
-                    }
-                    // An ICMP error surfacing on the socket: keep reading.
-                    Poll::Ready(Err(_)) => {}
-                    Poll::Pending => break,
-                }
-            }
-        }
-        slots.clear();
-        self.ready_scratch = slots;
     }
 
     fn drain_sip(&mut self) {
@@ -476,7 +373,7 @@ impl Driver {
                 continue;
             };
             while let Some((to, pkt)) = link.out.pop_due(now) {
-                if socket.try_send_to(&pkt, to).is_err() {
+                if socket.send_to(&pkt, to).is_err() {
                     c.media.send_failed(&pkt);
                     self.harness.rtp_send_errors += 1;
                 }
@@ -562,7 +459,9 @@ impl Driver {
                 self.records.push(record);
                 c.recorded = true;
                 c.media.stop();
-                c.socket = None;
+                if let Some(socket) = c.socket.take() {
+                    self.rtp.remove(&socket);
+                }
             }
         }
         c.deadline = c.uac.poll_timeout();
@@ -715,10 +614,34 @@ fn record(c: &Call, r: &SipResult, t0: std::time::Instant, media_required: bool)
     }
 }
 
-fn bind_rtp(ip: std::net::IpAddr) -> std::io::Result<UdpSocket> {
+/// Reads the one datagram waiting on `slot`'s socket: the echo's arrival time is taken here.
+fn read_rtp(calls: &mut [Option<Call>], buf: &mut [u8], rtt: &mut Histogram, slot: usize) {
+    let Some(c) = calls.get_mut(slot).and_then(Option::as_mut) else {
+        return;
+    };
+    let Some(socket) = c.socket.as_ref() else {
+        return;
+    };
+    // Nothing there after all, or an ICMP error surfacing on the socket: the set names the
+    // socket again if a datagram is waiting.
+    let Ok((n, src)) = socket.recv_from(buf) else {
+        return;
+    };
+    let now = std::time::Instant::now();
+    if let Some(link) = c.rtp_link.as_mut() {
+        let pkt = Bytes::copy_from_slice(&buf[..n]);
+        if !link.inn.push(now, (src, pkt.clone())) {
+            c.media.lost_on_way_back(&pkt);
+        }
+    } else if let Received::Echo(d) = c.media.on_datagram(now, &buf[..n]) {
+        rtt.add(d);
+    }
+}
+
+fn bind_rtp(ip: std::net::IpAddr) -> std::io::Result<std::net::UdpSocket> {
     let s = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
     s.set_nonblocking(true)?;
-    UdpSocket::from_std(s)
+    Ok(s)
 }
 
 fn law_name(l: Law) -> &'static str {
@@ -733,3 +656,4 @@ fn ms(d: Duration) -> f64 {
 }
 
 mod link;
+mod rtp;

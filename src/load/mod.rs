@@ -4,8 +4,8 @@
 //!
 //! Built to drive thousands of concurrent calls from one core: one task on a current-thread
 //! runtime, one SIP socket, one RTP socket per call (each call needs its own SDP port so its
-//! echo can be told apart) whose readiness is reported per socket to that single task, and a
-//! single 20 ms tick that sends every call's next frame. The per-call SIP logic is the sans-IO
+//! echo can be told apart), all in one level-triggered epoll set that names the sockets holding
+//! a datagram (one read each), and a 2 ms tick that sends each call's next frame once per 20 ms. The per-call SIP logic is the sans-IO
 //! [`uac::Uac`]; the per-call RTP logic is the sans-IO [`media::CallMedia`].
 
 mod driver;
