@@ -1,9 +1,9 @@
 //! The harness's only task: one SIP socket, one RTP socket per call, one ticking loop that
 //! sends every call's media.
 //!
-//! The RTP sockets sit in one level-triggered epoll set ([`rtp::RtpSockets`]): a datagram costs
-//! one read for its own call only, and arrival times are taken as packets are read, not rounded
-//! to the tick. Sending is the opposite: there is no timer per call. The loop ticks every
+//! The RTP sockets sit in one level-triggered epoll set ([`rtp::RtpSockets`]) that each tick
+//! drains: a datagram costs one read for its own call only and wakes nobody, and its arrival
+//! time is the kernel's receive stamp, not the tick's. Sending: there is no timer per call. The loop ticks every
 //! 2 ms and each tick serves one tenth of the calls (those whose slot number falls in that
 //! phase), so every call sends one frame per 20 ms cycle, the traffic is spread over the
 //! cycle instead of leaving in one burst, and echoes are read between ticks rather than
@@ -30,7 +30,7 @@ use crate::codec::g711::Law;
 use crate::sip::message::{HeaderName, Message, Method, Response};
 use crate::sip::transaction::Timers;
 use link::Link;
-use rtp::RtpSockets;
+use rtp::{Clocks, RtpSockets};
 
 /// Ticks per 20 ms media cycle; a call is served on the tick of its phase (its slot modulo
 /// this), so it sends one frame per cycle.
@@ -86,7 +86,6 @@ pub(super) struct Driver {
 struct Wakeup {
     stop: bool,
     sip: bool,
-    rtp: bool,
     tick: bool,
 }
 
@@ -171,11 +170,8 @@ impl Driver {
                     w.stop = true;
                 }
                 w.sip = self.sip.poll_recv_ready(cx).is_ready();
-                w.rtp = self.rtp.poll_ready(cx, |slot| {
-                    read_rtp(&mut self.calls, &mut self.rtp_buf, &mut self.rtt, slot)
-                });
                 w.tick = sleep.as_mut().poll(cx).is_ready();
-                if w.stop || w.sip || w.rtp || w.tick {
+                if w.stop || w.sip || w.tick {
                     Poll::Ready(w)
                 } else {
                     Poll::Pending
@@ -230,6 +226,10 @@ impl Driver {
             self.next_tick += TICK * skip as u32;
             self.harness.ticks_skipped += skip;
         }
+        let clocks = Clocks::now();
+        let (calls, buf, rtt) = (&mut self.calls, &mut self.rtp_buf, &mut self.rtt);
+        self.rtp
+            .drain(|slot| read_rtp(calls, buf, rtt, clocks, slot));
         self.launch_due(now);
         let std_now = now.into_std();
         self.release_impaired(std_now);
@@ -614,8 +614,14 @@ fn record(c: &Call, r: &SipResult, t0: std::time::Instant, media_required: bool)
     }
 }
 
-/// Reads the one datagram waiting on `slot`'s socket: the echo's arrival time is taken here.
-fn read_rtp(calls: &mut [Option<Call>], buf: &mut [u8], rtt: &mut Histogram, slot: usize) {
+/// Reads the one datagram waiting on `slot`'s socket, as having arrived when the kernel says.
+fn read_rtp(
+    calls: &mut [Option<Call>],
+    buf: &mut [u8],
+    rtt: &mut Histogram,
+    clocks: Clocks,
+    slot: usize,
+) {
     let Some(c) = calls.get_mut(slot).and_then(Option::as_mut) else {
         return;
     };
@@ -624,10 +630,10 @@ fn read_rtp(calls: &mut [Option<Call>], buf: &mut [u8], rtt: &mut Histogram, slo
     };
     // Nothing there after all, or an ICMP error surfacing on the socket: the set names the
     // socket again if a datagram is waiting.
-    let Ok((n, src)) = socket.recv_from(buf) else {
+    let Ok((n, src, stamp)) = rtp::recv_stamped(socket, buf) else {
         return;
     };
-    let now = std::time::Instant::now();
+    let now = clocks.arrival(stamp);
     if let Some(link) = c.rtp_link.as_mut() {
         let pkt = Bytes::copy_from_slice(&buf[..n]);
         if !link.inn.push(now, (src, pkt.clone())) {
