@@ -11,7 +11,7 @@
 
 use std::io;
 use std::mem;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -115,68 +115,59 @@ pub(super) fn recv_stamped(
     socket: &UdpSocket,
     buf: &mut [u8],
 ) -> io::Result<(usize, SocketAddr, Option<SystemTime>)> {
-    // SAFETY (all three): plain C structs for which all-zero is a valid value.
-    let mut addr: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
     // Room for one timestamp message, aligned as the kernel writes it.
     let mut control = [0u64; 8];
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
-    msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = mem::size_of_val(&control) as _;
-    // SAFETY: every pointer in `msg` points at a live local or at `buf`, with its true length.
-    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let src = source(&addr).ok_or_else(|| io::Error::other("datagram from a non-IP address"))?;
+    // SAFETY: socket2 hands a zeroed address storage and its length; the closure gives both to
+    // `recvmsg` with every other pointer at a live local or at `buf`, with its true length, and
+    // reports the length the kernel wrote. All-zero is a valid `msghdr`.
+    let ((n, stamp), addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let mut msg: libc::msghdr = mem::zeroed();
+            msg.msg_name = storage.cast();
+            msg.msg_namelen = *len;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = mem::size_of_val(&control) as _;
+            let n = libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            *len = msg.msg_namelen;
+            Ok((n as usize, stamp_of(&msg)))
+        })
+    }?;
+    let src = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::other("datagram from a non-IP address"))?;
+    Ok((n, src, stamp))
+}
+
+/// The `SO_TIMESTAMPNS` stamp among a received message's control messages.
+///
+/// # Safety
+/// `msg` comes from a successful `recvmsg`: its control buffer holds `msg_controllen` bytes
+/// the kernel wrote.
+unsafe fn stamp_of(msg: &libc::msghdr) -> Option<SystemTime> {
     let mut stamp = None;
-    // SAFETY: the kernel filled `control` up to `msg_controllen`; the CMSG macros walk only
-    // that, and a timestamp message's data is one `timespec` (read unaligned to be safe).
+    // SAFETY: the CMSG macros walk only the `msg_controllen` bytes the kernel wrote, and a
+    // timestamp message's data is one `timespec` (read unaligned to be safe).
     unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
         while !cmsg.is_null() {
             let c = &*cmsg;
             if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_TIMESTAMPNS {
                 let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
                 stamp = Some(UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
             }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }
     }
-    Ok((n as usize, src, stamp))
-}
-
-fn source(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match addr.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in, which it is large
-            // enough for.
-            let a: &libc::sockaddr_in = unsafe { &*(addr as *const _ as *const libc::sockaddr_in) };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
-                u16::from_be(a.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: as above, for sockaddr_in6.
-            let a: &libc::sockaddr_in6 =
-                unsafe { &*(addr as *const _ as *const libc::sockaddr_in6) };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(a.sin6_addr.s6_addr),
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
+    stamp
 }
 
 #[cfg(test)]
