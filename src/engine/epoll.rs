@@ -100,14 +100,6 @@ impl Epoll {
     }
 }
 
-/// The set's own descriptor is readable while any of its members is ready, so another poller
-/// (tokio's, for the load harness) can watch the whole set through it.
-impl AsRawFd for Epoll {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
 /// A counter other threads bump to wake the reactor out of its wait.
 pub struct EventFd {
     fd: OwnedFd,
