@@ -1,13 +1,12 @@
 //! The harness's only task: one SIP socket, one RTP socket per call, one ticking loop that
-//! sends every call's media.
+//! sends every call's media and reads what came back.
 //!
-//! The RTP sockets sit in one level-triggered epoll set ([`rtp::RtpSockets`]) that each tick
-//! drains: a datagram costs one read for its own call only and wakes nobody, and its arrival
-//! time is the kernel's receive stamp, not the tick's. Sending: there is no timer per call. The loop ticks every
-//! 2 ms and each tick serves one tenth of the calls (those whose slot number falls in that
-//! phase), so every call sends one frame per 20 ms cycle, the traffic is spread over the
-//! cycle instead of leaving in one burst, and echoes are read between ticks rather than
-//! queueing behind a walk over every call.
+//! There is no timer per call. The loop ticks every 2 ms and each tick serves one tenth of the
+//! calls (those whose slot number falls in that phase), so every call sends one frame per 20 ms
+//! cycle and the traffic is spread over the cycle instead of leaving in one burst. Each tick
+//! also drains the RTP sockets' level-triggered epoll set ([`rtp::RtpSockets`]): a datagram
+//! costs one read for its own call only and wakes nobody, and its arrival time is the kernel's
+//! receive stamp, not the tick's.
 
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};

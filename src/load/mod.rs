@@ -4,9 +4,9 @@
 //!
 //! Built to drive thousands of concurrent calls from one core: one task on a current-thread
 //! runtime, one SIP socket, one RTP socket per call (each call needs its own SDP port so its
-//! echo can be told apart), all in one level-triggered epoll set that names the sockets holding
-//! a datagram (one read each), and a 2 ms tick that sends each call's next frame once per 20 ms. The per-call SIP logic is the sans-IO
-//! [`uac::Uac`]; the per-call RTP logic is the sans-IO [`media::CallMedia`].
+//! echo can be told apart), and a 2 ms tick that sends each call's next frame once per 20 ms
+//! and reads every echo that came, timed by the kernel's receive stamp. The per-call SIP logic
+//! is the sans-IO [`uac::Uac`]; the per-call RTP logic is the sans-IO [`media::CallMedia`].
 
 mod driver;
 pub mod impair;
