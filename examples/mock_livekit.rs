@@ -36,7 +36,7 @@ async fn main() {
         for (i, x) in s.sessions.iter().enumerate() {
             println!(
                 "session {i} room={} identity={} audio_packets={} loud_hz={:.0} dtmf={:?} \
-                 answers={:?} offers={} left={} closed={}",
+                 answers={:?} offers={} left={} ended={:?}",
                 x.room,
                 x.claims.as_ref().map(|c| c.sub.as_str()).unwrap_or(""),
                 x.audio_packets,
@@ -45,7 +45,7 @@ async fn main() {
                 x.subscriber_answers,
                 x.offers_sent,
                 x.left.is_some(),
-                x.closed
+                x.ended
             );
         }
         for r in &s.refused {

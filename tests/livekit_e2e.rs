@@ -398,24 +398,23 @@ async fn next(s: &mut dyn sipbridge::agent::AgentSession) -> Option<sipbridge::a
     std::future::poll_fn(|cx| s.poll_output(cx, false)).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_session_reports_its_room_and_the_rooms_dtmf_to_the_call() {
-    use sipbridge::agent::livekit::LivekitAgent;
-    use sipbridge::agent::{Agent, AgentEvent, AgentOutput, CallInfo, CallerEvent};
-    use sipbridge::config::LivekitSpec;
-
-    let mock = MockLivekit::start(MockConfig::default()).await;
-    let agent = LivekitAgent::new(LivekitSpec {
+/// The agent on its own, without a call: rooms named `t-...`, automatic dispatch.
+fn direct_agent(mock: &MockLivekit) -> sipbridge::agent::livekit::LivekitAgent {
+    sipbridge::agent::livekit::LivekitAgent::new(sipbridge::config::LivekitSpec {
         url: mock.url.clone(),
         api_key: API_KEY.into(),
         api_secret: API_SECRET.into(),
         room_prefix: "t-".into(),
         agent_name: None,
         ringing_timeout: Duration::from_secs(5),
-    });
-    let policy = agent.setup_policy();
-    assert_eq!((policy.timeout_status, policy.error_status), (480, 503));
-    assert_eq!(policy.ring_every, Some(Duration::from_secs(1)));
+    })
+}
+
+/// A session of [`direct_agent`], connected (the agent's audio is subscribed).
+async fn direct_session(
+    agent: &sipbridge::agent::livekit::LivekitAgent,
+) -> Box<dyn sipbridge::agent::AgentSession> {
+    use sipbridge::agent::{Agent, CallInfo};
     let call = CallInfo {
         call_id: "c1@test".into(),
         local_tag: "tag1".into(),
@@ -425,10 +424,22 @@ async fn the_session_reports_its_room_and_the_rooms_dtmf_to_the_call() {
         agent: "room".into(),
         ..Default::default()
     };
-    let mut session = tokio::time::timeout(WAIT, agent.connect(&call))
+    tokio::time::timeout(WAIT, agent.connect(&call))
         .await
         .expect("connected in time")
-        .expect("session");
+        .expect("session")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_reports_its_room_and_the_rooms_dtmf_to_the_call() {
+    use sipbridge::agent::{Agent, AgentEvent, AgentOutput, CallerEvent};
+
+    let mock = MockLivekit::start(MockConfig::default()).await;
+    let agent = direct_agent(&mock);
+    let policy = agent.setup_policy();
+    assert_eq!((policy.timeout_status, policy.error_status), (480, 503));
+    assert_eq!(policy.ring_every, Some(Duration::from_secs(1)));
+    let mut session = direct_session(&agent).await;
     // Automatic dispatch: no CreateDispatch.
     assert!(mock.state.lock().unwrap().dispatches.is_empty());
 
@@ -497,4 +508,32 @@ async fn the_session_reports_its_room_and_the_rooms_dtmf_to_the_call() {
         }
     }
     assert!(ended);
+}
+
+/// A loaded server reads the signalling connection slowly. The gateway closes it and waits for
+/// the server's close before `DeleteRoom`, so the server has read the leave by then: the room
+/// is never deleted under a participant the server still counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_is_deleted_only_after_the_server_has_read_the_leave() {
+    use sipbridge::agent::CallerEvent;
+
+    let mock = MockLivekit::start(MockConfig {
+        signal_delay: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let agent = direct_agent(&mock);
+    let mut session = direct_session(&agent).await;
+    session.send_event(CallerEvent::Hangup);
+    mock.wait_for("DeleteRoom", WAIT, |s| !s.deleted.is_empty())
+        .await;
+    let (ended, occupied) = {
+        let s = mock.state.lock().unwrap();
+        (s.sessions[0].ended.clone(), s.deleted_occupied.clone())
+    };
+    assert_eq!(ended.as_deref(), Some("leave"));
+    assert!(
+        occupied.is_empty(),
+        "deleted with the participant still in: {occupied:?}"
+    );
 }

@@ -326,10 +326,19 @@ fn handle(
             }
             st.deleted.push(r.room.clone());
             // Everyone still in the room is told it is gone.
-            for s in st.sessions.iter().filter(|s| s.room == r.room && !s.closed) {
+            let mut occupied = false;
+            for s in st
+                .sessions
+                .iter()
+                .filter(|s| s.room == r.room && s.ended.is_none())
+            {
+                occupied = true;
                 if let Some(tx) = &s.commands {
                     let _ = tx.send(Command::RoomDeleted);
                 }
+            }
+            if occupied {
+                st.deleted_occupied.push(r.room.clone());
             }
             (200, encode(ct, &proto::DeleteRoomResponse {}), json)
         }

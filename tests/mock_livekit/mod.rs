@@ -36,6 +36,8 @@ pub struct MockConfig {
     pub agent_silent: bool,
     /// Keep the participants' decoded audio (off for capacity runs: 5.8 MB per minute).
     pub record_audio: bool,
+    /// A loaded server: it takes this long over each signal message it reads.
+    pub signal_delay: Duration,
 }
 
 impl Default for MockConfig {
@@ -49,6 +51,7 @@ impl Default for MockConfig {
             ping_timeout_secs: 10,
             agent_silent: false,
             record_audio: true,
+            signal_delay: Duration::ZERO,
         }
     }
 }
@@ -101,7 +104,8 @@ pub struct Session {
     /// Attribute updates (UpdateParticipantMetadata), in order.
     pub attribute_updates: Vec<HashMap<String, String>>,
     pub left: Option<livekit_protocol::LeaveRequest>,
-    pub closed: bool,
+    /// Why the session's signalling loop ended (set as it ends, before the clean-up).
+    pub ended: Option<String>,
     pub agent_track_published: bool,
     pub commands: Option<mpsc::UnboundedSender<Command>>,
 }
@@ -112,6 +116,8 @@ pub struct State {
     /// Rooms and their creation time (Unix ms).
     pub rooms: HashMap<String, i64>,
     pub deleted: Vec<String>,
+    /// Rooms deleted while a participant's session was still open (its leave not yet read).
+    pub deleted_occupied: Vec<String>,
     pub dispatches: Vec<(String, String)>,
     pub sessions: Vec<Session>,
     /// Joins refused (bad token), with why.
@@ -165,7 +171,7 @@ impl MockLivekit {
                     "mock LiveKit: timed out waiting for {what}; sessions: {:#?}; twirp: {:?}; refused: {:?}",
                     s.sessions
                         .iter()
-                        .map(|x| (x.room.clone(), x.audio_packets, x.dtmf.clone(), x.left.is_some(), x.closed, x.publisher_offer.is_some(), x.candidates_received, x.subscriber_answers.clone(), x.offers_sent))
+                        .map(|x| (x.room.clone(), x.audio_packets, x.dtmf.clone(), x.left.is_some(), x.ended.clone(), x.publisher_offer.is_some(), x.candidates_received, x.subscriber_answers.clone(), x.offers_sent))
                         .collect::<Vec<_>>(),
                     s.twirp.iter().map(|t| (&t.method, t.status)).collect::<Vec<_>>(),
                     s.refused

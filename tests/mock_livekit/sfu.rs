@@ -124,13 +124,25 @@ pub async fn run(
     let config = shared.config.clone();
     let (mut ws_tx, mut ws_rx) = ws.split();
     let (out, mut out_rx) = mpsc::unbounded_channel::<SignalResponse>();
+    // The session's end: the writer sends what is queued (a leave), then closes. The peer
+    // connections' callbacks hold senders of `out` until they are closed, so the channel's
+    // end alone comes too late.
+    let (done, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
-        while let Some(r) = out_rx.recv().await {
-            if ws_tx
-                .send(Message::Binary(Bytes::from(r.encode_to_vec())))
-                .await
-                .is_err()
-            {
+        let encode = |r: SignalResponse| Message::Binary(Bytes::from(r.encode_to_vec()));
+        loop {
+            let r = tokio::select! {
+                biased;
+                r = out_rx.recv() => r,
+                _ = &mut done_rx => None,
+            };
+            let Some(r) = r else { break };
+            if ws_tx.send(encode(r)).await.is_err() {
+                return;
+            }
+        }
+        while let Ok(r) = out_rx.try_recv() {
+            if ws_tx.send(encode(r)).await.is_err() {
                 return;
             }
         }
@@ -229,7 +241,7 @@ pub async fn run(
     let mut agent_pending = !config.agent_silent;
     let mut drop_connection = false;
 
-    loop {
+    let end: String = 'session: loop {
         tokio::select! {
             msg = ws_rx.next() => {
                 let req = match msg {
@@ -237,9 +249,14 @@ pub async fn run(
                         Ok(r) => r,
                         Err(_) => continue,
                     },
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(Message::Close(c))) => break 'session format!("close frame {c:?}"),
+                    Some(Err(e)) => break 'session format!("read error: {e}"),
+                    None => break 'session "end of stream".into(),
                     Some(Ok(_)) => continue,
                 };
+                if !config.signal_delay.is_zero() {
+                    tokio::time::sleep(config.signal_delay).await;
+                }
                 let Some(m) = req.message else { continue };
                 match m {
                     signal_request::Message::AddTrack(a) => {
@@ -259,11 +276,11 @@ pub async fn run(
                     }
                     signal_request::Message::Offer(sd) => {
                         state.lock().unwrap().sessions[index].publisher_offer = Some(sd.sdp.clone());
-                        let Ok(desc) = RTCSessionDescription::offer(sd.sdp) else { break };
-                        if publ.set_remote_description(desc).await.is_err() { break; }
+                        let Ok(desc) = RTCSessionDescription::offer(sd.sdp) else { break 'session "bad publisher offer".into() };
+                        if publ.set_remote_description(desc).await.is_err() { break 'session "publisher offer not applied".into(); }
                         pubn.remote_set().await;
-                        let Ok(answer) = publ.create_answer(None).await else { break };
-                        if publ.set_local_description(answer).await.is_err() { break; }
+                        let Ok(answer) = publ.create_answer(None).await else { break 'session "no publisher answer".into() };
+                        if publ.set_local_description(answer).await.is_err() { break 'session "publisher answer not applied".into(); }
                         let sdp = publ.local_description().await.map(|d| d.sdp).unwrap_or_default();
                         let _ = out.send(response(signal_response::Message::Answer(
                             proto::SessionDescription { r#type: "answer".into(), sdp, id: sd.id, ..Default::default() },
@@ -271,8 +288,8 @@ pub async fn run(
                     }
                     signal_request::Message::Answer(sd) => {
                         state.lock().unwrap().sessions[index].subscriber_answers.push(sd.id);
-                        let Ok(desc) = RTCSessionDescription::answer(sd.sdp) else { break };
-                        if sub.set_remote_description(desc).await.is_err() { break; }
+                        let Ok(desc) = RTCSessionDescription::answer(sd.sdp) else { break 'session "bad subscriber answer".into() };
+                        if sub.set_remote_description(desc).await.is_err() { break 'session "subscriber answer not applied".into(); }
                         subn.remote_set().await;
                         awaiting_answer = false;
                         if offer_again {
@@ -305,7 +322,7 @@ pub async fn run(
                     }
                     signal_request::Message::Leave(l) => {
                         state.lock().unwrap().sessions[index].left = Some(l);
-                        break;
+                        break 'session "leave".into();
                     }
                     _ => {}
                 }
@@ -324,17 +341,17 @@ pub async fn run(
                 }
                 Some(Command::Remove) => {
                     leave(&out, proto::DisconnectReason::ParticipantRemoved);
-                    break;
+                    break 'session "removed".into();
                 }
                 Some(Command::RoomDeleted) => {
                     leave(&out, proto::DisconnectReason::RoomDeleted);
-                    break;
+                    break 'session "room deleted".into();
                 }
                 Some(Command::DropConnection) => {
                     drop_connection = true;
-                    break;
+                    break 'session "connection dropped".into();
                 }
-                None => break,
+                None => break 'session "commands gone".into(),
             },
             _ = tokio::time::sleep_until(agent_at), if agent_pending => {
                 agent_pending = false;
@@ -350,7 +367,7 @@ pub async fn run(
                     "PA_agent|TR_agent".to_owned(),
                 ));
                 if sub.add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>).await.is_err() {
-                    break;
+                    break 'session "agent track not added".into();
                 }
                 // Clients pair an incoming stream with its publisher through the msid
                 // `<participant sid>|<track sid>` and this announcement of the track.
@@ -377,9 +394,11 @@ pub async fn run(
                 }
             }
         }
-    }
+    };
+    state.lock().unwrap().sessions[index].ended = Some(end);
     stop.store(true, Ordering::Relaxed);
     drop(out);
+    let _ = done.send(());
     if drop_connection {
         writer.abort();
     } else {
@@ -387,7 +406,6 @@ pub async fn run(
     }
     let _ = sub.close().await;
     let _ = publ.close().await;
-    state.lock().unwrap().sessions[index].closed = true;
 }
 
 fn leave(out: &mpsc::UnboundedSender<SignalResponse>, reason: proto::DisconnectReason) {

@@ -205,7 +205,21 @@ impl Driver {
                 break;
             }
         }
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws_tx.send(Message::Close(None))).await;
+        // Close, then wait for the server's close (RFC 6455 7.1.1) rather than dropping the
+        // connection: the `DeleteRoom` that follows must not overtake our leave (a server that
+        // reads it first takes the room down under a participant it still counts), and a
+        // connection reset with its last segments unacknowledged can lose the leave on a
+        // lossy link.
+        let closing = async {
+            if ws_tx.send(Message::Close(None)).await.is_ok() {
+                while let Some(Ok(m)) = ws_rx.next().await {
+                    if let Message::Close(_) = m {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
         Ok(())
     }
 
