@@ -24,6 +24,7 @@ use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
 use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
+use webrtc::data_channel::data_channel_state::RTCDataChannelState;
 use webrtc::data_channel::RTCDataChannel;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::interceptor::registry::Registry;
@@ -460,6 +461,14 @@ async fn send_dtmf(dc: &RTCDataChannel, code: u32, digit: String) {
         })),
         ..Default::default()
     };
+    // A participant publishes over an open channel: a command given while the subscriber's
+    // SCTP association is still coming up (a loaded machine) waits for it rather than being
+    // dropped. Bounded, so a connection that never opens fails the test that waits for the
+    // digit, not the mock.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while dc.ready_state() != RTCDataChannelState::Open && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = dc.send(&Bytes::from(packet.encode_to_vec())).await;
 }
 
