@@ -592,6 +592,7 @@ impl Peers {
     ) -> Poll<PeerEvent> {
         // Bounded: each pass either consumes input or returns; a timer that keeps firing at
         // once cannot spin here forever.
+        let mut settled = false;
         for _ in 0..4 {
             if let Some(ev) = self.room.events.pop_front() {
                 return Poll::Ready(ev);
@@ -631,11 +632,13 @@ impl Peers {
                 continue;
             }
             let Some(at) = self.poll_timeout() else {
+                settled = true;
                 break;
             };
             // On a media reactor the call polls at `poll_timeout` itself: a tokio timer would
             // wake it across threads.
             if !self.watch_order.is_empty() {
+                settled = true;
                 break;
             }
             if self.timer_at != Some(at) {
@@ -645,9 +648,17 @@ impl Peers {
                     .reset(tokio::time::Instant::from_std(at));
             }
             if self.timer.as_mut().poll(cx).is_pending() {
+                settled = true;
                 break;
             }
             self.timer_at = None;
+        }
+        if !settled {
+            // Out of passes with timers still firing (a loaded machine runs late): what the
+            // last timer produced is neither sent nor re-armed, and only a datagram would
+            // wake us. A handshake waiting on our own retransmission would stall for good, so
+            // ask to be polled again.
+            cx.waker().wake_by_ref();
         }
         match self.room.events.pop_front() {
             Some(ev) => Poll::Ready(ev),
