@@ -69,9 +69,28 @@ pub async fn gateway_sip(
     extra: &str,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Gateway {
+    capture_logs();
     let cfg =
         config::parse(&config_text(sip, media, extra), "test.toml", env).expect("test config");
     Gateway::start(&cfg).await.expect("gateway start")
+}
+
+/// Sends the gateway's logs (`sipbridge=info`, or `RUST_LOG`) to the test harness's captured
+/// output, so a failing test prints them and a passing one does not: without them a failure on
+/// CI says what went wrong but not why. The threads a test starts (its runtime's workers, the
+/// media reactors) inherit its capture. A test binary that installs its own subscriber first
+/// (hume_e2e, which asserts on log lines) keeps it.
+pub fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sipbridge=info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_test_writer()
+            .try_init();
+    });
 }
 
 /// The test gateway's config: SIP and HTTP on 127.0.0.1, a fresh RTP range, one digest trunk
