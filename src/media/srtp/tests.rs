@@ -24,18 +24,6 @@ fn rfc_master() -> MasterKey {
 
 /// A plain RTP packet; `extras` adds two CSRCs, a one-byte-header extension (RFC 8285) and
 /// three bytes of padding, so the payload does not start at byte 12.
-/// Where the payload of `packet` (as [`rtp`] builds it) starts: after the CSRCs and the
-/// header extension.
-fn payload_start(packet: &[u8]) -> usize {
-    let csrcs = usize::from(packet[0] & 0x0f);
-    let mut start = 12 + 4 * csrcs;
-    if packet[0] & 0x10 != 0 {
-        let words = usize::from(u16::from_be_bytes([packet[start + 2], packet[start + 3]]));
-        start += 4 + 4 * words;
-    }
-    start
-}
-
 fn rtp(seq: u16, ssrc: u32, payload_len: usize, extras: bool) -> Vec<u8> {
     let mut p = vec![0x80, 0x00];
     p.extend_from_slice(&seq.to_be_bytes());
@@ -240,10 +228,12 @@ fn interop_with_rtc_across_the_sequence_wrap() {
         for plain in &plains {
             let ours = protect(&mut ours_out, plain);
             assert_eq!(ours.len(), plain.len() + suite.tag_len());
-            let start = payload_start(plain);
+            let start = payload_offset(plain).expect("the stream is RTP");
             payload += plain.len() - start;
-            unchanged += (start..plain.len())
-                .filter(|&i| ours[i] == plain[i])
+            unchanged += plain[start..]
+                .iter()
+                .zip(&ours[start..])
+                .filter(|(p, o)| p == o)
                 .count();
             let theirs = rtc_out.encrypt_rtp(plain).expect("rtc encrypts");
             // Both are deterministic, so the same state gives the same bytes.
