@@ -125,25 +125,15 @@ pub async fn run(
     let config = shared.config.clone();
     let (mut ws_tx, mut ws_rx) = ws.split();
     let (out, mut out_rx) = mpsc::unbounded_channel::<SignalResponse>();
-    // The session's end: the writer sends what is queued (a leave), then closes. The peer
-    // connections' callbacks hold senders of `out` until they are closed, so the channel's
-    // end alone comes too late.
-    let (done, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+    // The writer sends what is queued (a leave last), then closes once the session drops
+    // `out`: the only strong sender, so the peer connections' callbacks hold weak ones.
     let writer = tokio::spawn(async move {
-        let encode = |r: SignalResponse| Message::Binary(Bytes::from(r.encode_to_vec()));
-        loop {
-            let r = tokio::select! {
-                biased;
-                r = out_rx.recv() => r,
-                _ = &mut done_rx => None,
-            };
-            let Some(r) = r else { break };
-            if ws_tx.send(encode(r)).await.is_err() {
-                return;
-            }
-        }
-        while let Ok(r) = out_rx.try_recv() {
-            if ws_tx.send(encode(r)).await.is_err() {
+        while let Some(r) = out_rx.recv().await {
+            if ws_tx
+                .send(Message::Binary(Bytes::from(r.encode_to_vec())))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -180,11 +170,13 @@ pub async fn run(
     let sub = peer_connection().await;
     let publ = peer_connection().await;
     for (pc, target) in [(&sub, SUBSCRIBER), (&publ, PUBLISHER)] {
-        let out = out.clone();
+        let out = out.downgrade();
         pc.on_ice_candidate(Box::new(move |c| {
-            let out = out.clone();
+            let out = out.upgrade();
             Box::pin(async move {
-                let Some(c) = c else { return };
+                let (Some(c), Some(out)) = (c, out) else {
+                    return;
+                };
                 if let Ok(init) = c.to_json() {
                     let _ = out.send(response(signal_response::Message::Trickle(
                         proto::TrickleRequest {
@@ -399,7 +391,6 @@ pub async fn run(
     state.lock().unwrap().sessions[index].ended = Some(end);
     stop.store(true, Ordering::Relaxed);
     drop(out);
-    let _ = done.send(());
     if drop_connection {
         writer.abort();
     } else {
