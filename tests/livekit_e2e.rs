@@ -400,6 +400,7 @@ async fn next(s: &mut dyn sipbridge::agent::AgentSession) -> Option<sipbridge::a
 
 /// The agent on its own, without a call: rooms named `t-...`, automatic dispatch.
 fn direct_agent(mock: &MockLivekit) -> sipbridge::agent::livekit::LivekitAgent {
+    common::capture_logs();
     sipbridge::agent::livekit::LivekitAgent::new(sipbridge::config::LivekitSpec {
         url: mock.url.clone(),
         api_key: API_KEY.into(),
